@@ -1,0 +1,1 @@
+"""lull: session analytics."""

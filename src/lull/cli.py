@@ -1,0 +1,264 @@
+"""The `lull` command: parses, calls, prints; nothing else."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+import duckdb
+
+from lull import config
+from lull.errors import BadInput, LullError
+from lull.model import Settings, check_timezone, parse_timeout
+from lull.store.db import connect
+from lull.store.projects import get_settings, now_ms, project_id, save_settings
+
+_DEFAULTS = config.read()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", default=_DEFAULTS["db"], show_default=True, help="the store (LULL_DB)")
+@click.option(
+    "--project", default=_DEFAULTS["project"], show_default=True, help="project (LULL_PROJECT)"
+)
+@click.pass_context
+def cli(ctx: click.Context, db: str, project: str) -> None:
+    """lull: session analytics on an embedded DuckDB store."""
+    ctx.obj = {"db": db, "project": project}
+
+
+def _common(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Let --db and --project also come after the command name."""
+    f = click.option("--db", default=None, help="the store (LULL_DB)")(f)
+    return click.option("--project", default=None, help="project (LULL_PROJECT)")(f)
+
+
+@contextmanager
+def _open(
+    ctx: click.Context, db: str | None, project: str | None, read_only: bool = False
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, int]]:
+    path = db or ctx.obj["db"]
+    name = project or ctx.obj["project"]
+    con = connect(path, read_only=read_only and Path(path).exists())
+    try:
+        yield con, project_id(con, name, create=not read_only)
+    finally:
+        con.close()
+
+
+def _print_json(value: object) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+@cli.command()
+@_common
+@click.option("--sessions", type=click.Choice(["on", "off"]), help="activate sessions")
+@click.option("--timeout", help="inactivity that ends a session: 90s, 20m, 1h (1m to 24h)")
+@click.option("--timezone", help="IANA time zone for per-day figures")
+@click.option("--excluded", help='events that never take part in sessions: "A,B"')
+@click.pass_context
+def settings(
+    ctx: click.Context,
+    db: str | None,
+    project: str | None,
+    sessions: str | None,
+    timeout: str | None,
+    timezone: str | None,
+    excluded: str | None,
+) -> None:
+    """Change the project's session settings; with no change, print them as JSON."""
+    changes: dict[str, Any] = {}
+    if sessions is not None:
+        changes["sessions_enabled"] = sessions == "on"
+    if timeout is not None:
+        changes["timeout_ms"] = parse_timeout(timeout)
+    if timezone is not None:
+        changes["timezone"] = check_timezone(timezone)
+    if excluded is not None:
+        changes["excluded"] = tuple(
+            dict.fromkeys(x.strip() for x in excluded.split(",") if x.strip())
+        )
+    with _open(ctx, db, project, read_only=not changes) as (con, pid):
+        current = get_settings(con, pid)
+        if changes:
+            fields = {
+                "sessions_enabled": current.sessions_enabled,
+                "timeout_ms": current.timeout_ms,
+                "excluded": current.excluded,
+                "timezone": current.timezone,
+                **changes,
+            }
+            current = Settings(**fields)
+            save_settings(con, pid, current)
+        _print_json(current.as_json())
+
+
+@cli.command("import")
+@_common
+@click.argument("file")
+@click.option(
+    "--keep-open",
+    is_flag=True,
+    help="leave the clock at the last arrival (for importing history in parts)",
+)
+@click.pass_context
+def import_cmd(
+    ctx: click.Context, db: str | None, project: str | None, file: str, keep_open: bool
+) -> None:
+    """Load canonical NDJSON events (FILE, or - for stdin) as if received live."""
+    from lull.importer import import_ndjson
+
+    with _input_file(file) as path, _open(ctx, db, project) as (con, pid):
+        with _progress() as step:
+            report = import_ndjson(con, pid, path, now=now_ms(), keep_open=keep_open, progress=step)
+        _print_json(report.as_json())
+
+
+@contextmanager
+def _input_file(file: str) -> Iterator[str]:
+    if file != "-":
+        if not Path(file).is_file():
+            raise BadInput(f"no such file: {file}")
+        yield file
+        return
+    with tempfile.NamedTemporaryFile(suffix=".ndjson") as tmp:
+        shutil.copyfileobj(sys.stdin.buffer, tmp)
+        tmp.flush()
+        yield tmp.name
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str], None]]:
+    """A bar of the import's steps on a terminal; silent when stderr is piped."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=4, disable=not sys.stderr.isatty(), unit="step", leave=False)
+    seen: list[str] = []
+
+    def step(name: str) -> None:
+        if seen:
+            bar.update(1)
+        seen.append(name)
+        bar.set_description(name)
+
+    try:
+        yield step
+        bar.update(1)
+    finally:
+        bar.close()
+
+
+@cli.command()
+@_common
+@click.argument("what", type=click.Choice(["events", "sessions"]))
+@click.option("-o", "--output", help="write to this file instead of stdout")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ndjson", "csv", "parquet"]),
+    default="ndjson",
+    show_default=True,
+)
+@click.pass_context
+def export(
+    ctx: click.Context, db: str | None, project: str | None, what: str, output: str | None, fmt: str
+) -> None:
+    """Write the project's events or sessions (NDJSON on stdout by default)."""
+    from lull.export import export as run_export
+
+    if fmt == "parquet" and output is None:
+        raise BadInput("--format parquet needs -o FILE")
+    with _open(ctx, db, project, read_only=True) as (con, pid):
+        if output is not None:
+            run_export(con, pid, what, output, fmt)
+            return
+        sys.stdout.flush()
+        run_export(con, pid, what, "/dev/stdout", fmt)
+
+
+@cli.command()
+@_common
+@click.pass_context
+def resessionize(ctx: click.Context, db: str | None, project: str | None) -> None:
+    """Rebuild all sessions from the stored events by R2 (e.g. after a timeout change)."""
+    from lull.resessionize import resessionize as rebuild
+
+    with _open(ctx, db, project) as (con, pid):
+        _print_json(rebuild(con, pid, now=now_ms()).as_json())
+
+
+@cli.command()
+@_common
+@click.option("--days", type=click.IntRange(1, 3660), default=30, show_default=True)
+@click.option("--until", help="last day, YYYY-MM-DD (default: today in the project's zone)")
+@click.pass_context
+def board(
+    ctx: click.Context, db: str | None, project: str | None, days: int, until: str | None
+) -> None:
+    """The session board as JSON."""
+    from lull.board import board as make_board
+
+    with _open(ctx, db, project, read_only=True) as (con, pid):
+        s = get_settings(con, pid)
+        if until is None:
+            last = datetime.now(ZoneInfo(s.timezone)).date()
+        else:
+            try:
+                last = date.fromisoformat(until)
+            except ValueError:
+                raise BadInput(f"--until {until!r}: expected a date YYYY-MM-DD") from None
+        _print_json(make_board(con, pid, s, last, days))
+
+
+@cli.command("convert-nasa")
+@click.argument("tsv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def convert_nasa(tsv: Path, output: Path) -> None:
+    """Turn the NASA-HTTP TSV log into canonical NDJSON `Page Viewed` events."""
+    from lull.samples import write_nasa_ndjson
+
+    click.echo(f"{write_nasa_ndjson(tsv, output)} events written to {output}", err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one clear line and a non-zero exit for any bad input."""
+    try:
+        cli.main(args=argv, prog_name="lull", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:
+        click.echo(e.format_message() if hasattr(e, "format_message") else str(e), err=True)
+        return 2
+    except click.UsageError as e:
+        click.echo(f"lull: error: {e.format_message()}", err=True)
+        return 2
+    except click.ClickException as e:
+        click.echo(f"lull: error: {e.format_message()}", err=True)
+        return 1
+    except click.exceptions.Abort:
+        click.echo("lull: interrupted", err=True)
+        return 130
+    except LullError as e:
+        click.echo(f"lull: error: {e.message}", err=True)
+        return 1
+    except duckdb.Error as e:
+        if "Broken pipe" in str(e):
+            return 0  # the reader (e.g. `head`) stopped reading: not an error
+        click.echo(f"lull: error: the store said: {str(e).splitlines()[0]}", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run() -> None:
+    sys.exit(main())

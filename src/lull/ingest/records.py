@@ -1,0 +1,121 @@
+"""The canonical event record (SESSION_RULES.md), validated one record at a time.
+
+This is the exact validator: the server uses it per event, and a bulk import uses it to
+say precisely which line and field is wrong when the fast columnar check finds a fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from lull.errors import BadInput
+from lull.model import SESSION_CONCLUDED, SOURCES, parse_time
+
+MAX_ID = 256
+MAX_NAME = 512
+
+
+@dataclass(slots=True, frozen=True)
+class Record:
+    message_id: str
+    profile_id: str
+    name: str
+    ts: int
+    source: str
+    received_at: int | None
+    sent_at: int | None
+    properties: dict[str, Any]
+
+
+def _text(obj: dict[str, Any], key: str, limit: int) -> str:
+    value = obj.get(key)
+    if value is None:
+        raise BadInput(f"field {key!r} is missing")
+    if not isinstance(value, str):
+        raise BadInput(f"field {key!r} must be a string, got {_kind(value)}")
+    if not value or len(value) > limit:
+        raise BadInput(f"field {key!r} must be 1 to {limit} characters")
+    return value
+
+
+def _kind(value: object) -> str:
+    return {
+        dict: "an object",
+        list: "an array",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+    }.get(type(value), type(value).__name__)
+
+
+def _time(obj: dict[str, Any], key: str, required: bool) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise BadInput(f"field {key!r} is missing")
+        return None
+    try:
+        return parse_time(value, f"field {key!r}")
+    except BadInput as e:
+        raise BadInput(e.message) from None
+
+
+def to_record(obj: object) -> Record:
+    """Validate one decoded JSON value as a canonical event; BadInput names the field."""
+    if not isinstance(obj, dict):
+        raise BadInput(f"an event must be a JSON object, got {_kind(obj)}")
+    name = _text(obj, "name", MAX_NAME)
+    if name == SESSION_CONCLUDED:
+        raise BadInput(
+            f"field 'name': {SESSION_CONCLUDED!r} is a system event that only lull raises"
+        )
+    source = _text(obj, "source", 16)
+    if source not in SOURCES:
+        raise BadInput(f"field 'source': {source!r} is not one of {', '.join(SOURCES)}")
+    props = obj.get("properties")
+    if props is None:
+        props = {}
+    elif not isinstance(props, dict):
+        raise BadInput(f"field 'properties' must be an object, got {_kind(props)}")
+    ts = _time(obj, "ts", True)
+    assert ts is not None
+    return Record(
+        message_id=_text(obj, "message_id", MAX_ID),
+        profile_id=_text(obj, "profile_id", MAX_ID),
+        name=name,
+        ts=ts,
+        source=source,
+        received_at=_time(obj, "received_at", False),
+        sent_at=_time(obj, "sent_at", False),
+        properties=props,
+    )
+
+
+def find_first_error(path: str, start_record: int = 0) -> str | None:
+    """Scan an NDJSON file and describe its first bad line ('line N: ...').
+
+    Records before `start_record` (counting non-blank lines) are only decoded, not
+    validated, since the columnar check found them good.
+    """
+    decoder = msgspec.json.Decoder()
+    record = -1
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            record += 1
+            try:
+                obj = decoder.decode(raw)
+            except msgspec.DecodeError as e:
+                return f"line {number}: malformed JSON ({e})"
+            if record < start_record:
+                continue
+            try:
+                to_record(obj)
+            except BadInput as e:
+                return f"line {number}: {e.message}"
+    return None

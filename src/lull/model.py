@@ -1,0 +1,148 @@
+"""Values shared by every engine: sources, reserved names, settings, time and id helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from lull.errors import BadInput
+
+SOURCES = ("web", "ios", "android", "api")
+SDK_SOURCES = frozenset({"web", "ios", "android"})
+SESSION_CONCLUDED = "Session Concluded"
+SYSTEM_EVENTS = frozenset({SESSION_CONCLUDED})
+DEFAULT_EXCLUDED = (
+    "App Installed",
+    "App Uninstalled",
+    "Notification Sent",
+    "Notification Clicked",
+    "UTM Visited",
+    "Identity Set",
+    "Identity Reset",
+    "Identity Error",
+)
+MINUTE_MS = 60_000
+DEFAULT_TIMEOUT_MS = 20 * MINUTE_MS
+MIN_TIMEOUT_MS = MINUTE_MS
+MAX_TIMEOUT_MS = 24 * 60 * MINUTE_MS
+
+# ISO-8601 with a date, a time and an offset (or Z). The same pattern is used in SQL
+# (ingest/ndjson.py) so the fast and the exact validators agree on what is valid.
+ISO_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
+_ISO = re.compile(ISO_PATTERN)
+# Epoch milliseconds accepted: 1970 to the year 9999.
+MAX_EPOCH_MS = 253_402_300_799_999
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": MINUTE_MS, "h": 60 * MINUTE_MS, "d": 24 * 60 * MINUTE_MS}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """A project's session settings (SESSION_RULES.md, "Settings")."""
+
+    sessions_enabled: bool = False
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    excluded: tuple[str, ...] = DEFAULT_EXCLUDED
+    timezone: str = "UTC"
+    excluded_set: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "excluded_set", frozenset(self.excluded))
+
+    def is_eligible(self, name: str, source: str) -> bool:
+        """R1, for an event received now."""
+        return (
+            self.sessions_enabled
+            and source != "api"
+            and name not in self.excluded_set
+            and name not in SYSTEM_EVENTS
+        )
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "sessions": "on" if self.sessions_enabled else "off",
+            "timeout": format_duration(self.timeout_ms),
+            "timeout_ms": self.timeout_ms,
+            "timezone": self.timezone,
+            "excluded": list(self.excluded),
+        }
+
+
+def parse_duration(text: str) -> int:
+    """`90s`, `20m`, `1h` (a bare number is minutes) -> milliseconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise BadInput(f"bad duration {text!r}: use a number and a unit, e.g. 90s, 20m, 1h")
+    return int(m.group(1)) * _UNIT_MS[m.group(2) or "m"]
+
+
+def parse_timeout(text: str) -> int:
+    ms = parse_duration(text)
+    if not MIN_TIMEOUT_MS <= ms <= MAX_TIMEOUT_MS:
+        raise BadInput(f"session timeout {text!r} is out of range: allow 1m to 24h")
+    return ms
+
+
+def format_duration(ms: int) -> str:
+    for unit in ("h", "m", "s"):
+        if ms % _UNIT_MS[unit] == 0:
+            return f"{ms // _UNIT_MS[unit]}{unit}"
+    return f"{ms}ms"
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadInput(
+            f"unknown time zone {name!r}: use an IANA name such as Europe/Paris"
+        ) from None
+    return name
+
+
+def parse_time(value: object, what: str) -> int:
+    """ISO-8601 with an offset, or integer epoch ms -> epoch ms. Raises BadInput naming `what`."""
+    if isinstance(value, bool):
+        raise BadInput(f"{what}: expected an ISO-8601 time or epoch milliseconds, got a boolean")
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_EPOCH_MS:
+            raise BadInput(f"{what}: epoch milliseconds {value} out of range")
+        return value
+    if isinstance(value, str):
+        if not _ISO.match(value):
+            raise BadInput(
+                f"{what}: {value!r} is not an ISO-8601 time with an offset or Z "
+                "(e.g. 2026-11-01T10:00:00.000Z)"
+            )
+        text = value[:-1] + "+00:00" if value.endswith("Z") else value
+        try:
+            return _to_ms(datetime.fromisoformat(text))
+        except ValueError:
+            raise BadInput(f"{what}: {value!r} is not a valid date and time") from None
+    raise BadInput(
+        f"{what}: expected an ISO-8601 time or epoch milliseconds, got {type(value).__name__}"
+    )
+
+
+def _to_ms(dt: datetime) -> int:
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
+
+
+def format_time(ms: int) -> str:
+    """Epoch ms -> ISO-8601 UTC with milliseconds and Z."""
+    sec, milli = divmod(ms, 1000)
+    return (_EPOCH + timedelta(seconds=sec)).strftime("%Y-%m-%dT%H:%M:%S") + f".{milli:03d}Z"
+
+
+def session_id_for(profile_id: str, message_id: str) -> str:
+    """R3: derived from the profile and the session's first event (same as SQL md5 below)."""
+    return hashlib.md5(f"{profile_id}\x1f{message_id}".encode()).hexdigest()
+
+
+# The same derivation in DuckDB / Spark SQL: md5(profile_id || chr(31) || message_id).
+SESSION_ID_SQL = "md5({profile} || chr(31) || {message})"

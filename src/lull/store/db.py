@@ -1,0 +1,79 @@
+"""Opening the store: one DuckDB file, one writing process, schema checked on open."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from lull.errors import Conflict, LullError
+from lull.store.schema import MIGRATIONS, SCHEMA, VERSION
+
+
+def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (and create or migrate) the store at `path`."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise LullError(f"no store at {path}: import events first (lull import FILE)")
+    if path.parent and not path.parent.exists():
+        raise LullError(f"cannot create the store {path}: folder {path.parent} does not exist")
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as e:
+        if "lock" in str(e).lower():
+            raise Conflict(
+                f"the store {path} is in use by another lull process (is `lull serve` "
+                "running?); stop it, or read the data through the server's API"
+            ) from None
+        raise LullError(f"cannot open the store {path}: {e}") from None
+    except duckdb.Error as e:
+        raise LullError(f"cannot open the store {path}: {e}") from None
+    con.execute("SET TimeZone = 'UTC'")
+    threads = os.environ.get("LULL_THREADS")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    if not read_only:
+        _migrate(con)
+    return con
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("BEGIN")
+    con.execute(SCHEMA)
+    row = con.execute("SELECT value FROM lull_meta WHERE key = 'schema_version'").fetchone()
+    current = int(row[0]) if row else VERSION
+    if current > VERSION:
+        con.execute("ROLLBACK")
+        raise LullError(
+            f"the store was written by a newer lull (schema {current} > {VERSION}): upgrade lull"
+        )
+    for version in range(current + 1, VERSION + 1):
+        con.execute(MIGRATIONS[version])
+    con.execute("INSERT OR REPLACE INTO lull_meta VALUES ('schema_version', ?)", [str(VERSION)])
+    con.execute("COMMIT")
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: commit if the block finishes, roll back on any error."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def literal(value: int | str | list[str] | tuple[str, ...]) -> str:
+    """A SQL literal, for the statements DuckDB cannot prepare (CREATE TABLE AS)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return "[" + ", ".join(literal(v) for v in value) + "]::VARCHAR[]"

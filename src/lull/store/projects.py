@@ -1,0 +1,67 @@
+"""Projects and their settings."""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+
+from lull.errors import BadInput
+from lull.model import DEFAULT_EXCLUDED, DEFAULT_TIMEOUT_MS, Settings
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def project_id(con: duckdb.DuckDBPyConnection, name: str, *, create: bool = True) -> int:
+    """The id of project `name`, created on first use (with default settings)."""
+    if not name or len(name) > 100:
+        raise BadInput(f"bad project name {name!r}")
+    row = con.execute("SELECT id FROM projects WHERE name = ?", [name]).fetchone()
+    if row:
+        return int(row[0])
+    if not create:
+        raise BadInput(f"no project named {name!r}")
+    new_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM projects").fetchone()
+    assert new_id is not None
+    con.execute(
+        "INSERT INTO projects VALUES (?, ?, false, ?, ?, 'UTC', ?, NULL, 0)",
+        [new_id[0], name, DEFAULT_TIMEOUT_MS, list(DEFAULT_EXCLUDED), now_ms()],
+    )
+    return int(new_id[0])
+
+
+def get_settings(con: duckdb.DuckDBPyConnection, pid: int) -> Settings:
+    row = con.execute(
+        "SELECT sessions_enabled, timeout_ms, excluded, timezone FROM projects WHERE id = ?",
+        [pid],
+    ).fetchone()
+    assert row is not None
+    return Settings(bool(row[0]), int(row[1]), tuple(row[2]), str(row[3]))
+
+
+def save_settings(con: duckdb.DuckDBPyConnection, pid: int, s: Settings) -> None:
+    con.execute(
+        """UPDATE projects SET sessions_enabled = ?, timeout_ms = ?, excluded = ?, timezone = ?,
+           board_created_at = CASE WHEN ? THEN coalesce(board_created_at, ?)
+                                   ELSE board_created_at END
+           WHERE id = ?""",
+        [
+            s.sessions_enabled,
+            s.timeout_ms,
+            list(s.excluded),
+            s.timezone,
+            s.sessions_enabled,
+            now_ms(),
+            pid,
+        ],
+    )
+
+
+def take_seq(con: duckdb.DuckDBPyConnection, pid: int, count: int) -> int:
+    """Reserve `count` arrival sequence numbers; returns the first."""
+    row = con.execute("SELECT next_seq FROM projects WHERE id = ?", [pid]).fetchone()
+    assert row is not None
+    con.execute("UPDATE projects SET next_seq = next_seq + ? WHERE id = ?", [count, pid])
+    return int(row[0])

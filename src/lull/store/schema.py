@@ -1,0 +1,69 @@
+"""The store's tables. Bump VERSION and add a step to MIGRATIONS when they change."""
+
+from __future__ import annotations
+
+VERSION = 1
+
+# Session Concluded events are not stored twice: they are rows of `sessions` (concluded)
+# and appear as events through the `all_events` view, so a re-sessionization replaces
+# them by replacing sessions.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS lull_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS projects (
+    id INTEGER PRIMARY KEY,
+    name VARCHAR NOT NULL UNIQUE,
+    sessions_enabled BOOLEAN NOT NULL,
+    timeout_ms BIGINT NOT NULL,
+    excluded VARCHAR[] NOT NULL,
+    timezone VARCHAR NOT NULL,
+    created_at BIGINT NOT NULL,
+    board_created_at BIGINT,
+    next_seq BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    project_id INTEGER NOT NULL,
+    seq BIGINT NOT NULL,            -- arrival order within the project
+    message_id VARCHAR NOT NULL,
+    profile_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    ts BIGINT NOT NULL,             -- event time, epoch ms, after R5's clock fix
+    source VARCHAR NOT NULL,
+    received_at BIGINT NOT NULL,
+    properties JSON,
+    session_id VARCHAR,
+    late BOOLEAN NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    project_id INTEGER NOT NULL,
+    session_id VARCHAR NOT NULL,
+    profile_id VARCHAR NOT NULL,
+    first_ts BIGINT NOT NULL,
+    last_ts BIGINT NOT NULL,
+    events BIGINT NOT NULL,
+    source VARCHAR NOT NULL,
+    concluded BOOLEAN NOT NULL,
+    concluded_at BIGINT
+);
+CREATE TABLE IF NOT EXISTS profiles (
+    project_id INTEGER NOT NULL,
+    profile_id VARCHAR NOT NULL,
+    latest_session_id VARCHAR,
+    latest_first_ts BIGINT,
+    horizon BIGINT,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL
+);
+CREATE OR REPLACE VIEW all_events AS
+    SELECT project_id, seq, message_id, profile_id, name, ts, source, received_at,
+           properties, session_id, late
+    FROM events
+    UNION ALL
+    SELECT project_id, NULL AS seq, 'sc-' || session_id AS message_id, profile_id,
+           'Session Concluded' AS name, last_ts AS ts, source, concluded_at AS received_at,
+           json_object('Session Length', (last_ts - first_ts) // 1000,
+                       'Session ID', session_id) AS properties,
+           session_id, false AS late
+    FROM sessions WHERE concluded;
+"""
+
+MIGRATIONS: dict[int, str] = {}
