@@ -320,7 +320,8 @@ class _Plan:
                 )
             if self.prior.horizon[code] != NONE:
                 state.horizon = int(self.prior.horizon[code])
-                state.history = histories.get(profile_id, [])
+            # everything concluded for this profile is known: from the store, or none yet
+            state.history = histories.get(profile_id, [])
             arrivals = []
             for i in idx:
                 m, src, _ = by_rec[int(self.rec[o[i]])]

@@ -1,0 +1,242 @@
+"""The session rules end to end through `lull import` on a real DuckDB file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lullrun import export, lull, write_events
+
+T0 = 1_790_000_000_000  # 2026-09-21T...Z, epoch ms
+MIN = 60_000
+
+
+def ev(mid: str, t: int, profile: str = "u1", **extra: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "message_id": mid,
+        "profile_id": profile,
+        "name": "Song Played",
+        "ts": t,
+        "source": "android",
+        "properties": {"n": mid},
+    }
+    record.update(extra)
+    return record
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "lull.duckdb"
+    assert lull(path, "settings", "--sessions", "on").code == 0
+    return path
+
+
+def run_import(db: Path, tmp: Path, events: list[dict[str, Any]], *args: str) -> dict[str, Any]:
+    result = lull(db, "import", str(write_events(tmp / "in.ndjson", events)), *args)
+    assert result.code == 0, result.err
+    report: dict[str, Any] = result.json()
+    return report
+
+
+def sessions_of(db: Path, tmp: Path) -> list[dict[str, Any]]:
+    return export(db, "sessions", tmp)
+
+
+def session_ids(db: Path, tmp: Path) -> dict[str, str | None]:
+    return {
+        e["message_id"]: e["session_id"]
+        for e in export(db, "events", tmp)
+        if e["name"] != "Session Concluded"
+    }
+
+
+def test_gap_of_exactly_the_timeout_splits(db: Path, tmp_path: Path) -> None:
+    run_import(db, tmp_path, [ev("a", T0), ev("b", T0 + 20 * MIN)])
+    assert [s["events"] for s in sessions_of(db, tmp_path)] == [1, 1]
+
+
+def test_gap_one_ms_short_of_the_timeout_joins(db: Path, tmp_path: Path) -> None:
+    run_import(db, tmp_path, [ev("a", T0), ev("b", T0 + 20 * MIN - 1)])
+    [session] = sessions_of(db, tmp_path)
+    assert (session["events"], session["length_s"]) == (2, 20 * 60 - 1)
+
+
+def test_excluded_events_neither_start_nor_extend(db: Path, tmp_path: Path) -> None:
+    run_import(
+        db,
+        tmp_path,
+        [ev("a", T0), ev("n", T0 + 15 * MIN, name="Notification Sent"), ev("b", T0 + 30 * MIN)],
+    )
+    assert [s["events"] for s in sessions_of(db, tmp_path)] == [1, 1]
+    assert session_ids(db, tmp_path)["n"] is None
+
+
+def test_api_events_neither_start_nor_extend(db: Path, tmp_path: Path) -> None:
+    run_import(db, tmp_path, [ev("a", T0), ev("x", T0 + 15 * MIN, source="api"), ev("b", T0 + 30 * MIN)])
+    assert [s["events"] for s in sessions_of(db, tmp_path)] == [1, 1]
+    assert session_ids(db, tmp_path)["x"] is None
+
+
+def test_sessions_off_gives_no_session(tmp_path: Path) -> None:
+    path = tmp_path / "off.duckdb"
+    run_import(path, tmp_path, [ev("a", T0), ev("b", T0 + MIN)])
+    assert sessions_of(path, tmp_path) == []
+    assert set(session_ids(path, tmp_path).values()) == {None}
+
+
+def test_duplicates_are_acknowledged_and_ignored(db: Path, tmp_path: Path) -> None:
+    first = run_import(db, tmp_path, [ev("a", T0), ev("a", T0 + MIN), ev("b", T0 + 2 * MIN)])
+    again = run_import(db, tmp_path, [ev("b", T0 + 3 * MIN), ev("c", T0 + 4 * MIN)])
+    assert (first["duplicates"], again["duplicates"]) == (1, 1)
+    events = [e for e in export(db, "events", tmp_path) if e["name"] != "Session Concluded"]
+    assert sorted(e["message_id"] for e in events) == ["a", "b", "c"]
+    assert next(e for e in events if e["message_id"] == "a")["ts"] == "2026-09-21T14:13:20.000Z"
+
+
+def test_clock_skew_is_corrected_from_sent_at(db: Path, tmp_path: Path) -> None:
+    # the client's clock runs an hour fast: sent_at says T0+1h when the server reads T0+5s
+    run_import(
+        db, tmp_path, [ev("a", T0 + 60 * MIN, sent_at=T0 + 60 * MIN + 1000, received_at=T0 + 5000)]
+    )
+    [event] = [e for e in export(db, "events", tmp_path) if e["message_id"] == "a"]
+    assert event["ts"] == "2026-09-21T14:13:24.000Z"  # T0 + 4 s
+
+
+def test_event_time_in_the_future_is_taken_as_received_at(db: Path, tmp_path: Path) -> None:
+    run_import(db, tmp_path, [ev("a", T0 + 3 * 60 * MIN, received_at=T0)])
+    [event] = [e for e in export(db, "events", tmp_path) if e["message_id"] == "a"]
+    assert event["ts"] == "2026-09-21T14:13:20.000Z"
+
+
+def test_events_shuffled_within_one_arrival_give_r2(db: Path, tmp_path: Path) -> None:
+    times = [T0 + 50 * MIN, T0, T0 + 10 * MIN, T0 + 65 * MIN, T0 + 25 * MIN]
+    events = [ev(f"e{i}", t, received_at=T0 + 90 * MIN) for i, t in enumerate(times)]
+    run_import(db, tmp_path, events)
+    spans = [(s["first_ts"], s["last_ts"], s["events"]) for s in sessions_of(db, tmp_path)]
+    assert spans == [
+        ("2026-09-21T14:13:20.000Z", "2026-09-21T14:38:20.000Z", 3),
+        ("2026-09-21T15:03:20.000Z", "2026-09-21T15:18:20.000Z", 2),
+    ]
+
+
+def test_late_event_after_its_session_concluded(db: Path, tmp_path: Path) -> None:
+    report = run_import(
+        db,
+        tmp_path,
+        [
+            ev("a", T0, received_at=T0),
+            # arrives after the session fell due (T0 + 20 min), yet belongs to it
+            ev("late", T0 + 5 * MIN, received_at=T0 + 30 * MIN),
+        ],
+    )
+    assert report["late"] == 1
+    [session] = sessions_of(db, tmp_path)
+    assert session["events"] == 1
+    [late] = [e for e in export(db, "events", tmp_path) if e["message_id"] == "late"]
+    assert (late["late"], late["session_id"]) == (True, None)
+    board = lull(db, "board", "--until", "2026-09-21", "--days", "1").json()
+    assert board["late_events"] == 1
+
+
+def test_events_of_equal_received_at_are_applied_before_concluding(
+    db: Path, tmp_path: Path
+) -> None:
+    # the session [T0] falls due at T0 + 20 min, exactly when the second batch arrives
+    due = T0 + 20 * MIN
+    run_import(
+        db,
+        tmp_path,
+        [
+            ev("a", T0, received_at=T0),
+            ev("b", due, received_at=due),
+            ev("c", T0 + 10 * MIN, received_at=due),
+        ],
+    )
+    [session] = sessions_of(db, tmp_path)
+    assert (session["events"], session["length_s"]) == (3, 20 * 60)
+
+
+def test_one_ms_after_due_the_session_is_final(db: Path, tmp_path: Path) -> None:
+    due = T0 + 20 * MIN
+    report = run_import(
+        db,
+        tmp_path,
+        [ev("a", T0, received_at=T0), ev("c", T0 + 10 * MIN, received_at=due + 1)],
+    )
+    assert report["late"] == 1
+
+
+def test_session_concluded_event_carries_length_and_id(db: Path, tmp_path: Path) -> None:
+    run_import(db, tmp_path, [ev("a", T0), ev("b", T0 + 90_500)])
+    [concluded] = [e for e in export(db, "events", tmp_path) if e["name"] == "Session Concluded"]
+    [session] = sessions_of(db, tmp_path)
+    assert concluded["ts"] == "2026-09-21T14:14:50.500Z"  # the last event's time
+    assert concluded["properties"] == {
+        "Session Length": 90,
+        "Session ID": session["session_id"],
+    }
+    assert concluded["session_id"] == session["session_id"]
+
+
+def test_session_not_yet_due_stays_open(db: Path, tmp_path: Path) -> None:
+    import time
+
+    now = time.time_ns() // 1_000_000
+    run_import(db, tmp_path, [ev("a", now - 5 * MIN, received_at=now - 5 * MIN)])
+    [session] = sessions_of(db, tmp_path)
+    assert session["concluded"] is False
+    assert [e["name"] for e in export(db, "events", tmp_path)] == ["Song Played"]
+
+
+def test_per_day_counts_sessions_on_their_local_day(db: Path, tmp_path: Path) -> None:
+    # ends 2026-11-02T04:30Z: still Nov 1 in New York (UTC-5), Nov 2 in UTC
+    end = 1_793_593_800_000
+    run_import(db, tmp_path, [ev("a", end - 10 * MIN), ev("b", end)])
+    utc = lull(db, "board", "--until", "2026-11-02", "--days", "2").json()
+    assert [(d["date"], d["sessions"]) for d in utc["per_day"]] == [
+        ("2026-11-01", 0),
+        ("2026-11-02", 1),
+    ]
+    assert lull(db, "settings", "--timezone", "America/New_York").code == 0
+    local = lull(db, "board", "--until", "2026-11-02", "--days", "2").json()
+    assert [(d["date"], d["sessions"], d["total_length_s"]) for d in local["per_day"]] == [
+        ("2026-11-01", 1, 600),
+        ("2026-11-02", 0, 0),
+    ]
+
+
+def test_timeout_change_then_resessionize(db: Path, tmp_path: Path) -> None:
+    run_import(db, tmp_path, [ev("a", T0), ev("b", T0 + 25 * MIN), ev("c", T0 + 50 * MIN)])
+    assert len(sessions_of(db, tmp_path)) == 3
+    assert lull(db, "settings", "--timeout", "30m").code == 0
+    rebuilt = lull(db, "resessionize")
+    assert rebuilt.code == 0, rebuilt.err
+    [session] = sessions_of(db, tmp_path)
+    assert (session["events"], session["length_s"]) == (3, 50 * 60)
+    concluded = [e for e in export(db, "events", tmp_path) if e["name"] == "Session Concluded"]
+    assert [c["properties"]["Session Length"] for c in concluded] == [3000]
+    assert set(session_ids(db, tmp_path).values()) == {session["session_id"]}
+
+
+def test_resessionize_takes_in_late_events(db: Path, tmp_path: Path) -> None:
+    run_import(
+        db,
+        tmp_path,
+        [ev("a", T0, received_at=T0), ev("late", T0 + 5 * MIN, received_at=T0 + 30 * MIN)],
+    )
+    assert lull(db, "resessionize").code == 0
+    [session] = sessions_of(db, tmp_path)
+    assert session["events"] == 2
+    ids = session_ids(db, tmp_path)
+    assert ids["late"] == ids["a"] == session["session_id"]
+
+
+def test_resessionize_backfills_history_received_while_off(tmp_path: Path) -> None:
+    path = tmp_path / "backfill.duckdb"
+    run_import(path, tmp_path, [ev("a", T0), ev("b", T0 + MIN)])
+    assert lull(path, "settings", "--sessions", "on").code == 0
+    assert lull(path, "resessionize").code == 0
+    [session] = sessions_of(path, tmp_path)
+    assert session["events"] == 2
