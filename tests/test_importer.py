@@ -74,7 +74,9 @@ def test_excluded_events_neither_start_nor_extend(db: Path, tmp_path: Path) -> N
 
 
 def test_api_events_neither_start_nor_extend(db: Path, tmp_path: Path) -> None:
-    run_import(db, tmp_path, [ev("a", T0), ev("x", T0 + 15 * MIN, source="api"), ev("b", T0 + 30 * MIN)])
+    run_import(
+        db, tmp_path, [ev("a", T0), ev("x", T0 + 15 * MIN, source="api"), ev("b", T0 + 30 * MIN)]
+    )
     assert [s["events"] for s in sessions_of(db, tmp_path)] == [1, 1]
     assert session_ids(db, tmp_path)["x"] is None
 

@@ -48,9 +48,16 @@ def _open(
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, int]]:
     path = db or ctx.obj["db"]
     name = project or ctx.obj["project"]
+    # Readers share the file read-only; a project seen for the first time is created.
     con = connect(path, read_only=read_only and Path(path).exists())
     try:
-        yield con, project_id(con, name, create=not read_only)
+        try:
+            pid = project_id(con, name, create=False)
+        except BadInput:
+            con.close()
+            con = connect(path)
+            pid = project_id(con, name)
+        yield con, pid
     finally:
         con.close()
 

@@ -44,7 +44,8 @@ def apply(state: ProfileState, arrivals: Sequence[Arrival], timeout: int) -> App
 
     The arrivals, the open session and the concluded sessions near them are laid out on
     the time line; runs of them with gaps below `timeout` are R2's sessions. A run that
-    touches a concluded session is final, so its new events are late. A run holding the
+    touches a concluded session is final, so its new events are late (R5: those before
+    the horizon; the others are laid out again without the late ones). A run holding the
     open session extends it (its id never changes). Any other run is a new session whose
     id comes from its first event. Every run but the latest is over: it is concluded here.
     """
@@ -65,17 +66,16 @@ def apply(state: ProfileState, arrivals: Sequence[Arrival], timeout: int) -> App
                 break
             blocks.append((first, last, _HISTORY, -1, -2))
     blocks.sort()
+    runs = _runs(blocks, timeout)
+    # R5: only an event before the horizon is late. One at or after it that is linked to
+    # a concluded session only through late events of this group is laid out again
+    # without them (as if they had arrived just before it).
+    late = {b[4] for run in runs if any(x[4] == -2 for x in run) for b in run if b[4] >= 0}
+    if state.horizon is not None and any(arrivals[i].ts >= state.horizon for i in late):
+        horizon = state.horizon
+        runs = _runs([b for b in blocks if b[4] not in late or b[0] >= horizon], timeout)
 
     ids: list[str | None] = [None] * len(arrivals)
-    runs: list[list[tuple[int, int, int, int, int]]] = []
-    end = 0
-    for b in blocks:
-        if not runs or b[0] - end >= timeout:
-            runs.append([b])
-            end = b[1]
-        else:
-            runs[-1].append(b)
-            end = max(end, b[1])
 
     live: list[Session] = []
     for run in runs:
@@ -118,6 +118,22 @@ def apply(state: ProfileState, arrivals: Sequence[Arrival], timeout: int) -> App
     if live:
         state.open = live[-1]
     return Applied(ids, concluded)
+
+
+def _runs(
+    blocks: list[tuple[int, int, int, int, int]], timeout: int
+) -> list[list[tuple[int, int, int, int, int]]]:
+    """Cut sorted blocks into runs: a gap of at least `timeout` starts a new one (R2)."""
+    runs: list[list[tuple[int, int, int, int, int]]] = []
+    end = 0
+    for b in blocks:
+        if not runs or b[0] - end >= timeout:
+            runs.append([b])
+            end = b[1]
+        else:
+            runs[-1].append(b)
+            end = max(end, b[1])
+    return runs
 
 
 def _note_latest(state: ProfileState, session: Session) -> None:
