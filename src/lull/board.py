@@ -59,8 +59,10 @@ def per_day(
 def late_events(con: duckdb.DuckDBPyConnection, pid: int, tz: str, first: date, last: date) -> int:
     """Events marked late (R5) whose event time falls in the range."""
     row = con.execute(
-        f"""SELECT count(*) FROM events WHERE project_id = $pid AND late
-            AND {_LOCAL_DAY.format(col="ts")} BETWEEN $first AND $last""",
+        f"""SELECT count(*) FROM event_sessions es
+            JOIN events e ON e.project_id = es.project_id AND e.seq = es.seq
+            WHERE es.project_id = $pid AND es.late
+            AND {_LOCAL_DAY.format(col="e.ts")} BETWEEN $first AND $last""",
         {"pid": pid, "tz": tz, "first": first, "last": last},
     ).fetchone()
     return int(row[0]) if row else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
@@ -17,10 +17,11 @@ from lull.engine.columnar import NONE, Prior, Runs, sessionize
 from lull.engine.state import Arrival, ProfileState, Session
 from lull.ingest.ndjson import stage
 from lull.store.db import literal, transaction
-from lull.store.projects import get_settings, take_seq
+from lull.store.projects import get_settings, take_seq, take_skey
 from lull.store.sessions import conclude_due
 
 Progress = Callable[[str], None]
+I64 = np.ndarray
 
 
 @dataclass(slots=True)
@@ -70,35 +71,35 @@ def import_ndjson(
         records = stage(con, path, now)
         step("skip duplicates")
         _mark_duplicates(con, pid)
-        fresh = con.execute(
-            """SELECT rec, r, ts_eff,
-                      ? AND source <> 'api' AND NOT list_contains(?, name) AS eligible
-               FROM stage WHERE NOT dup ORDER BY rec""",
-            [settings.sessions_enabled, list(settings.excluded)],
-        ).fetchnumpy()
-        duplicates = records - len(fresh["rec"])
-        clock_all = np.maximum.accumulate(fresh["r"]) if len(fresh["r"]) else fresh["r"]
-        end = now if not keep_open or not len(clock_all) else int(clock_all[-1])
+        fresh = con.sql(
+            f"""SELECT rec, r, ts_eff, profile_id,
+                       {literal(settings.sessions_enabled)} AND source <> 'api'
+                       AND NOT list_contains({literal(settings.excluded)}, name) AS eligible
+                FROM stage WHERE NOT dup"""
+        ).to_arrow_table()
+        duplicates = records - fresh.num_rows
+        r_all = _ints(fresh, "r")
+        clock_all = np.maximum.accumulate(r_all) if len(r_all) else r_all
+        end = int(clock_all[-1]) if keep_open and len(clock_all) else now
         step("sessionize")
-        elig = np.asarray(fresh["eligible"], dtype=bool)
-        rec = np.asarray(fresh["rec"], dtype=np.int64)[elig]
-        plan = _Plan(
-            con,
-            pid,
-            rec,
-            np.asarray(fresh["ts_eff"], np.int64)[elig],
-            clock_all[elig],
-            timeout,
-            end,
-        )
+        elig = np.asarray(fresh.column("eligible").combine_chunks().to_numpy(False), bool)
+        rec = _ints(fresh, "rec")[elig]
+        ts = _ints(fresh, "ts_eff")[elig]
+        profiles = fresh.column("profile_id").filter(pa.array(elig))
         del fresh
+        plan = _Plan(con, pid, profiles, rec, ts, clock_all[elig], timeout, end)
         step("write")
         seq0 = take_seq(con, pid, records)
+        con.execute(
+            f"""INSERT INTO events
+                SELECT {literal(pid)}, {literal(seq0)} + rec, message_id, profile_id, name,
+                       ts_eff, source, r, properties
+                FROM stage WHERE NOT dup"""
+        )
         late = plan.write(seq0)
         concluded = conclude_due(con, pid, end, timeout)
-        for name in ("stage", "dups", "imp_assign", "imp_sessions", "imp_dict", "imp_runs"):
+        for name in ("stage", "dups", "imp_sessions", "imp_dict"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
-            con.execute(f"DROP VIEW IF EXISTS {name}")
     return ImportReport(
         records=records,
         duplicates=duplicates,
@@ -108,6 +109,10 @@ def import_ndjson(
         concluded=concluded + plan.closed_count,
         seconds=time.perf_counter() - started,
     )
+
+
+def _ints(table: pa.Table, name: str) -> I64:
+    return np.asarray(table.column(name).combine_chunks().to_numpy(), dtype=np.int64)
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, pid: int) -> None:
@@ -127,6 +132,30 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection, pid: int) -> None:
     con.execute("UPDATE stage SET dup = true WHERE rec IN (SELECT rec FROM dups)")
 
 
+@dataclass(slots=True)
+class _Extra:
+    """Sessions found outside the columnar runs: open ones ended, and the slow profiles'."""
+
+    skey: list[int] = field(default_factory=list)
+    code: list[int] = field(default_factory=list)
+    sid: list[str] = field(default_factory=list)
+    first_ts: list[int] = field(default_factory=list)
+    last_ts: list[int] = field(default_factory=list)
+    events: list[int] = field(default_factory=list)
+    source: list[str] = field(default_factory=list)
+    concluded: list[bool] = field(default_factory=list)
+
+    def add(self, skey: int, code: int, s: Session, concluded: bool) -> None:
+        self.skey.append(skey)
+        self.code.append(code)
+        self.sid.append(s.session_id)
+        self.first_ts.append(s.first_ts)
+        self.last_ts.append(s.last_ts)
+        self.events.append(s.events)
+        self.source.append(s.source)
+        self.concluded.append(concluded)
+
+
 class _Plan:
     """Sessions for one import: the columnar pass, then the exact pass for slow profiles."""
 
@@ -134,40 +163,33 @@ class _Plan:
         self,
         con: duckdb.DuckDBPyConnection,
         pid: int,
-        rec: np.ndarray,
-        ts: np.ndarray,
-        clock: np.ndarray,
+        profiles: pa.ChunkedArray,
+        rec: I64,
+        ts: I64,
+        clock: I64,
         timeout: int,
         end: int,
     ) -> None:
         self.con, self.pid, self.timeout, self.end = con, pid, timeout, end
-        self.rec, self.ts = rec, ts
-        con.register("imp_rec", pa.table({"rec": rec}))
-        profiles = (
-            con.sql("SELECT s.profile_id FROM imp_rec r JOIN stage s USING (rec) ORDER BY r.rec")
-            .to_arrow_table()
-            .column(0)
-        )
-        con.unregister("imp_rec")
+        self.rec, self.ts, self.clock = rec, ts, clock
         encoded = pc.dictionary_encode(profiles).combine_chunks()
-        code = np.asarray(encoded.indices, dtype=np.int64)
+        self.code = np.asarray(encoded.indices.to_numpy(), dtype=np.int64)
         names = encoded.dictionary
         con.register(
             "imp_dict_arrow", pa.table({"code": np.arange(len(names)), "profile_id": names})
         )
         con.execute("CREATE OR REPLACE TEMP TABLE imp_dict AS SELECT * FROM imp_dict_arrow")
         con.unregister("imp_dict_arrow")
-        self.code = code
+        self.open: dict[int, tuple[int, Session]] = {}
         self.prior = self._load_prior(len(names))
-        self.runs: Runs = sessionize(code, ts, clock, self.prior, timeout)
-        self.clock = clock
+        self.runs: Runs = sessionize(self.code, ts, clock, self.prior, timeout)
         self.closed_count = 0
         self.session_count = 0
 
     def _load_prior(self, n: int) -> Prior:
         rows = self.con.execute(
-            """SELECT d.code, o.session_id, o.first_ts, o.last_ts, o.events, o.source,
-                      p.horizon, p.latest_session_id, p.latest_first_ts
+            """SELECT d.code, o.skey, o.session_id, o.first_ts, o.last_ts, o.events, o.source,
+                      p.horizon
                FROM imp_dict d
                LEFT JOIN sessions o ON o.project_id = ? AND NOT o.concluded
                     AND o.profile_id = d.profile_id
@@ -176,121 +198,99 @@ class _Plan:
             [self.pid, self.pid],
         ).fetchall()
         prior = Prior(np.full(n, NONE), np.full(n, NONE), np.full(n, NONE))
-        self.open: dict[int, Session] = {}
-        self.latest: dict[int, tuple[int, str]] = {}
-        for code, sid, first, last, events, source, horizon, latest, latest_first in rows:
+        for code, skey, sid, first, last, events, source, horizon in rows:
             if sid is not None:
                 prior.open_first[code], prior.open_last[code] = first, last
-                self.open[code] = Session(sid, "", first, last, events, source)
+                self.open[code] = (skey, Session(sid, "", first, last, events, source))
             if horizon is not None:
                 prior.horizon[code] = horizon
-            if latest is not None:
-                self.latest[code] = (latest_first, latest)
         return prior
 
     def write(self, seq0: int) -> int:
-        """Write events, sessions and profiles; returns the number of late events."""
+        """Write sessions, the events' sessions and profiles; returns the count of late events."""
         r, t, o = self.runs, self.ts, self.runs.order
-        # fast runs: new sessions (id from the first event, in SQL) or open ones extended
         n_runs = len(r.start)
+        skey0 = take_skey(self.con, self.pid, n_runs + len(self.open) + int(r.slow.sum()))
+        next_key = itertools.count(skey0 + n_runs)
         run_code = self.code[o[r.start]]
-        sid: list[str | None] = [None] * n_runs
+        skeys = np.arange(skey0, skey0 + n_runs, dtype=np.int64)
         first_ts = t[o[r.start]].copy()
         events = (r.end - r.start + 1).astype(np.int64)
+        sid: list[str | None] = [None] * n_runs
         source: list[str | None] = [None] * n_runs
-        for i in np.flatnonzero(~r.new):
-            s = self.open[int(run_code[i])]
-            sid[i], source[i] = s.session_id, s.source
+        for i in np.flatnonzero(~r.new):  # runs that continue the profile's open session
+            skey, s = self.open[int(run_code[i])]
+            skeys[i], sid[i], source[i] = skey, s.session_id, s.source
             first_ts[i] = s.first_ts
             events[i] += s.events
-        sessions = {
-            "code": list(run_code),
-            "sid": sid,
-            "first_rec": list(np.where(r.new, self.rec[o[r.start]], -1)),
-            "first_ts": list(first_ts),
-            "last_ts": list(t[o[r.end]]),
-            "events": list(events),
-            "source": source,
-            "concluded": list(r.closed),
-        }
+        extra = _Extra()
         for code in r.ended_open:
-            s = self.open[int(code)]
-            self._add(sessions, int(code), s, True)
-        row_seg = r.row_run.copy()
-        late_rows = self._slow(sessions, row_seg)
-        self.closed_count = int(sum(sessions["concluded"]))
-        self.session_count = len(sessions["code"])
+            skey, s = self.open[int(code)]
+            extra.add(skey, int(code), s, True)
+        row_skey = np.full(len(o), -1, dtype=np.int64)
+        fast = r.row_run >= 0
+        row_skey[fast] = skeys[r.row_run[fast]]
+        late = self._slow(extra, row_skey, next_key)
 
+        con, pid = self.con, self.pid
         table = pa.table(
             {
-                "code": pa.array(sessions["code"], pa.int64()),
-                "sid": pa.array(sessions["sid"], pa.string()),
-                "first_rec": pa.array(sessions["first_rec"], pa.int64()),
-                "first_ts": pa.array(sessions["first_ts"], pa.int64()),
-                "last_ts": pa.array(sessions["last_ts"], pa.int64()),
-                "events": pa.array(sessions["events"], pa.int64()),
-                "source": pa.array(sessions["source"], pa.string()),
-                "concluded": pa.array(sessions["concluded"], pa.bool_()),
+                "skey": np.concatenate([skeys, np.array(extra.skey, np.int64)]),
+                "code": np.concatenate([run_code, np.array(extra.code, np.int64)]),
+                "sid": pa.array(sid + list(extra.sid), pa.string()),
+                "first_rec": np.concatenate(
+                    [np.where(r.new, self.rec[o[r.start]], -1), np.full(len(extra.skey), -1)]
+                ),
+                "first_ts": np.concatenate([first_ts, np.array(extra.first_ts, np.int64)]),
+                "last_ts": np.concatenate([t[o[r.end]], np.array(extra.last_ts, np.int64)]),
+                "events": np.concatenate([events, np.array(extra.events, np.int64)]),
+                "source": pa.array(source + list(extra.source), pa.string()),
+                "concluded": np.concatenate([r.closed, np.array(extra.concluded, bool)]),
             }
-        ).append_column("seg", pa.array(np.arange(self.session_count, dtype=np.int64)))
-        con, pid, timeout = self.con, self.pid, self.timeout
+        )
+        self.closed_count = int(np.count_nonzero(table.column("concluded").to_numpy()))
+        self.session_count = table.num_rows
         con.register("imp_runs_arrow", table)
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE imp_sessions AS
-               SELECT s.seg,
-                      coalesce(s.sid, md5(d.profile_id || chr(31) || st.message_id)) AS session_id,
+               SELECT s.skey,
+                      coalesce(s.sid, md5(d.profile_id || chr(31) || st.message_id))
+                          AS session_id,
                       d.profile_id, s.first_ts, s.last_ts, s.events,
                       coalesce(s.source, st.source) AS source, s.concluded,
-                      CASE WHEN s.concluded THEN s.last_ts + {literal(timeout)} END
+                      CASE WHEN s.concluded THEN s.last_ts + {literal(self.timeout)} END
                           AS concluded_at
                FROM imp_runs_arrow s JOIN imp_dict d USING (code)
                LEFT JOIN stage st ON st.rec = s.first_rec"""
         )
         con.unregister("imp_runs_arrow")
-        assign = pa.table(
-            {
-                "rec": self.rec[o],
-                "seg": row_seg,
-                "late": late_rows,
-            }
-        )
-        con.register("imp_assign_arrow", assign)
         con.execute(
             """DELETE FROM sessions WHERE project_id = ? AND NOT concluded
-               AND session_id IN (SELECT session_id FROM imp_sessions)""",
+               AND skey IN (SELECT skey FROM imp_sessions)""",
             [pid],
         )
         con.execute(
             """INSERT INTO sessions
-               SELECT ?, session_id, profile_id, first_ts, last_ts, events, source,
+               SELECT ?, skey, session_id, profile_id, first_ts, last_ts, events, source,
                       concluded, concluded_at FROM imp_sessions""",
             [pid],
         )
+        assign = pa.table(
+            {
+                "seq": self.rec[o] + seq0,
+                "skey": pa.array(row_skey, mask=row_skey < 0),
+                "late": late,
+            }
+        )
+        con.register("imp_assign_arrow", assign)
         con.execute(
-            """INSERT INTO events
-               SELECT ?, ? + st.rec, st.message_id, st.profile_id, st.name, st.ts_eff,
-                      st.source, st.r, st.properties, i.session_id, coalesce(a.late, false)
-               FROM stage st LEFT JOIN imp_assign_arrow a USING (rec)
-               LEFT JOIN imp_sessions i ON i.seg = a.seg
-               WHERE NOT st.dup ORDER BY st.rec""",
-            [pid, seq0],
+            "INSERT INTO event_sessions SELECT ?, seq, skey, late FROM imp_assign_arrow", [pid]
         )
         con.unregister("imp_assign_arrow")
         self._write_profiles()
-        return int(late_rows.sum())
+        return int(late.sum())
 
-    def _add(self, sessions: dict[str, list[object]], code: int, s: Session, closed: bool) -> int:
-        sessions["code"].append(code)
-        sessions["sid"].append(s.session_id)
-        sessions["first_rec"].append(-1)
-        sessions["first_ts"].append(s.first_ts)
-        sessions["last_ts"].append(s.last_ts)
-        sessions["events"].append(s.events)
-        sessions["source"].append(s.source)
-        sessions["concluded"].append(closed)
-        return len(sessions["code"]) - 1
-
-    def _slow(self, sessions: dict[str, list[object]], row_seg: np.ndarray) -> np.ndarray:
+    def _slow(self, extra: _Extra, row_skey: I64, next_key: itertools.count[int]) -> I64:
         """Replay the slow profiles exactly; fills their rows' sessions, returns late flags."""
         r, o = self.runs, self.runs.order
         late = np.zeros(len(o), dtype=bool)
@@ -312,9 +312,11 @@ class _Plan:
             code = int(codes[a])
             idx = rows[a:b]
             profile_id = by_rec[int(self.rec[o[idx[0]]])][2]
-            state = ProfileState(profile_id, horizon=None)
+            state = ProfileState(profile_id)
+            keys: dict[str, int] = {}
             if code in self.open:
-                s = self.open[code]
+                skey, s = self.open[code]
+                keys[s.session_id] = skey
                 state.open = Session(
                     s.session_id, profile_id, s.first_ts, s.last_ts, s.events, s.source
                 )
@@ -327,16 +329,18 @@ class _Plan:
                 m, src, _ = by_rec[int(self.rec[o[i]])]
                 arrivals.append(Arrival(int(self.ts[o[i]]), int(self.rec[o[i]]), m, src))
             out = exact.replay(state, self.clock[o[idx]].tolist(), arrivals, self.timeout, self.end)
-            seg_of: dict[str, int] = {}
-            for s, _at in out.concluded:
-                seg_of[s.session_id] = self._add(sessions, code, s, True)
+            finished = [(s, True) for s, _at in out.concluded]
             if state.open is not None:
-                seg_of[state.open.session_id] = self._add(sessions, code, state.open, False)
+                finished.append((state.open, False))
+            for s, concluded in finished:
+                if s.session_id not in keys:
+                    keys[s.session_id] = next(next_key)
+                extra.add(keys[s.session_id], code, s, concluded)
             for i, sid in zip(idx, out.session_ids, strict=True):
                 if sid is None:
                     late[i] = True
                 else:
-                    row_seg[i] = seg_of[sid]
+                    row_skey[i] = keys[sid]
         return late
 
     def _histories(self, codes: set[int]) -> dict[str, list[tuple[int, int]]]:
@@ -348,7 +352,8 @@ class _Plan:
         rows = self.con.execute(
             """SELECT s.profile_id, s.first_ts, s.last_ts FROM imp_want w
                JOIN imp_dict d USING (code)
-               JOIN sessions s ON s.project_id = ? AND s.concluded AND s.profile_id = d.profile_id
+               JOIN sessions s ON s.project_id = ? AND s.concluded
+                    AND s.profile_id = d.profile_id
                ORDER BY 1, 2""",
             [self.pid],
         ).fetchall()
@@ -366,7 +371,8 @@ class _Plan:
                              FROM stage WHERE NOT dup GROUP BY 1),
                ses AS (SELECT profile_id, arg_max(session_id, first_ts) AS sid,
                               max(first_ts) AS f,
-                              max(last_ts) FILTER (WHERE concluded) + {literal(self.timeout)} AS h
+                              max(last_ts) FILTER (WHERE concluded) + {literal(self.timeout)}
+                                  AS h
                        FROM imp_sessions GROUP BY 1)
                SELECT n.profile_id,
                       CASE WHEN p.latest_first_ts IS NULL OR s.f >= p.latest_first_ts

@@ -1,4 +1,11 @@
-"""`lull resessionize`: rebuild every session by R2 over the stored events, set-wise in SQL."""
+"""`lull resessionize`: rebuild every session by R2 over the stored events, set-wise.
+
+R2 over every event that R1 admits with sessions on (late ones included): order each
+profile's events by (time, arrival); a gap of at least the timeout starts a session.
+The ordering is a linear-time group-by-profile (events are stored in arrival order,
+which is nearly time order), the gaps are found with NumPy, and the results are
+written as two narrow tables (sessions, and each event's session).
+"""
 
 from __future__ import annotations
 
@@ -6,60 +13,13 @@ import time
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from lull.engine.order import by_profile_and_time
 from lull.store.db import literal, transaction
-from lull.store.projects import get_settings
-
-# R2 over every event R1 admits with sessions on (late ones included): order each
-# profile's events by (time, arrival); a gap of at least the timeout starts a session.
-_REBUILD = """
-CREATE OR REPLACE TEMP TABLE rs_events AS
-WITH eligible AS (
-    SELECT seq, profile_id, ts, message_id, source,
-           coalesce(ts - lag(ts) OVER w >= $timeout, true) AS new
-    FROM events
-    WHERE project_id = $pid AND source <> 'api' AND NOT list_contains($excluded, name)
-    WINDOW w AS (PARTITION BY profile_id ORDER BY ts, seq)
-)
-SELECT seq, profile_id, ts, message_id, source, new,
-       sum(new::INTEGER) OVER (PARTITION BY profile_id ORDER BY ts, seq
-                               ROWS UNBOUNDED PRECEDING) AS k
-FROM eligible;
-
-CREATE OR REPLACE TEMP TABLE rs_sessions AS
-SELECT profile_id, k,
-       md5(profile_id || chr(31) || max(message_id) FILTER (WHERE new)) AS session_id,
-       min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS events,
-       max(source) FILTER (WHERE new) AS source
-FROM rs_events GROUP BY profile_id, k;
-"""
-
-_WRITE = """
-DELETE FROM sessions WHERE project_id = $pid;
-INSERT INTO sessions
-SELECT $pid, session_id, profile_id, first_ts, last_ts, events, source,
-       concluded, CASE WHEN concluded THEN last_ts + $timeout END
-FROM (SELECT *, k < max(k) OVER (PARTITION BY profile_id)
-                OR last_ts + $timeout <= $now AS concluded FROM rs_sessions);
-
-UPDATE events SET session_id = NULL, late = false
-WHERE project_id = $pid AND (session_id IS NOT NULL OR late);
-UPDATE events SET session_id = x.session_id
-FROM (SELECT e.seq, s.session_id FROM rs_events e JOIN rs_sessions s USING (profile_id, k)) x
-WHERE events.project_id = $pid AND events.seq = x.seq;
-
-DELETE FROM profiles WHERE project_id = $pid;
-INSERT INTO profiles
-SELECT $pid, e.profile_id, s.latest_session_id, s.latest_first_ts, s.horizon, e.lo, e.hi
-FROM (SELECT profile_id, min(ts) AS lo, max(ts) AS hi FROM events
-      WHERE project_id = $pid GROUP BY 1) e
-LEFT JOIN (SELECT profile_id, arg_max(session_id, first_ts) AS latest_session_id,
-                  max(first_ts) AS latest_first_ts,
-                  max(last_ts) FILTER (WHERE concluded) + $timeout AS horizon
-           FROM sessions WHERE project_id = $pid GROUP BY 1) s USING (profile_id);
-DROP TABLE rs_events;
-DROP TABLE rs_sessions;
-"""
+from lull.store.projects import get_settings, take_skey
 
 
 @dataclass(slots=True)
@@ -69,28 +29,99 @@ class Rebuilt:
     seconds: float
 
     def as_json(self) -> dict[str, object]:
-        return {"events": self.events, "sessions": self.sessions, "seconds": round(self.seconds, 3)}
+        return {
+            "events": self.events,
+            "sessions": self.sessions,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _ints(table: pa.Table, name: str) -> np.ndarray:
+    return np.asarray(table.column(name).combine_chunks().to_numpy(), dtype=np.int64)
 
 
 def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebuilt:
-    """Rebuild all of project `pid`'s sessions (and its Session Concluded events)."""
+    """Rebuild all of project `pid`'s sessions (and so its Session Concluded events)."""
     started = time.perf_counter()
     settings = get_settings(con, pid)
-    params = {"pid": pid, "timeout": settings.timeout_ms, "excluded": list(settings.excluded)}
+    timeout, p = settings.timeout_ms, literal(pid)
     with transaction(con):
-        for statement in _statements(_REBUILD):
-            for k, v in params.items():
-                statement = statement.replace(f"${k}", literal(v))  # type: ignore[arg-type]
-            con.execute(statement)
-        counts = con.execute(
-            "SELECT (SELECT count(*) FROM rs_events), (SELECT count(*) FROM rs_sessions)"
-        ).fetchone()
-        assert counts is not None
-        params["now"] = now
-        for statement in _statements(_WRITE):
-            con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
-    return Rebuilt(int(counts[0]), int(counts[1]), time.perf_counter() - started)
+        events = con.sql(
+            f"""SELECT seq, profile_id, ts FROM events
+                WHERE project_id = {p} AND source <> 'api'
+                AND NOT list_contains({literal(settings.excluded)}, name)"""
+        ).to_arrow_table()
+        seq, ts = _ints(events, "seq"), _ints(events, "ts")
+        if len(seq) > 1 and not bool(np.all(seq[1:] > seq[:-1])):
+            events = events.take(pa.array(np.argsort(seq, kind="stable")))
+            seq, ts = _ints(events, "seq"), _ints(events, "ts")
+        encoded = pc.dictionary_encode(events.column("profile_id")).combine_chunks()
+        code = np.asarray(encoded.indices.to_numpy(), dtype=np.int64)
+        del events
+
+        order = by_profile_and_time(code, ts)
+        c, t = code[order], ts[order]
+        n = len(order)
+        new = np.ones(n, dtype=bool)
+        new[1:] = (c[1:] != c[:-1]) | (t[1:] - t[:-1] >= timeout)
+        starts = np.flatnonzero(new)
+        ends = np.r_[starts[1:], n] - 1
+        last_of_profile = np.ones(len(starts), dtype=bool)
+        last_of_profile[:-1] = c[starts[1:]] != c[starts[:-1]]
+        concluded = ~last_of_profile | (t[ends] + timeout <= now)
+        skey0 = take_skey(con, pid, len(starts))
+        skeys = np.arange(skey0, skey0 + len(starts), dtype=np.int64)
+
+        con.register(
+            "rs_dict",
+            pa.table(
+                {"code": np.arange(len(encoded.dictionary)), "profile_id": encoded.dictionary}
+            ),
+        )
+        con.register(
+            "rs_sessions",
+            pa.table(
+                {
+                    "skey": skeys,
+                    "code": c[starts],
+                    "first_seq": seq[order[starts]],
+                    "first_ts": t[starts],
+                    "last_ts": t[ends],
+                    "events": ends - starts + 1,
+                    "concluded": concluded,
+                }
+            ),
+        )
+        con.register("rs_assign", pa.table({"seq": seq[order], "skey": skeys[np.cumsum(new) - 1]}))
+        con.execute(f"DELETE FROM sessions WHERE project_id = {p}")
+        con.execute(
+            f"""INSERT INTO sessions
+                SELECT {p}, s.skey, md5(d.profile_id || chr(31) || e.message_id), d.profile_id,
+                       s.first_ts, s.last_ts, s.events, e.source, s.concluded,
+                       CASE WHEN s.concluded THEN s.last_ts + {literal(timeout)} END
+                FROM rs_sessions s JOIN rs_dict d USING (code)
+                JOIN events e ON e.project_id = {p} AND e.seq = s.first_seq"""
+        )
+        con.execute(f"DELETE FROM event_sessions WHERE project_id = {p}")
+        con.execute(f"INSERT INTO event_sessions SELECT {p}, seq, skey, false FROM rs_assign")
+        for name in ("rs_dict", "rs_sessions", "rs_assign"):
+            con.unregister(name)
+        _update_profiles(con, pid, timeout)
+    return Rebuilt(n, len(starts), time.perf_counter() - started)
 
 
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";\n") if s.strip()]
+def _update_profiles(con: duckdb.DuckDBPyConnection, pid: int, timeout: int) -> None:
+    """Each profile's latest session and horizon, from the rebuilt sessions."""
+    con.execute(
+        """UPDATE profiles SET latest_session_id = NULL, latest_first_ts = NULL, horizon = NULL
+           WHERE project_id = ?""",
+        [pid],
+    )
+    con.execute(
+        """UPDATE profiles SET latest_session_id = s.sid, latest_first_ts = s.f, horizon = s.h
+           FROM (SELECT profile_id, arg_max(session_id, first_ts) AS sid, max(first_ts) AS f,
+                        max(last_ts) FILTER (WHERE concluded) + ? AS h
+                 FROM sessions WHERE project_id = ? GROUP BY 1) s
+           WHERE profiles.project_id = ? AND profiles.profile_id = s.profile_id""",
+        [timeout, pid, pid],
+    )

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from lull.engine.order import by_profile_and_time
+
 I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]
 NONE = np.iinfo(np.int64).min  # "no value" in the int64 state arrays
@@ -54,7 +56,7 @@ class Runs:
 def sessionize(code: I64, ts: I64, clock: I64, prior: Prior, timeout: int) -> Runs:
     """Cut regular profiles into sessions; flag the others as slow. Inputs are in arrival order."""
     n = len(code)
-    order = np.lexsort((ts, clock, code)).astype(np.int64)
+    order = by_profile_and_time(code, ts, clock)
     c, t, k = code[order], ts[order], clock[order]
     first = np.ones(n, dtype=bool)
     first[1:] = c[1:] != c[:-1]

@@ -32,6 +32,7 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     except duckdb.Error as e:
         raise LullError(f"cannot open the store {path}: {e}") from None
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     threads = os.environ.get("LULL_THREADS")
     if threads:
         con.execute(f"SET threads = {int(threads)}")

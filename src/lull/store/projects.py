@@ -26,7 +26,7 @@ def project_id(con: duckdb.DuckDBPyConnection, name: str, *, create: bool = True
     new_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM projects").fetchone()
     assert new_id is not None
     con.execute(
-        "INSERT INTO projects VALUES (?, ?, false, ?, ?, 'UTC', ?, NULL, 0)",
+        "INSERT INTO projects VALUES (?, ?, false, ?, ?, 'UTC', ?, NULL, 0, 0)",
         [new_id[0], name, DEFAULT_TIMEOUT_MS, list(DEFAULT_EXCLUDED), now_ms()],
     )
     return int(new_id[0])
@@ -61,7 +61,16 @@ def save_settings(con: duckdb.DuckDBPyConnection, pid: int, s: Settings) -> None
 
 def take_seq(con: duckdb.DuckDBPyConnection, pid: int, count: int) -> int:
     """Reserve `count` arrival sequence numbers; returns the first."""
-    row = con.execute("SELECT next_seq FROM projects WHERE id = ?", [pid]).fetchone()
+    return _take(con, pid, "next_seq", count)
+
+
+def take_skey(con: duckdb.DuckDBPyConnection, pid: int, count: int) -> int:
+    """Reserve `count` session keys; returns the first."""
+    return _take(con, pid, "next_skey", count)
+
+
+def _take(con: duckdb.DuckDBPyConnection, pid: int, column: str, count: int) -> int:
+    row = con.execute(f"SELECT {column} FROM projects WHERE id = ?", [pid]).fetchone()
     assert row is not None
-    con.execute("UPDATE projects SET next_seq = next_seq + ? WHERE id = ?", [count, pid])
+    con.execute(f"UPDATE projects SET {column} = {column} + ? WHERE id = ?", [count, pid])
     return int(row[0])

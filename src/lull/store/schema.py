@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS projects (
     timezone VARCHAR NOT NULL,
     created_at BIGINT NOT NULL,
     board_created_at BIGINT,
-    next_seq BIGINT NOT NULL
+    next_seq BIGINT NOT NULL,
+    next_skey BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
     project_id INTEGER NOT NULL,
@@ -29,13 +30,20 @@ CREATE TABLE IF NOT EXISTS events (
     ts BIGINT NOT NULL,             -- event time, epoch ms, after R5's clock fix
     source VARCHAR NOT NULL,
     received_at BIGINT NOT NULL,
-    properties JSON,
-    session_id VARCHAR,
+    properties JSON
+);
+-- Which session each eligible event belongs to (or that it came late). Kept apart from
+-- the events, which never change, so a re-sessionization rewrites two narrow tables.
+CREATE TABLE IF NOT EXISTS event_sessions (
+    project_id INTEGER NOT NULL,
+    seq BIGINT NOT NULL,
+    skey BIGINT,                    -- sessions.skey; NULL when late
     late BOOLEAN NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sessions (
     project_id INTEGER NOT NULL,
-    session_id VARCHAR NOT NULL,
+    skey BIGINT NOT NULL,           -- internal key, unique within the project
+    session_id VARCHAR NOT NULL,    -- the CT Session ID
     profile_id VARCHAR NOT NULL,
     first_ts BIGINT NOT NULL,
     last_ts BIGINT NOT NULL,
@@ -54,9 +62,11 @@ CREATE TABLE IF NOT EXISTS profiles (
     last_seen BIGINT NOT NULL
 );
 CREATE OR REPLACE VIEW all_events AS
-    SELECT project_id, seq, message_id, profile_id, name, ts, source, received_at,
-           properties, session_id, late
-    FROM events
+    SELECT e.project_id, e.seq, e.message_id, e.profile_id, e.name, e.ts, e.source,
+           e.received_at, e.properties, s.session_id, coalesce(es.late, false) AS late
+    FROM events e
+    LEFT JOIN event_sessions es ON es.project_id = e.project_id AND es.seq = e.seq
+    LEFT JOIN sessions s ON s.project_id = es.project_id AND s.skey = es.skey
     UNION ALL
     SELECT project_id, NULL AS seq, 'sc-' || session_id AS message_id, profile_id,
            'Session Concluded' AS name, last_ts AS ts, source, concluded_at AS received_at,

@@ -15,7 +15,7 @@ def conclude_due(con: duckdb.DuckDBPyConnection, pid: int, until: int, timeout: 
     """
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE just_due AS
-           SELECT session_id, profile_id, last_ts FROM sessions
+           SELECT skey, profile_id, last_ts FROM sessions
            WHERE project_id = {literal(pid)} AND NOT concluded
            AND last_ts + {literal(timeout)} <= {literal(until)}"""
     )
@@ -25,7 +25,7 @@ def conclude_due(con: duckdb.DuckDBPyConnection, pid: int, until: int, timeout: 
         con.execute(
             """UPDATE sessions SET concluded = true, concluded_at = sessions.last_ts + ?
                FROM just_due j
-               WHERE sessions.project_id = ? AND sessions.session_id = j.session_id""",
+               WHERE sessions.project_id = ? AND sessions.skey = j.skey""",
             [timeout, pid],
         )
         con.execute(
