@@ -226,6 +226,60 @@ def board(
         _print_json(make_board(con, pid, s, last, days))
 
 
+@cli.command()
+@_common
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.pass_context
+def serve(ctx: click.Context, db: str | None, project: str | None, host: str, port: int) -> None:
+    """The server: ingestion API, session timer, read API."""
+    from lull.server.run import serve as run_server
+
+    run_server(db or ctx.obj["db"], host, port)
+
+
+@cli.group()
+def project() -> None:
+    """Projects and their keys."""
+
+
+@project.command("create")
+@click.argument("name")
+@click.option("--db", default=None, help="the store (LULL_DB)")
+@click.option("--json", "as_json", is_flag=True, help="print the keys as JSON")
+@click.pass_context
+def project_create(ctx: click.Context, name: str, db: str | None, as_json: bool) -> None:
+    """Make a project with a write key per source, an account id, a passcode, a read token."""
+    from lull.store.db import transaction
+    from lull.store.keys import create_project
+
+    con = connect(db or ctx.find_root().obj["db"])
+    try:
+        with transaction(con):
+            made = create_project(con, name)
+    finally:
+        con.close()
+    if as_json:
+        click.echo(json.dumps(made))
+        return
+    click.echo(f"project {name!r} made; keys are shown only now:")
+    click.echo(json.dumps(made, indent=2))
+
+
+@project.command("list")
+@click.option("--db", default=None, help="the store (LULL_DB)")
+@click.pass_context
+def project_list(ctx: click.Context, db: str | None) -> None:
+    """The projects, as JSON."""
+    from lull.store.keys import list_projects
+
+    con = connect(db or ctx.find_root().obj["db"])
+    try:
+        _print_json(list_projects(con))
+    finally:
+        con.close()
+
+
 @cli.command("convert-nasa")
 @click.argument("tsv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)

@@ -27,3 +27,17 @@ class Conflict(LullError):
     """The store is busy or held by another process."""
 
     status = 409
+
+
+class Unauthorized(LullError):
+    status = 401
+
+
+class TooLarge(LullError):
+    status = 413
+
+
+class Unavailable(LullError):
+    """The events could not be stored now; the client should retry."""
+
+    status = 503

@@ -381,7 +381,7 @@ class _Plan:
                       greatest(s.f, p.latest_first_ts) AS latest_first_ts,
                       greatest(s.h, p.horizon) AS horizon,
                       least(n.lo, p.first_seen) AS first_seen,
-                      greatest(n.hi, p.last_seen) AS last_seen
+                      greatest(n.hi, p.last_seen) AS last_seen, p.properties
                FROM seen n LEFT JOIN ses s USING (profile_id)
                LEFT JOIN profiles p ON p.project_id = {literal(pid)}
                     AND p.profile_id = n.profile_id"""

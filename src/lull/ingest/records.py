@@ -64,8 +64,12 @@ def _time(obj: dict[str, Any], key: str, required: bool) -> int | None:
         raise BadInput(e.message) from None
 
 
-def to_record(obj: object) -> Record:
-    """Validate one decoded JSON value as a canonical event; BadInput names the field."""
+def to_record(obj: object, source: str | None = None) -> Record:
+    """Validate one decoded JSON value as a canonical event; BadInput names the field.
+
+    `source`, when given (the server knows it from the write key), is used instead of
+    the record's own field.
+    """
     if not isinstance(obj, dict):
         raise BadInput(f"an event must be a JSON object, got {_kind(obj)}")
     name = _text(obj, "name", MAX_NAME)
@@ -73,7 +77,8 @@ def to_record(obj: object) -> Record:
         raise BadInput(
             f"field 'name': {SESSION_CONCLUDED!r} is a system event that only lull raises"
         )
-    source = _text(obj, "source", 16)
+    if source is None:
+        source = _text(obj, "source", 16)
     if source not in SOURCES:
         raise BadInput(f"field 'source': {source!r} is not one of {', '.join(SOURCES)}")
     props = obj.get("properties")

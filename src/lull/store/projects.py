@@ -26,7 +26,7 @@ def project_id(con: duckdb.DuckDBPyConnection, name: str, *, create: bool = True
     new_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM projects").fetchone()
     assert new_id is not None
     con.execute(
-        "INSERT INTO projects VALUES (?, ?, false, ?, ?, 'UTC', ?, NULL, 0, 0)",
+        "INSERT INTO projects VALUES (?, ?, false, ?, ?, 'UTC', ?, NULL, 0, 0, NULL)",
         [new_id[0], name, DEFAULT_TIMEOUT_MS, list(DEFAULT_EXCLUDED), now_ms()],
     )
     return int(new_id[0])

@@ -19,7 +19,22 @@ CREATE TABLE IF NOT EXISTS projects (
     created_at BIGINT NOT NULL,
     board_created_at BIGINT,
     next_seq BIGINT NOT NULL,
-    next_skey BIGINT NOT NULL
+    next_skey BIGINT NOT NULL,
+    account_id VARCHAR               -- the CleverTap-style account id
+);
+-- Secrets are stored as SHA-256 of a random 192-bit token (kind: web, ios, android,
+-- server, passcode, read).
+CREATE TABLE IF NOT EXISTS project_keys (
+    project_id INTEGER NOT NULL,
+    kind VARCHAR NOT NULL,
+    key_hash VARCHAR NOT NULL,
+    created_at BIGINT NOT NULL
+);
+-- An anonymous id (a device) that an identify call tied to a known profile.
+CREATE TABLE IF NOT EXISTS aliases (
+    project_id INTEGER NOT NULL,
+    anonymous_id VARCHAR NOT NULL,
+    profile_id VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
     project_id INTEGER NOT NULL,
@@ -59,7 +74,8 @@ CREATE TABLE IF NOT EXISTS profiles (
     latest_first_ts BIGINT,
     horizon BIGINT,
     first_seen BIGINT NOT NULL,
-    last_seen BIGINT NOT NULL
+    last_seen BIGINT NOT NULL,
+    properties JSON
 );
 CREATE OR REPLACE VIEW all_events AS
     SELECT e.project_id, e.seq, e.message_id, e.profile_id, e.name, e.ts, e.source,

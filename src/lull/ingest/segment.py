@@ -1,0 +1,91 @@
+"""Segment's tracking API (analytics.js, analytics-python, the mobile SDKs) -> events.
+
+Profiles: a message's `userId` is its profile; without one, its `anonymousId`, unless an
+earlier identify call tied that anonymous id to a user, in which case that user. So a
+device's events before sign-in stay on the anonymous profile, and its events after the
+identify call (even those that carry only the anonymous id) go to the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lull.errors import BadInput
+from lull.model import SESSION_CONCLUDED, parse_time
+from lull.server.live import Event
+
+TYPES = {"track", "page", "screen", "identify", "alias", "group"}
+SHORT = {"t": "track", "p": "page", "s": "screen", "i": "identify", "a": "alias", "g": "group"}
+_NAMES = {
+    "page": "Page Viewed",
+    "screen": "Screen Viewed",
+    "identify": "Identity Set",
+    "alias": "Identity Set",
+    "group": "Identity Set",
+}
+
+
+def _str(msg: dict[str, Any], key: str) -> str | None:
+    value = msg.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise BadInput(f"field {key!r} must be a string")
+    return str(value)
+
+
+def to_event(
+    msg: object,
+    default_type: str | None,
+    source: str,
+    resolve: Callable[[str], str],
+    sent_at: object,
+    received_at: int,
+) -> tuple[Event, tuple[str, str] | None]:
+    """One Segment message -> an event, and an (anonymous id, user id) link if it makes one."""
+    if not isinstance(msg, dict):
+        raise BadInput("a message must be a JSON object")
+    kind = msg.get("type", default_type)
+    if kind not in TYPES:
+        raise BadInput(f"field 'type': {kind!r} is not one of {', '.join(sorted(TYPES))}")
+    user, anonymous = _str(msg, "userId"), _str(msg, "anonymousId")
+    if kind == "alias":
+        anonymous = _str(msg, "previousId") or anonymous
+    if user is None and anonymous is None:
+        raise BadInput("a message needs a 'userId' or an 'anonymousId'")
+    profile = user if user is not None else resolve(anonymous or "")
+    link = (anonymous, user) if anonymous and user and kind in ("identify", "alias") else None
+    message_id = _str(msg, "messageId")
+    if message_id is None:
+        raise BadInput("field 'messageId' is missing")
+    if kind == "track":
+        name = msg.get("event")
+        if not isinstance(name, str) or not name:
+            raise BadInput("field 'event' must be a non-empty string")
+        if name == SESSION_CONCLUDED:
+            raise BadInput(f"field 'event': {SESSION_CONCLUDED!r} is a system event")
+    else:
+        name = _NAMES[kind]
+    props = msg.get("traits" if kind in ("identify", "group") else "properties") or {}
+    if not isinstance(props, dict):
+        raise BadInput("field 'properties' must be an object")
+    if kind == "page" and msg.get("name"):
+        props = {"name": msg["name"], **props}
+    if kind == "group" and msg.get("groupId") is not None:
+        props = {"groupId": msg["groupId"], **props}
+    timestamp = msg.get("timestamp")
+    ts = received_at if timestamp is None else parse_time(timestamp, "field 'timestamp'")
+    sent = msg.get("sentAt", sent_at)
+    return (
+        Event(
+            message_id=message_id,
+            profile_id=profile,
+            name=name,
+            ts=ts,
+            source=source,
+            sent_at=None if sent is None else parse_time(sent, "field 'sentAt'"),
+            properties=props,
+        ),
+        link,
+    )

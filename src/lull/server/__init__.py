@@ -1,0 +1,1 @@
+"""`lull serve`: the ingestion API, the live session timer, the read API."""

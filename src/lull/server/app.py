@@ -1,0 +1,256 @@
+"""The HTTP app: thin handlers that authenticate, validate, hand over, and answer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from lull.board import board
+from lull.errors import BadInput, LullError, NotFound, Unauthorized, Unavailable
+from lull.ingest import clevertap, segment
+from lull.ingest.records import to_record
+from lull.server import reads
+from lull.server.bodies import parse_events, parse_json, read_body, too_big
+from lull.server.live import Event, LiveEngine, Outcome
+from lull.server.openapi import OPENAPI
+from lull.store.keys import Grant, account_ids, digest, load_grants
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Server:
+    """Everything the handlers share: the live engine, the keys, a reader per thread."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, engine: LiveEngine) -> None:
+        self.con = con
+        self.engine = engine
+        self.grants: dict[str, Grant] = load_grants(con)
+        self.accounts: dict[str, int] = account_ids(con)
+        self._local = threading.local()
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self.con.cursor()
+        return cursor
+
+    def grant(self, secret: str | None, kinds: tuple[str, ...]) -> Grant:
+        found = self.grants.get(digest(secret)) if secret else None
+        if found is None or found.kind not in kinds:
+            raise Unauthorized("missing or wrong key")
+        return found
+
+    async def store(
+        self, pid: int, events: list[Event], links: list[tuple[str, str]] | None = None
+    ) -> Outcome:
+        try:
+            return await asyncio.wrap_future(self.engine.submit(pid, events, links))
+        except LullError:
+            raise
+        except Exception as e:
+            raise Unavailable(f"events could not be stored, retry: {e}") from None
+
+
+WRITE = ("web", "ios", "android", "server")
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def _basic_user(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _error(index: int, e: LullError) -> dict[str, object]:
+    return {"index": index, "error": e.message}
+
+
+def build(server: Server) -> Starlette:
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def native(request: Request) -> Response:
+        grant = server.grant(_bearer(request), WRITE)
+        records = parse_events(await read_body(request))
+        events, rejected = [], []
+        for i, raw in enumerate(records):
+            try:
+                if too_big(raw):
+                    raise BadInput("event is over 32 KB")
+                rec = to_record(raw, grant.source)
+                events.append(
+                    Event(rec.message_id, rec.profile_id, rec.name, rec.ts, grant.source,
+                          rec.sent_at, rec.properties)
+                )  # fmt: skip
+            except BadInput as e:
+                rejected.append(_error(i, e))
+        outcome = await server.store(grant.project_id, events) if events else Outcome()
+        body = {
+            "accepted": outcome.accepted,
+            "duplicates": outcome.duplicates,
+            "late": outcome.late,
+            "rejected": rejected,
+        }
+        return JSONResponse(body, status_code=400 if rejected and not events else 200)
+
+    async def segment_api(request: Request) -> Response:
+        kind = request.path_params.get("kind", "batch")
+        kind = segment.SHORT.get(kind, kind)
+        if kind not in segment.TYPES and kind != "batch":
+            raise NotFound(f"no Segment endpoint /v1/{kind}")
+        payload = parse_json(await read_body(request))
+        if not isinstance(payload, dict):
+            raise BadInput("body must be a JSON object")
+        key = _basic_user(request) or payload.get("writeKey")
+        grant = server.grant(key if isinstance(key, str) else None, WRITE)
+        if kind == "batch":
+            messages = payload.get("batch")
+            if not isinstance(messages, list):
+                raise BadInput("field 'batch' must be an array of messages")
+            default = None
+        else:
+            messages, default = [payload], kind
+        received = server.engine.clock()
+        pid = grant.project_id
+        events, links, rejected = [], [], []
+        for i, msg in enumerate(messages):
+            try:
+                if too_big(msg):
+                    raise BadInput("message is over 32 KB")
+                event, link = segment.to_event(
+                    msg, default, grant.source, lambda a: server.engine.resolve(pid, a),
+                    payload.get("sentAt"), received,
+                )  # fmt: skip
+                events.append(event)
+                if link:
+                    links.append(link)
+            except BadInput as e:
+                rejected.append(_error(i, e))
+        if not events:
+            return JSONResponse({"success": False, "rejected": rejected}, status_code=400)
+        outcome = await server.store(pid, events, links)
+        return JSONResponse({"success": True, "accepted": outcome.accepted, "rejected": rejected})
+
+    async def upload(request: Request) -> Response:
+        account = request.headers.get("x-clevertap-account-id", "")
+        pid = server.accounts.get(account)
+        passcode = server.grants.get(digest(request.headers.get("x-clevertap-passcode", "")))
+        if (
+            pid is None
+            or passcode is None
+            or passcode.kind != "passcode"
+            or (passcode.project_id != pid)
+        ):
+            raise Unauthorized("wrong X-CleverTap-Account-Id or X-CleverTap-Passcode")
+        payload = parse_json(await read_body(request))
+        records = payload.get("d") if isinstance(payload, dict) else None
+        if not isinstance(records, list):
+            raise BadInput("body must be an object with an array 'd'")
+        if len(records) > clevertap.MAX_RECORDS:
+            raise BadInput(f"at most {clevertap.MAX_RECORDS} records per upload")
+        events, unprocessed, processed = [], [], 0
+        for i, record in enumerate(records):
+            try:
+                if too_big(record):
+                    raise BadInput("record is over 32 KB")
+                event = clevertap.to_event(record)
+                processed += 1
+                if event is not None:
+                    events.append(event)
+            except BadInput as e:
+                unprocessed.append(
+                    {"status": "fail", "code": 400, "error": e.message, "index": i,
+                     "record": record}
+                )  # fmt: skip
+        if events:
+            await server.store(pid, events)
+        status = "fail" if records and not processed else "success"
+        return JSONResponse(
+            {"status": status, "processed": processed, "unprocessed": unprocessed},
+            status_code=400 if status == "fail" else 200,
+        )
+
+    def read(query: Callable[[duckdb.DuckDBPyConnection, int, Request], Any]) -> Handler:
+        async def handler(request: Request) -> Response:
+            grant = server.grant(_bearer(request), ("read",))
+            result = await run_in_threadpool(
+                lambda: query(server.reader(), grant.project_id, request)
+            )
+            return JSONResponse(result)
+
+        return handler
+
+    def read_board(con: duckdb.DuckDBPyConnection, pid: int, request: Request) -> Any:
+        settings = server.engine.settings(pid)
+        params = request.query_params
+        days = params.get("days", "30")
+        if not days.isdigit() or not 1 <= int(days) <= 3660:
+            raise BadInput("'days' must be a whole number from 1 to 3660")
+        until = params.get("until")
+        try:
+            last = (
+                date.fromisoformat(until)
+                if until
+                else datetime.now(ZoneInfo(settings.timezone)).date()
+            )
+        except ValueError:
+            raise BadInput(f"'until' {until!r}: expected a date YYYY-MM-DD") from None
+        return board(con, pid, settings, last, int(days))
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, LullError):
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return JSONResponse({"error": "internal error"}, status_code=500)
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/openapi.json", openapi),
+        Route("/api/v1/events", native, methods=["POST"]),
+        Route("/v1/batch", segment_api, methods=["POST"]),
+        Route("/v1/{kind}", segment_api, methods=["POST"]),
+        Route("/b", segment_api, methods=["POST"]),
+        Route("/1/upload", upload, methods=["POST"]),
+        Route(
+            "/api/v1/sessions",
+            read(lambda c, p, r: reads.sessions(c, p, dict(r.query_params))),
+        ),
+        Route(
+            "/api/v1/events",
+            read(lambda c, p, r: reads.events(c, p, dict(r.query_params))),
+            methods=["GET"],
+        ),
+        Route(
+            "/api/v1/profiles/{profile_id:path}",
+            read(lambda c, p, r: reads.profile(c, p, r.path_params["profile_id"])),
+        ),
+        Route("/api/v1/board", read(read_board)),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={LullError: on_error, Exception: on_error},
+    )

@@ -1,0 +1,74 @@
+"""Reading request bodies: size limits, gzip (by header or by its magic bytes), JSON."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+
+from lull.errors import BadInput, TooLarge
+
+MAX_REQUEST = 500 * 1024
+MAX_EVENT = 32 * 1024
+_decode = msgspec.json.Decoder().decode
+
+
+async def read_body(request: Request, limit: int = MAX_REQUEST) -> bytes:
+    """The body, gunzipped if needed; TooLarge past `limit` bytes (before or after gzip)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body of {declared} bytes is over the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
+    if gzipped or body[:2] == b"\x1f\x8b":
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as e:
+            raise BadInput(f"body is not valid gzip: {e}") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise TooLarge(f"request body is over the limit of {limit} bytes once unzipped")
+    return body
+
+
+def parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise BadInput("request body is empty")
+    try:
+        return _decode(body)
+    except msgspec.DecodeError as e:
+        raise BadInput(f"body is not valid JSON: {e}") from None
+
+
+def parse_events(body: bytes) -> list[Any]:
+    """A JSON array of records, or NDJSON (one record per line)."""
+    stripped = body.lstrip()
+    if stripped[:1] == b"[":
+        value = parse_json(body)
+        if not isinstance(value, list):
+            raise BadInput("body must be a JSON array of events or NDJSON")
+        return value
+    out = []
+    for number, line in enumerate(body.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(_decode(line))
+        except msgspec.DecodeError as e:
+            raise BadInput(f"line {number}: malformed JSON ({e})") from None
+    if not out:
+        raise BadInput("request body holds no events")
+    return out
+
+
+def too_big(record: object) -> bool:
+    return len(msgspec.json.encode(record)) > MAX_EVENT

@@ -1,0 +1,499 @@
+"""The live engine: applies arriving requests to the session rules and commits them.
+
+One thread owns the store's write connection. Requests queue up; the thread takes all
+that are waiting, applies each at its arrival instant with `engine.exact`, writes the
+whole group in one transaction (group commit) and only then answers them. The same
+thread concludes sessions as they fall due (R4). State lives in memory and is rebuilt
+from the store at start, so a restart carries on exactly.
+"""
+
+from __future__ import annotations
+
+import heapq
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import msgspec
+import pyarrow as pa
+
+from lull.engine import exact
+from lull.engine.state import Arrival, ProfileState, Session
+from lull.model import Settings
+from lull.store.db import transaction
+from lull.store.projects import get_settings, now_ms
+
+Clock = Callable[[], int]
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class Event:
+    """One validated event of a request."""
+
+    message_id: str
+    profile_id: str
+    name: str
+    ts: int
+    source: str
+    sent_at: int | None
+    properties: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Outcome:
+    accepted: int = 0
+    duplicates: int = 0
+    late: int = 0
+
+
+@dataclass(slots=True)
+class _Request:
+    project_id: int
+    events: list[Event]
+    received_at: int
+    future: Future[Outcome]
+    aliases: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Project:
+    settings: Settings
+    next_seq: int
+    next_skey: int
+    states: dict[str, ProfileState] = field(default_factory=dict)
+    skeys: dict[str, int] = field(default_factory=dict)  # open session id -> skey
+    seen: set[int] = field(default_factory=set)  # hash(message_id) of stored events
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+class _Rows:
+    """What one group commit writes."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, list[Any]] = {k: [] for k in _EVENT_COLUMNS}
+        self.assign: dict[str, list[Any]] = {"project_id": [], "seq": [], "skey": [], "late": []}
+        self.sessions: dict[tuple[int, int], tuple[Any, ...]] = {}
+        self.profiles: dict[tuple[int, str], tuple[int | None, int | None]] = {}
+        self.aliases: list[tuple[int, str, str]] = []
+
+    def session(self, pid: int, skey: int, s: Session, concluded_at: int | None) -> None:
+        self.sessions[(pid, skey)] = (
+            pid, skey, s.session_id, s.profile_id, s.first_ts, s.last_ts, s.events,
+            s.source, concluded_at is not None, concluded_at,
+        )  # fmt: skip
+
+
+_EVENT_COLUMNS = (
+    "project_id", "seq", "message_id", "profile_id", "name", "ts", "source",
+    "received_at", "properties",
+)  # fmt: skip
+
+
+class LiveEngine:
+    """The single writer. `submit` is thread-safe; everything else runs on its thread."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, clock: Clock = now_ms) -> None:
+        self.con = con
+        self.clock = clock
+        self.queue: queue.Queue[_Request | None] = queue.Queue()
+        self.projects: dict[int, _Project] = {}
+        self.due: list[tuple[int, int, str]] = []  # (due time, project, profile)
+        self.ready = threading.Event()
+        self.failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="lull-writer", daemon=True)
+
+    # -- outside the thread --------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+        self.ready.wait()
+        if self.failed is not None:
+            raise self.failed
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self._thread.join()
+
+    def submit(
+        self, project_id: int, events: list[Event], aliases: list[tuple[str, str]] | None = None
+    ) -> Future[Outcome]:
+        """Queue events that arrived now; the future resolves once they are committed."""
+        future: Future[Outcome] = Future()
+        self.queue.put(_Request(project_id, events, self.clock(), future, aliases or []))
+        return future
+
+    def settings(self, project_id: int) -> Settings:
+        return self.projects[project_id].settings
+
+    def resolve(self, project_id: int, anonymous_id: str) -> str:
+        """The profile an anonymous id was tied to by an identify call, or itself."""
+        project = self.projects.get(project_id)
+        return anonymous_id if project is None else project.aliases.get(anonymous_id, anonymous_id)
+
+    # -- on the thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._load()
+            self._conclude_due()
+        except BaseException as e:  # reported by start()
+            self.failed = e
+            self.ready.set()
+            return
+        self.ready.set()
+        while True:
+            try:
+                first = self.queue.get(timeout=0.25)
+            except queue.Empty:
+                self._conclude_due()
+                continue
+            if first is None:
+                return
+            group = [first]
+            while len(group) < 256:
+                try:
+                    more = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self.queue.put(None)
+                    break
+                group.append(more)
+            self._commit(group)
+            self._conclude_due()
+
+    def _load(self) -> None:
+        con = self.con
+        for pid, next_seq, next_skey in con.execute(
+            "SELECT id, next_seq, next_skey FROM projects"
+        ).fetchall():
+            self.projects[pid] = _Project(get_settings(con, pid), next_seq, next_skey)
+        for pid, profile, horizon, latest_first, latest in con.execute(
+            """SELECT project_id, profile_id, horizon, latest_first_ts, latest_session_id
+               FROM profiles"""
+        ).fetchall():
+            state = ProfileState(profile, horizon=horizon)
+            if latest is not None:
+                state.latest = (latest_first, latest)
+            if horizon is None:
+                state.history = []  # nothing concluded yet
+            self.projects[pid].states[profile] = state
+        for pid, skey, sid, profile, first, last, events, source in con.execute(
+            """SELECT project_id, skey, session_id, profile_id, first_ts, last_ts, events,
+                      source FROM sessions WHERE NOT concluded"""
+        ).fetchall():
+            project = self.projects[pid]
+            state = project.states.setdefault(profile, ProfileState(profile, history=[]))
+            state.open = Session(sid, profile, first, last, events, source)
+            project.skeys[sid] = skey
+            self.due.append((last + project.settings.timeout_ms, pid, profile))
+        heapq.heapify(self.due)
+        for pid, mid in con.execute("SELECT project_id, message_id FROM events").fetchall():
+            self.projects[pid].seen.add(hash(mid))
+        for pid, anonymous, profile in con.execute("SELECT * FROM aliases").fetchall():
+            self.projects[pid].aliases[anonymous] = profile
+
+    def _project(self, pid: int) -> _Project:
+        project = self.projects.get(pid)
+        if project is None:  # made after start (lull project create via the API)
+            row = self.con.execute(
+                "SELECT next_seq, next_skey FROM projects WHERE id = ?", [pid]
+            ).fetchone()
+            assert row is not None
+            project = _Project(get_settings(self.con, pid), int(row[0]), int(row[1]))
+            self.projects[pid] = project
+        return project
+
+    def _commit(self, group: list[_Request]) -> None:
+        rows = _Rows()
+        outcomes: list[Outcome] = []
+        try:
+            with transaction(self.con):
+                for request in group:
+                    outcomes.append(self._apply(request, rows))
+                self._write(rows)
+        except BaseException as e:
+            # Memory may be ahead of the store now: rebuild it from what was committed.
+            self.projects.clear()
+            self.due.clear()
+            self._load()
+            for request in group:
+                request.future.set_exception(e)
+            return
+        for request, outcome in zip(group, outcomes, strict=True):
+            request.future.set_result(outcome)
+
+    def _apply(self, request: _Request, rows: _Rows) -> Outcome:
+        pid, r = request.project_id, request.received_at
+        project = self._project(pid)
+        settings, timeout = project.settings, project.settings.timeout_ms
+        outcome = Outcome()
+        for anonymous, profile in request.aliases:
+            if project.aliases.get(anonymous) != profile:
+                project.aliases[anonymous] = profile
+                rows.aliases.append((pid, anonymous, profile))
+        fresh = self._fresh(pid, project, request.events)
+        outcome.duplicates = len(request.events) - len(fresh)
+        outcome.accepted = len(fresh)
+        by_profile: dict[str, list[tuple[Arrival, int]]] = {}
+        for e in fresh:
+            seq = project.next_seq
+            project.next_seq += 1
+            ts = e.ts if e.sent_at is None else e.ts + (r - e.sent_at)
+            ts = min(ts, r)
+            ev = rows.events
+            for k, v in zip(
+                _EVENT_COLUMNS,
+                (pid, seq, e.message_id, e.profile_id, e.name, ts, e.source, r,
+                 _encode(e.properties).decode()),
+                strict=True,
+            ):  # fmt: skip
+                ev[k].append(v)
+            self._touch_profile(rows, pid, project, e.profile_id, ts)
+            if settings.is_eligible(e.name, e.source):
+                by_profile.setdefault(e.profile_id, []).append(
+                    (Arrival(ts, seq, e.message_id, e.source), seq)
+                )
+        for profile, items in by_profile.items():
+            outcome.late += self._sessionize(rows, pid, project, profile, items, r, timeout)
+        return outcome
+
+    def _fresh(self, pid: int, project: _Project, events: list[Event]) -> list[Event]:
+        """R6: drop events whose message_id is stored already or repeated in the request."""
+        seen_here: set[str] = set()
+        maybe: list[str] = []
+        for e in events:
+            if hash(e.message_id) in project.seen:
+                maybe.append(e.message_id)
+        stored: set[str] = set()
+        if maybe:  # a hash match: a retry, or (rarely) a collision; ask the store
+            stored = {
+                m
+                for (m,) in self.con.execute(
+                    "SELECT message_id FROM events WHERE project_id = ? AND message_id IN ?",
+                    [pid, maybe],
+                ).fetchall()
+            }
+        fresh = []
+        for e in events:
+            if e.message_id in stored or e.message_id in seen_here:
+                continue
+            seen_here.add(e.message_id)
+            fresh.append(e)
+        for e in fresh:
+            project.seen.add(hash(e.message_id))
+        return fresh
+
+    def _state(self, pid: int, project: _Project, profile: str) -> ProfileState:
+        state = project.states.get(profile)
+        if state is None:
+            state = project.states[profile] = ProfileState(profile, history=[])
+        return state
+
+    def _sessionize(
+        self,
+        rows: _Rows,
+        pid: int,
+        project: _Project,
+        profile: str,
+        items: list[tuple[Arrival, int]],
+        r: int,
+        timeout: int,
+    ) -> int:
+        state = self._state(pid, project, profile)
+        due = exact.conclude_due(state, r, timeout)
+        if due is not None:
+            self._concluded(rows, pid, project, due, r)
+        arrivals = [a for a, _ in items]
+        if exact.needs_history(state, arrivals):
+            state.history = [
+                (int(f), int(la))
+                for f, la in self.con.execute(
+                    """SELECT first_ts, last_ts FROM sessions WHERE project_id = ?
+                       AND profile_id = ? AND concluded ORDER BY first_ts""",
+                    [pid, profile],
+                ).fetchall()
+            ]
+        out = exact.apply(state, arrivals, timeout)
+        for s in out.concluded:
+            self._concluded(rows, pid, project, s, r)
+        if state.open is not None:
+            skey = self._skey(project, state.open.session_id)
+            rows.session(pid, skey, state.open, None)
+            heapq.heappush(self.due, (state.open.last_ts + timeout, pid, profile))
+        late = 0
+        a = rows.assign
+        for (_arrival, seq), sid in zip(items, out.session_ids, strict=True):
+            a["project_id"].append(pid)
+            a["seq"].append(seq)
+            a["skey"].append(None if sid is None else self._skey(project, sid))
+            a["late"].append(sid is None)
+            late += sid is None
+        self._profile_sessions(rows, pid, state)
+        return late
+
+    def _skey(self, project: _Project, session_id: str) -> int:
+        skey = project.skeys.get(session_id)
+        if skey is None:
+            skey = project.skeys[session_id] = project.next_skey
+            project.next_skey += 1
+        return skey
+
+    def _concluded(self, rows: _Rows, pid: int, project: _Project, s: Session, at: int) -> None:
+        skey = self._skey(project, s.session_id)
+        del project.skeys[s.session_id]
+        rows.session(pid, skey, s, at)
+
+    def _touch_profile(
+        self, rows: _Rows, pid: int, project: _Project, profile: str, ts: int
+    ) -> None:
+        key = (pid, profile)
+        old_lo, old_hi = rows.profiles.get(key, (None, None))
+        lo = ts if old_lo is None else min(old_lo, ts)
+        hi = ts if old_hi is None else max(old_hi, ts)
+        rows.profiles[key] = (lo, hi)
+
+    def _profile_sessions(self, rows: _Rows, pid: int, state: ProfileState) -> None:
+        key = (pid, state.profile_id)
+        if key not in rows.profiles:
+            rows.profiles[key] = (None, None)
+
+    def _conclude_due(self) -> None:
+        """R4: conclude every open session whose last event + timeout has passed."""
+        now = self.clock()
+        if not self.due or self.due[0][0] > now:
+            return
+        rows = _Rows()
+        while self.due and self.due[0][0] <= now:
+            _, pid, profile = heapq.heappop(self.due)
+            project = self.projects.get(pid)
+            if project is None:
+                continue
+            state = project.states.get(profile)
+            if state is None:
+                continue
+            s = exact.conclude_due(state, now + 1, project.settings.timeout_ms)
+            if s is not None:
+                self._concluded(rows, pid, project, s, now)
+                rows.profiles[(pid, profile)] = (None, None)
+        if rows.sessions:
+            try:
+                with transaction(self.con):
+                    self._write(rows)
+            except BaseException:
+                self.projects.clear()
+                self.due.clear()
+                self._load()
+
+    def _write(self, rows: _Rows) -> None:
+        con = self.con
+        if rows.events["seq"]:
+            con.register("live_events", pa.table(rows.events))
+            con.execute("INSERT INTO events SELECT * FROM live_events")
+            con.unregister("live_events")
+        if rows.assign["seq"]:
+            con.register(
+                "live_assign",
+                pa.table(
+                    {
+                        "project_id": pa.array(rows.assign["project_id"], pa.int32()),
+                        "seq": pa.array(rows.assign["seq"], pa.int64()),
+                        "skey": pa.array(rows.assign["skey"], pa.int64()),
+                        "late": pa.array(rows.assign["late"], pa.bool_()),
+                    }
+                ),
+            )
+            con.execute("INSERT INTO event_sessions SELECT * FROM live_assign")
+            con.unregister("live_assign")
+        if rows.sessions:
+            names = ("project_id", "skey", "session_id", "profile_id", "first_ts", "last_ts",
+                     "events", "source", "concluded", "concluded_at")  # fmt: skip
+            values = list(zip(*rows.sessions.values(), strict=True))
+            con.register(
+                "live_sessions",
+                pa.table(
+                    {
+                        n: pa.array(v, t)
+                        for n, v, t in zip(names, values, _SESSION_TYPES, strict=True)
+                    }
+                ),
+            )
+            con.execute(
+                """DELETE FROM sessions WHERE (project_id, skey) IN
+                   (SELECT (project_id, skey) FROM live_sessions)"""
+            )
+            con.execute("INSERT INTO sessions SELECT * FROM live_sessions")
+            con.unregister("live_sessions")
+        if rows.aliases:
+            con.executemany("INSERT INTO aliases VALUES (?, ?, ?)", rows.aliases)
+        if rows.profiles:
+            self._write_profiles(rows)
+        for pid, project in self.projects.items():
+            con.execute(
+                "UPDATE projects SET next_seq = ?, next_skey = ? WHERE id = ?",
+                [project.next_seq, project.next_skey, pid],
+            )
+
+    def _write_profiles(self, rows: _Rows) -> None:
+        pids, names, lo, hi, latest, latest_first, horizon = [], [], [], [], [], [], []
+        for (pid, profile), (first_seen, last_seen) in rows.profiles.items():
+            state = self.projects[pid].states.get(profile)
+            pids.append(pid)
+            names.append(profile)
+            lo.append(first_seen)
+            hi.append(last_seen)
+            latest.append(state.latest[1] if state and state.latest else None)
+            latest_first.append(state.latest[0] if state and state.latest else None)
+            horizon.append(state.horizon if state else None)
+        con = self.con
+        con.register(
+            "live_profiles",
+            pa.table(
+                {
+                    "project_id": pa.array(pids, pa.int32()),
+                    "profile_id": pa.array(names, pa.string()),
+                    "lo": pa.array(lo, pa.int64()),
+                    "hi": pa.array(hi, pa.int64()),
+                    "latest": pa.array(latest, pa.string()),
+                    "latest_first": pa.array(latest_first, pa.int64()),
+                    "horizon": pa.array(horizon, pa.int64()),
+                }
+            ),
+        )
+        con.execute(
+            """UPDATE profiles SET latest_session_id = l.latest, latest_first_ts = l.latest_first,
+                      horizon = l.horizon,
+                      first_seen = least(profiles.first_seen, coalesce(l.lo, profiles.first_seen)),
+                      last_seen = greatest(profiles.last_seen, coalesce(l.hi, profiles.last_seen))
+               FROM live_profiles l
+               WHERE profiles.project_id = l.project_id AND profiles.profile_id = l.profile_id"""
+        )
+        con.execute(
+            """INSERT INTO profiles
+               SELECT l.project_id, l.profile_id, l.latest, l.latest_first, l.horizon,
+                      l.lo, l.hi, NULL
+               FROM live_profiles l ANTI JOIN profiles p
+                    ON p.project_id = l.project_id AND p.profile_id = l.profile_id
+               WHERE l.lo IS NOT NULL"""
+        )
+        con.unregister("live_profiles")
+
+
+_SESSION_TYPES = (
+    pa.int32(), pa.int64(), pa.string(), pa.string(), pa.int64(), pa.int64(), pa.int64(),
+    pa.string(), pa.bool_(), pa.int64(),
+)  # fmt: skip
+
+
+def wait(future: Future[Outcome], timeout: float = 30.0) -> Outcome:
+    return future.result(timeout)
+
+
+def monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)

@@ -1,0 +1,155 @@
+"""The OpenAPI description served at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_TIME = {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}
+_EVENT = {
+    "type": "object",
+    "required": ["message_id", "profile_id", "name", "ts"],
+    "properties": {
+        "message_id": {"type": "string", "minLength": 1, "maxLength": 256},
+        "profile_id": {"type": "string", "minLength": 1, "maxLength": 256},
+        "name": {"type": "string", "minLength": 1, "maxLength": 512},
+        "ts": _TIME,
+        "sent_at": _TIME,
+        "source": {"type": "string", "enum": ["web", "ios", "android", "api"]},
+        "properties": {"type": "object"},
+    },
+}
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "400": _json(_ERROR, "bad input, with what and where"),
+    "401": _json(_ERROR, "missing or wrong key"),
+    "413": _json(_ERROR, "body over 500 KB (or an event over 32 KB)"),
+    "503": _json(_ERROR, "not stored now: retry"),
+}
+
+
+def _read(summary: str, params: list[str]) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "security": [{"read": []}],
+            "parameters": [
+                {"name": p, "in": "query", "required": False, "schema": {"type": "string"}}
+                for p in params
+            ],
+            "responses": {"200": _json({"type": "array"}, "results"), **_ERRORS},
+        }
+    }
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "lull", "version": "0.1.0", "description": "Session analytics API"},
+    "components": {
+        "securitySchemes": {
+            "write": {"type": "http", "scheme": "bearer"},
+            "read": {"type": "http", "scheme": "bearer"},
+            "segment": {"type": "http", "scheme": "basic"},
+        }
+    },
+    "paths": {
+        "/healthz": {"get": {"summary": "ready", "responses": {"200": {"description": "ok"}}}},
+        "/api/v1/events": {
+            "post": {
+                "summary": "send canonical events (a JSON array, or NDJSON)",
+                "security": [{"write": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "array", "items": _EVENT}}},
+                },
+                "responses": {"200": _json({"type": "object"}, "stored"), **_ERRORS},
+            },
+            **_read(
+                "events, newest first", ["profile_id", "session_id", "name", "from", "to", "limit"]
+            ),
+        },
+        "/api/v1/sessions": _read("sessions, newest first", ["profile_id", "from", "to", "limit"]),
+        "/api/v1/profiles/{profile_id}": {
+            "get": {
+                "summary": "a profile with its latest CT Session ID",
+                "security": [{"read": []}],
+                "parameters": [
+                    {
+                        "name": "profile_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"200": _json({"type": "object"}, "the profile"), **_ERRORS},
+            }
+        },
+        "/api/v1/board": _read("the session board", ["days", "until"]),
+        "/v1/batch": {
+            "post": {
+                "summary": "Segment-compatible batch",
+                "security": [{"segment": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["batch"],
+                                "properties": {
+                                    "batch": {"type": "array", "items": {"type": "object"}},
+                                    "writeKey": {"type": "string"},
+                                    "sentAt": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": _json({"type": "object"}, "stored"), **_ERRORS},
+            }
+        },
+        "/1/upload": {
+            "post": {
+                "summary": "CleverTap-compatible upload (API events: never sessionized)",
+                "parameters": [
+                    {
+                        "name": "X-CleverTap-Account-Id",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "X-CleverTap-Passcode",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["d"],
+                                "properties": {
+                                    "d": {
+                                        "type": "array",
+                                        "maxItems": 1000,
+                                        "items": {"type": "object"},
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": _json({"type": "object"}, "processed"), **_ERRORS},
+            }
+        },
+    },
+}

@@ -1,0 +1,110 @@
+"""The read API's queries: one function per resource, each a single SQL query."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+
+from lull.errors import BadInput, NotFound
+from lull.model import format_time, parse_time
+
+MAX_LIMIT = 10_000
+
+
+def _range(params: dict[str, str]) -> tuple[int, int]:
+    lo = parse_time(_time_arg(params.get("from")), "'from'") if "from" in params else 0
+    hi = parse_time(_time_arg(params.get("to")), "'to'") if "to" in params else 2**62
+    return lo, hi
+
+
+def _time_arg(value: str | None) -> object:
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def _limit(params: dict[str, str]) -> int:
+    raw = params.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise BadInput(f"'limit' must be a whole number from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def sessions(con: duckdb.DuckDBPyConnection, pid: int, params: dict[str, str]) -> list[Any]:
+    """Sessions, newest first; filter by profile_id and a time range (on first_ts)."""
+    lo, hi = _range(params)
+    rows = con.execute(
+        """SELECT session_id, profile_id, first_ts, last_ts, (last_ts - first_ts) // 1000,
+                  events, source, concluded
+           FROM sessions WHERE project_id = ? AND first_ts BETWEEN ? AND ?
+           AND (? IS NULL OR profile_id = ?)
+           ORDER BY first_ts DESC, session_id LIMIT ?""",
+        [pid, lo, hi, params.get("profile_id"), params.get("profile_id"), _limit(params)],
+    ).fetchall()
+    keys = ("session_id", "profile_id", "first_ts", "last_ts", "length_s", "events",
+            "source", "concluded")  # fmt: skip
+    out = [dict(zip(keys, row, strict=True)) for row in rows]
+    for s in out:
+        s["first_ts"], s["last_ts"] = format_time(s["first_ts"]), format_time(s["last_ts"])
+    return out
+
+
+def events(con: duckdb.DuckDBPyConnection, pid: int, params: dict[str, str]) -> list[Any]:
+    """Events (Session Concluded included), newest first; filter by profile, session id,
+    name and a time range (on the event time)."""
+    lo, hi = _range(params)
+    filters = [params.get(k) for k in ("profile_id", "session_id", "name")]
+    rows = con.execute(
+        """SELECT message_id, profile_id, name, ts, source, received_at,
+                  properties::VARCHAR, session_id, late
+           FROM all_events WHERE project_id = ? AND ts BETWEEN ? AND ?
+           AND (? IS NULL OR profile_id = ?) AND (? IS NULL OR session_id = ?)
+           AND (? IS NULL OR name = ?)
+           ORDER BY ts DESC, seq DESC NULLS FIRST LIMIT ?""",
+        [
+            pid,
+            lo,
+            hi,
+            filters[0],
+            filters[0],
+            filters[1],
+            filters[1],
+            filters[2],
+            filters[2],
+            _limit(params),
+        ],
+    ).fetchall()
+
+    return [
+        {
+            "message_id": m,
+            "profile_id": p,
+            "name": n,
+            "ts": format_time(t),
+            "source": s,
+            "received_at": format_time(r),
+            "properties": json.loads(props or "{}"),
+            "session_id": sid,
+            "late": late,
+        }
+        for m, p, n, t, s, r, props, sid, late in rows
+    ]
+
+
+def profile(con: duckdb.DuckDBPyConnection, pid: int, profile_id: str) -> dict[str, Any]:
+    """A profile with the CT Session ID of its latest session."""
+    row = con.execute(
+        """SELECT profile_id, latest_session_id, first_seen, last_seen, properties::VARCHAR
+           FROM profiles WHERE project_id = ? AND profile_id = ?""",
+        [pid, profile_id],
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no profile {profile_id!r}")
+
+    return {
+        "profile_id": row[0],
+        "latest_session_id": row[1],
+        "first_seen": format_time(row[2]),
+        "last_seen": format_time(row[3]),
+        "properties": json.loads(row[4] or "{}"),
+    }

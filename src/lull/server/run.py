@@ -1,0 +1,40 @@
+"""Starting the server: open the store, start the live engine, serve HTTP."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import uvicorn
+
+from lull.server.app import Server, build
+from lull.server.live import LiveEngine
+from lull.store.db import connect, transaction
+from lull.store.keys import create_project
+from lull.store.projects import get_settings, project_id, save_settings
+
+
+def serve(db: str, host: str, port: int) -> None:
+    """Serve until interrupted. On a store with no keys yet, make a ready project
+    (`default`, sessions on) and print its keys once."""
+    con = connect(db)
+    if con.execute("SELECT count(*) FROM project_keys").fetchone() == (0,):
+        with transaction(con):
+            made = create_project(con, "default")
+            pid = project_id(con, "default")
+            settings = get_settings(con, pid)
+            if not settings.sessions_enabled:
+                from dataclasses import replace
+
+                save_settings(con, pid, replace(settings, sessions_enabled=True))
+        print("lull: made project 'default' with sessions on; its keys (shown once):")
+        print(json.dumps(made, indent=2))
+    engine = LiveEngine(con)
+    engine.start()
+    app = build(Server(con, engine))
+    print(f"lull: serving http://{host}:{port}/ (store {db})", file=sys.stderr, flush=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        engine.stop()
+        con.close()
