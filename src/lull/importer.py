@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from lull.engine import exact
 from lull.engine.columnar import NONE, Prior, Runs, sessionize
 from lull.engine.state import Arrival, ProfileState, Session
-from lull.ingest.ndjson import stage
+from lull.ingest.ndjson import dedupe, load
 from lull.store.db import literal, transaction
 from lull.store.projects import get_settings, take_seq, take_skey
 from lull.store.sessions import conclude_due
@@ -66,44 +66,43 @@ def import_ndjson(
     step = progress or (lambda _name: None)
     settings = get_settings(con, pid)
     timeout = settings.timeout_ms
+    p = literal(pid)
     with transaction(con):
-        step("parse and check")
-        records = stage(con, path, now)
+        step("parse, check and store")
+        seq0 = take_seq(con, pid, 0)
+        records = load(con, pid, path, now, seq0)
+        take_seq(con, pid, records)
         step("skip duplicates")
-        _mark_duplicates(con, pid)
+        duplicates = dedupe(con, pid, seq0)
         fresh = con.sql(
-            f"""SELECT rec, r, ts_eff, profile_id,
+            f"""SELECT seq, received_at AS r, ts, profile_id,
                        {literal(settings.sessions_enabled)} AND source <> 'api'
                        AND NOT list_contains({literal(settings.excluded)}, name) AS eligible
-                FROM stage WHERE NOT dup"""
+                FROM events WHERE project_id = {p} AND seq >= {literal(seq0)}"""
         ).to_arrow_table()
-        duplicates = records - fresh.num_rows
+        seq_all = _ints(fresh, "seq")
+        if len(seq_all) > 1 and not bool(np.all(seq_all[1:] > seq_all[:-1])):
+            fresh = fresh.take(pa.array(np.argsort(seq_all, kind="stable")))
+            seq_all = _ints(fresh, "seq")
         r_all = _ints(fresh, "r")
         clock_all = np.maximum.accumulate(r_all) if len(r_all) else r_all
         end = int(clock_all[-1]) if keep_open and len(clock_all) else now
         step("sessionize")
         elig = np.asarray(fresh.column("eligible").combine_chunks().to_numpy(False), bool)
-        rec = _ints(fresh, "rec")[elig]
-        ts = _ints(fresh, "ts_eff")[elig]
+        seq = seq_all[elig]
+        ts = _ints(fresh, "ts")[elig]
         profiles = fresh.column("profile_id").filter(pa.array(elig))
         del fresh
-        plan = _Plan(con, pid, profiles, rec, ts, clock_all[elig], timeout, end)
-        step("write")
-        seq0 = take_seq(con, pid, records)
-        con.execute(
-            f"""INSERT INTO events
-                SELECT {literal(pid)}, {literal(seq0)} + rec, message_id, profile_id, name,
-                       ts_eff, source, r, properties
-                FROM stage WHERE NOT dup"""
-        )
-        late = plan.write(seq0)
+        plan = _Plan(con, pid, seq0, profiles, seq, ts, clock_all[elig], timeout, end)
+        step("write sessions")
+        late = plan.write()
         concluded = conclude_due(con, pid, end, timeout)
-        for name in ("stage", "dups", "imp_sessions", "imp_dict"):
+        for name in ("imp_sessions", "imp_dict"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
     return ImportReport(
         records=records,
         duplicates=duplicates,
-        eligible=len(rec),
+        eligible=len(seq),
         late=late,
         sessions=plan.session_count,
         concluded=concluded + plan.closed_count,
@@ -115,21 +114,26 @@ def _ints(table: pa.Table, name: str) -> I64:
     return np.asarray(table.column(name).combine_chunks().to_numpy(), dtype=np.int64)
 
 
-def _mark_duplicates(con: duckdb.DuckDBPyConnection, pid: int) -> None:
-    """R6: a message_id seen before (in the store, or earlier in the file) is ignored."""
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE dups AS
-           WITH again AS (SELECT message_id FROM stage GROUP BY 1 HAVING count(*) > 1)
-           SELECT rec FROM (
-               SELECT rec, row_number() OVER (PARTITION BY message_id ORDER BY rec) AS k
-               FROM stage SEMI JOIN again USING (message_id)) WHERE k > 1
-           UNION
-           SELECT s.rec FROM stage s SEMI JOIN (
-               SELECT message_id FROM events WHERE project_id = {literal(pid)}) e
-               USING (message_id)"""
-    )
-    con.execute("ALTER TABLE stage ADD COLUMN dup BOOLEAN DEFAULT false")
-    con.execute("UPDATE stage SET dup = true WHERE rec IN (SELECT rec FROM dups)")
+@dataclass(slots=True)
+class _RunTable:
+    """The columnar runs as sessions: per run, its key, profile code and figures."""
+
+    skey: I64
+    code: I64
+    first_ts: I64
+    last_ts: I64
+    events: I64
+    closed: np.ndarray
+    sid: list[str | None]
+    source: list[str | None]
+
+
+def _close_into(state: ProfileState, first: int, last: int, timeout: int) -> None:
+    """Record a session concluded before the exact replay starts."""
+    assert state.history is not None
+    state.history.append((first, last))
+    state.history.sort()
+    state.horizon = max(state.horizon or last + timeout, last + timeout)
 
 
 @dataclass(slots=True)
@@ -163,6 +167,7 @@ class _Plan:
         self,
         con: duckdb.DuckDBPyConnection,
         pid: int,
+        seq0: int,
         profiles: pa.ChunkedArray,
         rec: I64,
         ts: I64,
@@ -171,10 +176,12 @@ class _Plan:
         end: int,
     ) -> None:
         self.con, self.pid, self.timeout, self.end = con, pid, timeout, end
+        self.seq0 = seq0
         self.rec, self.ts, self.clock = rec, ts, clock
         encoded = pc.dictionary_encode(profiles).combine_chunks()
         self.code = np.asarray(encoded.indices.to_numpy(), dtype=np.int64)
         names = encoded.dictionary
+        self.names: list[str] = names.to_pylist()
         con.register(
             "imp_dict_arrow", pa.table({"code": np.arange(len(names)), "profile_id": names})
         )
@@ -183,6 +190,7 @@ class _Plan:
         self.open: dict[int, tuple[int, Session]] = {}
         self.prior = self._load_prior(len(names))
         self.runs: Runs = sessionize(self.code, ts, clock, self.prior, timeout)
+        self._ended = {int(c) for c in self.runs.ended_open}
         self.closed_count = 0
         self.session_count = 0
 
@@ -206,46 +214,49 @@ class _Plan:
                 prior.horizon[code] = horizon
         return prior
 
-    def write(self, seq0: int) -> int:
+    def write(self) -> int:
         """Write sessions, the events' sessions and profiles; returns the count of late events."""
         r, t, o = self.runs, self.ts, self.runs.order
         n_runs = len(r.start)
         skey0 = take_skey(self.con, self.pid, n_runs + len(self.open) + int(r.slow.sum()))
-        next_key = itertools.count(skey0 + n_runs)
-        run_code = self.code[o[r.start]]
-        skeys = np.arange(skey0, skey0 + n_runs, dtype=np.int64)
-        first_ts = t[o[r.start]].copy()
-        events = (r.end - r.start + 1).astype(np.int64)
-        sid: list[str | None] = [None] * n_runs
-        source: list[str | None] = [None] * n_runs
+        runs = _RunTable(
+            skey=np.arange(skey0, skey0 + n_runs, dtype=np.int64),
+            code=self.code[o[r.start]],
+            first_ts=t[o[r.start]].copy(),
+            last_ts=t[o[r.end]].copy(),
+            events=(r.end - r.start + 1).astype(np.int64),
+            closed=r.closed.copy(),
+            sid=[None] * n_runs,
+            source=[None] * n_runs,
+        )
         for i in np.flatnonzero(~r.new):  # runs that continue the profile's open session
-            skey, s = self.open[int(run_code[i])]
-            skeys[i], sid[i], source[i] = skey, s.session_id, s.source
-            first_ts[i] = s.first_ts
-            events[i] += s.events
+            skey, s = self.open[int(runs.code[i])]
+            runs.skey[i], runs.sid[i], runs.source[i] = skey, s.session_id, s.source
+            runs.first_ts[i] = s.first_ts
+            runs.events[i] += s.events
         extra = _Extra()
         for code in r.ended_open:
             skey, s = self.open[int(code)]
             extra.add(skey, int(code), s, True)
         row_skey = np.full(len(o), -1, dtype=np.int64)
         fast = r.row_run >= 0
-        row_skey[fast] = skeys[r.row_run[fast]]
-        late = self._slow(extra, row_skey, next_key)
+        row_skey[fast] = runs.skey[r.row_run[fast]]
+        late = self._slow(runs, extra, row_skey, itertools.count(skey0 + n_runs))
 
         con, pid = self.con, self.pid
         table = pa.table(
             {
-                "skey": np.concatenate([skeys, np.array(extra.skey, np.int64)]),
-                "code": np.concatenate([run_code, np.array(extra.code, np.int64)]),
-                "sid": pa.array(sid + list(extra.sid), pa.string()),
+                "skey": np.concatenate([runs.skey, np.array(extra.skey, np.int64)]),
+                "code": np.concatenate([runs.code, np.array(extra.code, np.int64)]),
+                "sid": pa.array(runs.sid + list(extra.sid), pa.string()),
                 "first_rec": np.concatenate(
                     [np.where(r.new, self.rec[o[r.start]], -1), np.full(len(extra.skey), -1)]
                 ),
-                "first_ts": np.concatenate([first_ts, np.array(extra.first_ts, np.int64)]),
-                "last_ts": np.concatenate([t[o[r.end]], np.array(extra.last_ts, np.int64)]),
-                "events": np.concatenate([events, np.array(extra.events, np.int64)]),
-                "source": pa.array(source + list(extra.source), pa.string()),
-                "concluded": np.concatenate([r.closed, np.array(extra.concluded, bool)]),
+                "first_ts": np.concatenate([runs.first_ts, np.array(extra.first_ts, np.int64)]),
+                "last_ts": np.concatenate([runs.last_ts, np.array(extra.last_ts, np.int64)]),
+                "events": np.concatenate([runs.events, np.array(extra.events, np.int64)]),
+                "source": pa.array(runs.source + list(extra.source), pa.string()),
+                "concluded": np.concatenate([runs.closed, np.array(extra.concluded, bool)]),
             }
         )
         self.closed_count = int(np.count_nonzero(table.column("concluded").to_numpy()))
@@ -261,7 +272,8 @@ class _Plan:
                       CASE WHEN s.concluded THEN s.last_ts + {literal(self.timeout)} END
                           AS concluded_at
                FROM imp_runs_arrow s JOIN imp_dict d USING (code)
-               LEFT JOIN stage st ON st.rec = s.first_rec"""
+               LEFT JOIN events st ON st.project_id = {literal(self.pid)}
+                    AND st.seq >= {literal(self.seq0)} AND st.seq = s.first_rec"""
         )
         con.unregister("imp_runs_arrow")
         con.execute(
@@ -277,7 +289,7 @@ class _Plan:
         )
         assign = pa.table(
             {
-                "seq": self.rec[o] + seq0,
+                "seq": self.rec[o],
                 "skey": pa.array(row_skey, mask=row_skey < 0),
                 "late": late,
             }
@@ -290,57 +302,81 @@ class _Plan:
         self._write_profiles()
         return int(late.sum())
 
-    def _slow(self, extra: _Extra, row_skey: I64, next_key: itertools.count[int]) -> I64:
-        """Replay the slow profiles exactly; fills their rows' sessions, returns late flags."""
+    def _slow(
+        self, runs: _RunTable, extra: _Extra, row_skey: I64, next_key: itertools.count[int]
+    ) -> I64:
+        """Replay the slow rows exactly, each profile from where its regular prefix left
+        off; fills their rows' sessions and returns the late flags."""
         r, o = self.runs, self.runs.order
         late = np.zeros(len(o), dtype=bool)
         rows = np.flatnonzero(r.slow)
         if not len(rows):
             return late
         slow_rec = self.rec[o[rows]]
-        self.con.register("imp_slow", pa.table({"rec": slow_rec}))
-        details = self.con.execute(
-            """SELECT st.message_id, st.source, st.profile_id FROM imp_slow x
-               JOIN stage st USING (rec) ORDER BY x.rec"""
-        ).fetchall()
+        self.con.register("imp_slow", pa.table({"pos": np.arange(len(rows)), "rec": slow_rec}))
+        details = self.con.sql(
+            f"""SELECT st.message_id, st.source FROM imp_slow x
+               JOIN events st ON st.project_id = {literal(self.pid)}
+                    AND st.seq >= {literal(self.seq0)} AND st.seq = x.rec
+               ORDER BY x.pos"""
+        ).to_arrow_table()
         self.con.unregister("imp_slow")
-        by_rec = dict(zip(sorted(slow_rec.tolist()), details, strict=True))
+        mids = details.column(0).to_pylist()
+        srcs = details.column(1).to_pylist()
+        ts_l = self.ts[o[rows]].tolist()
+        clock_l = self.clock[o[rows]].tolist()
+        rec_l = slow_rec.tolist()
         codes = self.code[o[rows]]
-        cuts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
+        cuts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True]).tolist()
         histories = self._histories({int(c) for c in codes[cuts[:-1]]})
+        handed = {int(runs.code[i]): int(i) for i in np.flatnonzero(r.handed)}
+        slow_skey: list[int] = []
         for a, b in itertools.pairwise(cuts):
             code = int(codes[a])
-            idx = rows[a:b]
-            profile_id = by_rec[int(self.rec[o[idx[0]]])][2]
-            state = ProfileState(profile_id)
-            keys: dict[str, int] = {}
-            if code in self.open:
-                skey, s = self.open[code]
-                keys[s.session_id] = skey
-                state.open = Session(
-                    s.session_id, profile_id, s.first_ts, s.last_ts, s.events, s.source
-                )
+            profile_id = self.names[code]
+            state = ProfileState(profile_id, history=list(histories.get(profile_id, [])))
             if self.prior.horizon[code] != NONE:
                 state.horizon = int(self.prior.horizon[code])
-            # everything concluded for this profile is known: from the store, or none yet
-            state.history = histories.get(profile_id, [])
-            arrivals = []
-            for i in idx:
-                m, src, _ = by_rec[int(self.rec[o[i]])]
-                arrivals.append(Arrival(int(self.ts[o[i]]), int(self.rec[o[i]]), m, src))
-            out = exact.replay(state, self.clock[o[idx]].tolist(), arrivals, self.timeout, self.end)
+            keys: dict[str, int] = {}
+            run = handed.get(code)
+            if code in self.open:
+                skey, s = self.open[code]
+                if code in self._ended:
+                    _close_into(state, s.first_ts, s.last_ts, self.timeout)
+                elif run is None:
+                    keys[s.session_id] = skey
+                    state.open = Session(
+                        s.session_id, profile_id, s.first_ts, s.last_ts, s.events, s.source
+                    )
+                # else the regular prefix's first run continues it
+            if run is not None:
+                # the regular prefix: its runs before the last are concluded
+                lo = int(np.searchsorted(runs.code, code))
+                for j in range(lo, run):
+                    _close_into(state, int(runs.first_ts[j]), int(runs.last_ts[j]), self.timeout)
+                placeholder = runs.sid[run] or f"run:{run}"
+                keys[placeholder] = int(runs.skey[run])
+                state.open = Session(
+                    placeholder, profile_id, int(runs.first_ts[run]), int(runs.last_ts[run]),
+                    int(runs.events[run]), runs.source[run] or "",
+                )  # fmt: skip
+            arrivals = [Arrival(ts_l[j], rec_l[j], mids[j], srcs[j]) for j in range(a, b)]
+            out = exact.replay(state, clock_l[a:b], arrivals, self.timeout, self.end)
             finished = [(s, True) for s, _at in out.concluded]
             if state.open is not None:
                 finished.append((state.open, False))
             for s, concluded in finished:
+                if run is not None and s.session_id == (runs.sid[run] or f"run:{run}"):
+                    runs.first_ts[run], runs.last_ts[run] = s.first_ts, s.last_ts
+                    runs.events[run], runs.closed[run] = s.events, concluded
+                    continue
                 if s.session_id not in keys:
                     keys[s.session_id] = next(next_key)
                 extra.add(keys[s.session_id], code, s, concluded)
-            for i, sid in zip(idx, out.session_ids, strict=True):
-                if sid is None:
-                    late[i] = True
-                else:
-                    row_skey[i] = keys[sid]
+            slow_skey.extend(-1 if sid is None else keys[sid] for sid in out.session_ids)
+        skey_arr = np.array(slow_skey, dtype=np.int64)
+        row_skey[rows] = skey_arr
+        late[rows] = skey_arr < 0
         return late
 
     def _histories(self, codes: set[int]) -> dict[str, list[tuple[int, int]]]:
@@ -367,8 +403,9 @@ class _Plan:
         con, pid = self.con, self.pid
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE imp_prof AS
-               WITH seen AS (SELECT profile_id, min(ts_eff) AS lo, max(ts_eff) AS hi
-                             FROM stage WHERE NOT dup GROUP BY 1),
+               WITH seen AS (SELECT profile_id, min(ts) AS lo, max(ts) AS hi FROM events
+                             WHERE project_id = {literal(pid)} AND seq >= {literal(self.seq0)}
+                             GROUP BY 1),
                ses AS (SELECT profile_id, arg_max(session_id, first_ts) AS sid,
                               max(first_ts) AS f,
                               max(last_ts) FILTER (WHERE concluded) + {literal(self.timeout)}

@@ -65,7 +65,7 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
         new = np.ones(n, dtype=bool)
         new[1:] = (c[1:] != c[:-1]) | (t[1:] - t[:-1] >= timeout)
         starts = np.flatnonzero(new)
-        ends = np.r_[starts[1:], n] - 1
+        ends = np.append(starts[1:], n)[: len(starts)] - 1
         last_of_profile = np.ones(len(starts), dtype=bool)
         last_of_profile[:-1] = c[starts[1:]] != c[starts[:-1]]
         concluded = ~last_of_profile | (t[ends] + timeout <= now)
@@ -92,7 +92,8 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
                 }
             ),
         )
-        con.register("rs_assign", pa.table({"seq": seq[order], "skey": skeys[np.cumsum(new) - 1]}))
+        row_skey = skeys[np.cumsum(new) - 1] if n else np.zeros(0, np.int64)
+        con.register("rs_assign", pa.table({"seq": seq[order], "skey": row_skey}))
         con.execute(f"DELETE FROM sessions WHERE project_id = {p}")
         con.execute(
             f"""INSERT INTO sessions

@@ -36,11 +36,13 @@ class Runs:
     """The outcome for the regular profiles.
 
     `order` sorts the input rows by (profile, clock, time, arrival). Along it, `slow`
-    marks rows of profiles left to the exact engine. Regular rows are cut into runs,
+    marks the rows left to the exact engine. Regular rows are cut into runs,
     each either a new session (`new`) or the continuation of the profile's open session;
     `row_run` gives each sorted row its run (-1 for slow rows). A run is `closed` when
     a later run of the same profile shows it is over; the last run of a profile stays
-    open until the clock passes its due time.
+    open until the clock passes its due time. A profile may be regular up to some
+    instant and slow after it: then its last regular run is `handed` to the exact
+    engine as the open session it starts from.
     """
 
     order: I64
@@ -50,6 +52,7 @@ class Runs:
     end: I64  # last sorted row of each run
     new: BOOL
     closed: BOOL
+    handed: BOOL  # a profile's last regular run, which its slow rows continue from
     ended_open: I64  # codes whose open session was closed without being extended
 
 
@@ -79,16 +82,20 @@ def sessionize(code: I64, ts: I64, clock: I64, prior: Prior, timeout: int) -> Ru
     horizon = prior.horizon[c]
     irregular |= first & ~has_open & (horizon != NONE) & (t < horizon)
 
-    bad_code = np.zeros(len(prior.horizon), dtype=bool)
-    bad_code[c[irregular]] = True
-    slow = bad_code[c]
+    # A profile is exact from its first irregular row on (always the first row of an
+    # arrival instant); the rows before it are a regular prefix, cut into runs here.
+    n_codes = len(prior.horizon)
+    first_bad = np.full(n_codes, n, dtype=np.int64)
+    bad_rows = np.flatnonzero(irregular)
+    np.minimum.at(first_bad, c[bad_rows], bad_rows)
+    slow = np.arange(n) >= first_bad[c]
 
     fast = ~slow
     new = fast & ~joins
     is_start = fast & (new | first)
     starts = np.flatnonzero(is_start)
     # a run ends just before the next run or profile begins
-    bounds = np.r_[np.flatnonzero(first | new), n]
+    bounds = np.r_[np.flatnonzero(first | new | slow), n]
     ends = bounds[np.searchsorted(bounds, starts, side="right")] - 1
     run_new = new[starts]
     run_code = c[starts]
@@ -111,5 +118,6 @@ def sessionize(code: I64, ts: I64, clock: I64, prior: Prior, timeout: int) -> Ru
         end=ends.astype(np.int64),
         new=run_new,
         closed=~last_of_profile,
+        handed=last_of_profile & (first_bad[run_code] < n),
         ended_open=run_code[ended].astype(np.int64),
     )

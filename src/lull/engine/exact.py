@@ -51,6 +51,10 @@ def apply(state: ProfileState, arrivals: Sequence[Arrival], timeout: int) -> App
     """
     if needs_history(state, arrivals):
         raise ValueError(f"history of profile {state.profile_id!r} must be loaded first")
+    if len(arrivals) == 1 and (state.horizon is None or arrivals[0].ts >= state.horizon):
+        quick = _apply_one(state, arrivals[0], timeout)
+        if quick is not None:
+            return quick
     # blocks: (start, end, kind-order, seq, index); index -1: open session, -2: history
     blocks: list[tuple[int, int, int, int, int]] = [
         (a.ts, a.ts, _NEW, a.seq, i) for i, a in enumerate(arrivals)
@@ -134,6 +138,28 @@ def _runs(
             runs[-1].append(b)
             end = max(end, b[1])
     return runs
+
+
+def _apply_one(state: ProfileState, a: Arrival, timeout: int) -> Applied | None:
+    """The common case, without laying out blocks: one arrival that touches nothing
+    concluded joins the open session or starts the next one. None: use the general path."""
+    s = state.open
+    if s is not None and s.first_ts - timeout < a.ts < s.last_ts + timeout:
+        s.first_ts = min(s.first_ts, a.ts)
+        s.last_ts = max(s.last_ts, a.ts)
+        s.events += 1
+        return Applied([s.session_id], [])
+    if s is not None and a.ts < s.last_ts:
+        return None  # older than the open session: the general path
+    new = Session(session_id_for(state.profile_id, a.message_id), state.profile_id, a.ts, a.ts,
+                  1, a.source)  # fmt: skip
+    concluded = []
+    if s is not None:
+        _close(state, s, timeout)
+        concluded.append(s)
+    state.open = new
+    _note_latest(state, new)
+    return Applied([new.session_id], concluded)
 
 
 def _note_latest(state: ProfileState, session: Session) -> None:

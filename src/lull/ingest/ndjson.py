@@ -1,4 +1,4 @@
-"""Bulk NDJSON -> a validated staging table, parsed and checked set-wise by DuckDB.
+"""Bulk NDJSON -> events, parsed, checked and inserted set-wise by DuckDB.
 
 When the set-wise check finds a fault (or DuckDB cannot parse the file), the exact
 per-line validator (`records.find_first_error`) names the line and the field.
@@ -39,9 +39,9 @@ def _ok_time(col: str, given: str, required: bool) -> str:
 
 
 _SOURCES = ", ".join(f"'{s}'" for s in SOURCES)
+_BAD = "lull-bad-record "
 
-_STAGE = f"""
-CREATE OR REPLACE TEMP TABLE stage AS
+_PARSED = f"""
 WITH raw AS (
     SELECT ordinality - 1 AS rec, *
     FROM read_json('{{path}}', format = 'newline_delimited', columns = {{
@@ -73,30 +73,68 @@ SELECT rec, message_id, profile_id, name, source,
 FROM parsed
 """
 
+# One pass over the file: parse, check, insert. A bad record stops the statement
+# (error()), so the transaction stores nothing.
+_INSERT = f"""
+INSERT INTO events
+SELECT {{pid}}, {{seq0}} + p.rec, p.message_id, p.profile_id, p.name, p.ts_eff, p.source, p.r,
+       p.properties
+FROM ({_PARSED}) p
+WHERE CASE WHEN p.ok THEN true ELSE error('{_BAD}' || p.rec) END
+"""
 
-def stage(con: duckdb.DuckDBPyConnection, path: str, now: int) -> int:
-    """Load and check `path` into the temp table `stage`; returns its number of records.
+# R6: of the rows just inserted (seq >= seq0), drop those whose message_id was stored
+# before, or came earlier in the same file.
+_DEDUPE = """
+DELETE FROM events WHERE project_id = {pid} AND seq >= {seq0} AND seq IN (
+    SELECT seq FROM (
+        SELECT seq, row_number() OVER (PARTITION BY message_id ORDER BY seq) AS k
+        FROM events
+        WHERE project_id = {pid} AND seq >= {seq0} AND message_id IN (
+            SELECT message_id FROM events WHERE project_id = {pid} AND seq >= {seq0}
+            GROUP BY 1 HAVING count(*) > 1))
+    WHERE k > 1
+    UNION ALL
+    SELECT n.seq FROM events n SEMI JOIN (
+        SELECT message_id FROM events WHERE project_id = {pid} AND seq < {seq0}) o
+        USING (message_id)
+    WHERE n.project_id = {pid} AND n.seq >= {seq0})
+"""
 
-    R5's clock fix is applied here: `r` is when the event arrived (`received_at`, else
-    `now`) and `ts_eff` its event time corrected for the client's skew and capped at `r`.
+
+def load(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int, seq0: int) -> int:
+    """Parse, check and insert `path`'s events as seq0 + record number; returns the
+    number of records. Then drops the duplicates (R6): see `dedupe`.
+
+    R5's clock fix is applied here: `received_at` is when the event arrived (else
+    `now`) and `ts` its event time corrected for the client's skew and capped at that.
 
     Raises BadInput naming the first bad line and field; the caller's transaction then
     rolls back, so a bad file changes nothing.
     """
+    sql = (
+        _INSERT.replace("{now}", str(int(now)))
+        .replace("{path}", path.replace("'", "''"))
+        .replace("{pid}", str(int(pid)))
+        .replace("{seq0}", str(int(seq0)))
+    )
     try:
-        con.execute(
-            _STAGE.replace("{now}", str(int(now))).replace("{path}", path.replace("'", "''"))
-        )
+        row = con.execute(sql).fetchone()
     except duckdb.Error as e:
-        detail = find_first_error(path)
+        text = str(e)
+        bad = text.split(_BAD, 1)[1].split()[0] if _BAD in text else None
+        start = int(bad) if bad is not None and bad.isdigit() else 0
+        detail = find_first_error(path, start)
         raise BadInput(f"{path}: {detail or _short(e)}") from None
-    row = con.execute("SELECT count(*), min(rec) FILTER (WHERE NOT ok) FROM stage").fetchone()
-    assert row is not None
-    total, bad = int(row[0]), row[1]
-    if bad is not None:
-        detail = find_first_error(path, int(bad))
-        raise BadInput(f"{path}: {detail or f'record {int(bad) + 1} is not a valid event'}")
-    return total
+    return int(row[0]) if row else 0
+
+
+def dedupe(con: duckdb.DuckDBPyConnection, pid: int, seq0: int) -> int:
+    """R6 for rows seq >= seq0: returns how many were dropped as duplicates."""
+    row = con.execute(
+        _DEDUPE.replace("{pid}", str(int(pid))).replace("{seq0}", str(int(seq0)))
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _short(e: Exception) -> str:

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lull.board import board
-from lull.errors import BadInput, LullError, NotFound, Unauthorized, Unavailable
+from lull.errors import BadInput, LullError, NotFound, TooLarge, Unauthorized, Unavailable
 from lull.ingest import clevertap, segment
 from lull.ingest.records import to_record
 from lull.server import reads
@@ -84,7 +84,12 @@ def _basic_user(request: Request) -> str | None:
 
 
 def _error(index: int, e: LullError) -> dict[str, object]:
-    return {"index": index, "error": e.message}
+    return {"index": index, "error": e.message, "status": e.status}
+
+
+def _refused(rejected: list[dict[str, object]]) -> int:
+    """The status of a request none of whose events was taken: 413 when each was too big."""
+    return 413 if rejected and all(r["status"] == 413 for r in rejected) else 400
 
 
 def build(server: Server) -> Starlette:
@@ -98,13 +103,13 @@ def build(server: Server) -> Starlette:
         for i, raw in enumerate(records):
             try:
                 if too_big(raw):
-                    raise BadInput("event is over 32 KB")
+                    raise TooLarge("event is over 32 KB")
                 rec = to_record(raw, grant.source)
                 events.append(
                     Event(rec.message_id, rec.profile_id, rec.name, rec.ts, grant.source,
                           rec.sent_at, rec.properties)
                 )  # fmt: skip
-            except BadInput as e:
+            except (BadInput, TooLarge) as e:
                 rejected.append(_error(i, e))
         outcome = await server.store(grant.project_id, events) if events else Outcome()
         body = {
@@ -113,7 +118,7 @@ def build(server: Server) -> Starlette:
             "late": outcome.late,
             "rejected": rejected,
         }
-        return JSONResponse(body, status_code=400 if rejected and not events else 200)
+        return JSONResponse(body, status_code=_refused(rejected) if not events else 200)
 
     async def segment_api(request: Request) -> Response:
         kind = request.path_params.get("kind", "batch")
@@ -135,21 +140,28 @@ def build(server: Server) -> Starlette:
         received = server.engine.clock()
         pid = grant.project_id
         events, links, rejected = [], [], []
+        linked: dict[str, str] = {}  # this batch's identify calls apply to its later messages
+
+        def resolve(anonymous: str) -> str:
+            return linked.get(anonymous) or server.engine.resolve(pid, anonymous)
+
         for i, msg in enumerate(messages):
             try:
                 if too_big(msg):
-                    raise BadInput("message is over 32 KB")
+                    raise TooLarge("message is over 32 KB")
                 event, link = segment.to_event(
-                    msg, default, grant.source, lambda a: server.engine.resolve(pid, a),
-                    payload.get("sentAt"), received,
-                )  # fmt: skip
+                    msg, default, grant.source, resolve, payload.get("sentAt"), received
+                )
                 events.append(event)
                 if link:
                     links.append(link)
-            except BadInput as e:
+                    linked[link[0]] = link[1]
+            except (BadInput, TooLarge) as e:
                 rejected.append(_error(i, e))
         if not events:
-            return JSONResponse({"success": False, "rejected": rejected}, status_code=400)
+            return JSONResponse(
+                {"success": False, "rejected": rejected}, status_code=_refused(rejected)
+            )
         outcome = await server.store(pid, events, links)
         return JSONResponse({"success": True, "accepted": outcome.accepted, "rejected": rejected})
 

@@ -321,6 +321,8 @@ class LiveEngine:
                 ).fetchall()
             ]
         out = exact.apply(state, arrivals, timeout)
+        # Keys first: concluding a session forgets its key, and its events still need it.
+        skeys = {sid: self._skey(project, sid) for sid in out.session_ids if sid is not None}
         for s in out.concluded:
             self._concluded(rows, pid, project, s, r)
         if state.open is not None:
@@ -332,7 +334,7 @@ class LiveEngine:
         for (_arrival, seq), sid in zip(items, out.session_ids, strict=True):
             a["project_id"].append(pid)
             a["seq"].append(seq)
-            a["skey"].append(None if sid is None else self._skey(project, sid))
+            a["skey"].append(None if sid is None else skeys[sid])
             a["late"].append(sid is None)
             late += sid is None
         self._profile_sessions(rows, pid, state)

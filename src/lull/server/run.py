@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from types import FrameType
 
 import uvicorn
 
@@ -28,13 +31,21 @@ def serve(db: str, host: str, port: int) -> None:
 
                 save_settings(con, pid, replace(settings, sessions_enabled=True))
         print("lull: made project 'default' with sessions on; its keys (shown once):")
-        print(json.dumps(made, indent=2))
+        print(json.dumps(made, indent=2), flush=True)  # shown once: never left in a buffer
     engine = LiveEngine(con)
     engine.start()
     app = build(Server(con, engine))
     print(f"lull: serving http://{host}:{port}/ (store {db})", file=sys.stderr, flush=True)
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn shuts down gracefully on SIGTERM, then raises it again: end normally
+        # then, so the writer stops and the store is closed (checkpointed), not killed.
+        signal.signal(signal.SIGTERM, _stop)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         engine.stop()
         con.close()
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
