@@ -190,7 +190,6 @@ class _Plan:
         self.open: dict[int, tuple[int, Session]] = {}
         self.prior = self._load_prior(len(names))
         self.runs: Runs = sessionize(self.code, ts, clock, self.prior, timeout)
-        self._ended = {int(c) for c in self.runs.ended_open}
         self.closed_count = 0
         self.session_count = 0
 
@@ -216,15 +215,15 @@ class _Plan:
 
     def write(self) -> int:
         """Write sessions, the events' sessions and profiles; returns the count of late events."""
-        r, t, o = self.runs, self.ts, self.runs.order
-        n_runs = len(r.start)
-        skey0 = take_skey(self.con, self.pid, n_runs + len(self.open) + int(r.slow.sum()))
+        r, o = self.runs, self.runs.order
+        n_runs = len(r.code)
+        skey0 = take_skey(self.con, self.pid, n_runs + int(r.slow.sum()))
         runs = _RunTable(
             skey=np.arange(skey0, skey0 + n_runs, dtype=np.int64),
-            code=self.code[o[r.start]],
-            first_ts=t[o[r.start]].copy(),
-            last_ts=t[o[r.end]].copy(),
-            events=(r.end - r.start + 1).astype(np.int64),
+            code=r.code,
+            first_ts=r.first_ts,
+            last_ts=r.last_ts.copy(),
+            events=r.events.copy(),
             closed=r.closed.copy(),
             sid=[None] * n_runs,
             source=[None] * n_runs,
@@ -232,12 +231,8 @@ class _Plan:
         for i in np.flatnonzero(~r.new):  # runs that continue the profile's open session
             skey, s = self.open[int(runs.code[i])]
             runs.skey[i], runs.sid[i], runs.source[i] = skey, s.session_id, s.source
-            runs.first_ts[i] = s.first_ts
             runs.events[i] += s.events
         extra = _Extra()
-        for code in r.ended_open:
-            skey, s = self.open[int(code)]
-            extra.add(skey, int(code), s, True)
         row_skey = np.full(len(o), -1, dtype=np.int64)
         fast = r.row_run >= 0
         row_skey[fast] = runs.skey[r.row_run[fast]]
@@ -250,7 +245,10 @@ class _Plan:
                 "code": np.concatenate([runs.code, np.array(extra.code, np.int64)]),
                 "sid": pa.array(runs.sid + list(extra.sid), pa.string()),
                 "first_rec": np.concatenate(
-                    [np.where(r.new, self.rec[o[r.start]], -1), np.full(len(extra.skey), -1)]
+                    [
+                        np.where(r.new, self.rec[np.maximum(r.first_row, 0)], -1),
+                        np.full(len(extra.skey), -1),
+                    ]
                 ),
                 "first_ts": np.concatenate([runs.first_ts, np.array(extra.first_ts, np.int64)]),
                 "last_ts": np.concatenate([runs.last_ts, np.array(extra.last_ts, np.int64)]),
@@ -338,17 +336,7 @@ class _Plan:
             if self.prior.horizon[code] != NONE:
                 state.horizon = int(self.prior.horizon[code])
             keys: dict[str, int] = {}
-            run = handed.get(code)
-            if code in self.open:
-                skey, s = self.open[code]
-                if code in self._ended:
-                    _close_into(state, s.first_ts, s.last_ts, self.timeout)
-                elif run is None:
-                    keys[s.session_id] = skey
-                    state.open = Session(
-                        s.session_id, profile_id, s.first_ts, s.last_ts, s.events, s.source
-                    )
-                # else the regular prefix's first run continues it
+            run = handed.get(code)  # the open session from before is always a run
             if run is not None:
                 # the regular prefix: its runs before the last are concluded
                 lo = int(np.searchsorted(runs.code, code))

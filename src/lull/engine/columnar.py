@@ -1,11 +1,13 @@
 """R2-R5 over a whole import at once, with NumPy.
 
-Most profiles are *regular*: taken in arrival order their events run forward in time, and
-each one that joins a session arrives before that session falls due. For them the live
-replay equals R2 over the events, found set-wise: sort by (profile, clock, time), mark
-gaps of at least the timeout, and number the runs. Every other profile (events older
-than a session already concluded, or arriving after their session fell due) is flagged
-`slow` for the exact engine (`exact.replay`), which replays it instant by instant.
+The live replay of an import equals R2 over the events (with the profile's open session)
+for every session whose events, taken in arrival order, always extend one chain (each
+within the timeout of those before it) and arrive before that chain fell due. So:
+find R2's sessions (sort by profile and time, cut at gaps of at least the timeout),
+check each event against the events of its session that arrived before it, and leave
+a profile to the exact engine (`exact.replay`) from the first instant that fails the
+check: late events, or a session pieced together out of order. The profile's sessions
+before that instant are the exact engine's starting state.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lull.engine.order import by_profile_and_time
+from lull.engine.order import by_profile_and_time, group_by_code
 
 I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]
 NONE = np.iinfo(np.int64).min  # "no value" in the int64 state arrays
+_FAR = np.iinfo(np.int64).max // 4
 
 
 @dataclass(slots=True)
@@ -33,91 +36,162 @@ class Prior:
 
 @dataclass(slots=True)
 class Runs:
-    """The outcome for the regular profiles.
+    """The sessions found set-wise, and the rows left to the exact engine.
 
-    `order` sorts the input rows by (profile, clock, time, arrival). Along it, `slow`
-    marks the rows left to the exact engine. Regular rows are cut into runs,
-    each either a new session (`new`) or the continuation of the profile's open session;
-    `row_run` gives each sorted row its run (-1 for slow rows). A run is `closed` when
-    a later run of the same profile shows it is over; the last run of a profile stays
-    open until the clock passes its due time. A profile may be regular up to some
-    instant and slow after it: then its last regular run is `handed` to the exact
-    engine as the open session it starts from.
+    `order` is the input rows (events) in arrival order grouped by profile: by (profile,
+    clock, time, input position). Along it, `slow` marks rows for the exact engine and
+    `row_run` gives the other rows their run (session). Per run: its profile `code`,
+    `first_row` (the input row that created it; -1 for the profile's open session from
+    before), times, `events` (rows of this input), `new` (False: it continues the open
+    session), `closed` (a later run of the profile shows it is over) and `handed` (the
+    profile's last run, from which its slow rows go on).
     """
 
     order: I64
     slow: BOOL
     row_run: I64
-    start: I64  # first sorted row of each run
-    end: I64  # last sorted row of each run
+    code: I64
+    first_row: I64
+    first_ts: I64
+    last_ts: I64
+    events: I64
     new: BOOL
     closed: BOOL
-    handed: BOOL  # a profile's last regular run, which its slow rows continue from
-    ended_open: I64  # codes whose open session was closed without being extended
+    handed: BOOL
 
 
 def sessionize(code: I64, ts: I64, clock: I64, prior: Prior, timeout: int) -> Runs:
-    """Cut regular profiles into sessions; flag the others as slow. Inputs are in arrival order."""
+    """Inputs are in arrival order (`clock` never decreases)."""
     n = len(code)
-    order = by_profile_and_time(code, ts, clock)
-    c, t, k = code[order], ts[order], clock[order]
-    first = np.ones(n, dtype=bool)
-    first[1:] = c[1:] != c[:-1]
-
-    prev_t = np.empty(n, dtype=np.int64)
-    prev_t[1:] = t[:-1]
-    prev_k = np.empty(n, dtype=np.int64)
-    prev_k[1:] = k[:-1]
-    o_last = prior.open_last[c]
-    has_open = first & (o_last != NONE)
-    prev_t[first] = o_last[first]
-    prev_k[first] = NONE  # the open session arrived at an earlier instant
-    has_prev = ~first | has_open
-
-    gap = t - prev_t
-    joins = has_prev & (gap < timeout)
-    irregular = has_prev & (t < prev_t)
-    # joins a session that fell due before this instant: late, or not R2 -> exact path
-    irregular |= joins & (k != prev_k) & (k > prev_t + timeout)
-    horizon = prior.horizon[c]
-    irregular |= first & ~has_open & (horizon != NONE) & (t < horizon)
-
-    # A profile is exact from its first irregular row on (always the first row of an
-    # arrival instant); the rows before it are a regular prefix, cut into runs here.
     n_codes = len(prior.horizon)
-    first_bad = np.full(n_codes, n, dtype=np.int64)
-    bad_rows = np.flatnonzero(irregular)
-    np.minimum.at(first_bad, c[bad_rows], bad_rows)
-    slow = np.arange(n) >= first_bad[c]
+    present = np.zeros(n_codes, dtype=bool)
+    present[code] = True
+    carried = np.flatnonzero(present & (prior.open_last != NONE))
+    v = len(carried)
+    # The open session from before enters as two rows (its first and last time) that
+    # arrived before everything else.
+    a_code = np.concatenate([carried, carried, code])
+    a_ts = np.concatenate([prior.open_first[carried], prior.open_last[carried], ts])
+    a_clock = np.concatenate([np.full(2 * v, NONE, dtype=np.int64), clock])
+    total = n + 2 * v
 
-    fast = ~slow
-    new = fast & ~joins
-    is_start = fast & (new | first)
-    starts = np.flatnonzero(is_start)
-    # a run ends just before the next run or profile begins
-    bounds = np.r_[np.flatnonzero(first | new | slow), n]
-    ends = bounds[np.searchsorted(bounds, starts, side="right")] - 1
-    run_new = new[starts]
-    run_code = c[starts]
-    last_of_profile = np.ones(len(starts), dtype=bool)
-    last_of_profile[:-1] = run_code[1:] != run_code[:-1]
+    arrival = by_profile_and_time(a_code, a_ts, a_clock)
+    r2 = by_profile_and_time(a_code, a_ts)
+    carried_first = np.zeros(total, dtype=bool)
+    carried_first[:v] = True
+    session = np.empty(total, dtype=np.int64)
+    cut = _cuts(a_code[r2], a_ts[r2], carried_first[r2], prior.open_last, timeout)
+    session[r2] = cut.cumsum() - 1
 
-    row_run = np.full(n, -1, dtype=np.int64)
-    run_index = np.cumsum(is_start) - 1
-    row_run[fast] = run_index[fast]
+    valid = _valid(arrival, session, a_ts, a_clock, timeout)
+    horizon = prior.horizon[a_code]
+    valid &= (horizon == NONE) | (a_ts >= horizon)
+    # a profile is exact from the first instant holding an invalid row
+    first_bad = np.full(n_codes, _FAR, dtype=np.int64)
+    bad = np.flatnonzero(~valid)
+    np.minimum.at(first_bad, a_code[bad], a_clock[bad])
+    slow_row = a_clock >= first_bad[a_code]
 
-    # an open session whose profile's first run here is new is over (R2: gap >= timeout)
-    first_runs = np.ones(len(starts), dtype=bool)
-    first_runs[1:] = run_code[1:] != run_code[:-1]
-    ended = first_runs & run_new & (prior.open_last[run_code] != NONE)
-    return Runs(
-        order=order,
-        slow=slow,
-        row_run=row_run,
-        start=starts.astype(np.int64),
-        end=ends.astype(np.int64),
-        new=run_new,
-        closed=~last_of_profile,
-        handed=last_of_profile & (first_bad[run_code] < n),
-        ended_open=run_code[ended].astype(np.int64),
+    # R2 again over the rows before that instant: the runs
+    fast_r2 = r2[~slow_row[r2]]
+    f_code, f_ts = a_code[fast_r2], a_ts[fast_r2]
+    cut = _cuts(f_code, f_ts, carried_first[fast_r2], prior.open_last, timeout)
+    starts = np.flatnonzero(cut)
+    ends = np.append(starts[1:], len(fast_r2))[: len(starts)] - 1
+    run_of = np.full(total, -1, dtype=np.int64)
+    run_of[fast_r2] = cut.cumsum() - 1
+    rank = np.empty(total, dtype=np.int64)
+    rank[arrival] = np.arange(total)
+    creator = (
+        arrival[np.minimum.reduceat(rank[fast_r2], starts)]
+        if len(starts)
+        else np.zeros(0, np.int64)
     )
+    is_virtual = np.arange(total) < 2 * v
+    real = (~is_virtual[fast_r2]).astype(np.int64)
+    events = np.add.reduceat(real, starts) if len(starts) else np.zeros(0, np.int64)
+    carries = (
+        np.add.reduceat(is_virtual[fast_r2].astype(np.int64), starts) > 0
+        if len(starts)
+        else np.zeros(0, bool)
+    )
+    run_code = f_code[starts]
+    last = np.ones(len(starts), dtype=bool)
+    last[:-1] = run_code[1:] != run_code[:-1]
+
+    real_arrival = arrival[~is_virtual[arrival]]
+    return Runs(
+        order=real_arrival - 2 * v,
+        slow=slow_row[real_arrival],
+        row_run=run_of[real_arrival],
+        code=run_code,
+        first_row=np.where(carries, -1, creator - 2 * v),
+        first_ts=f_ts[starts],
+        last_ts=f_ts[ends],
+        events=events,
+        new=~carries,
+        closed=~last,
+        handed=last & (first_bad[run_code] < _FAR),
+    )
+
+
+def _cuts(code: I64, ts: I64, carried_first: BOOL, open_last: I64, timeout: int) -> BOOL:
+    """Along rows sorted by (profile, time): where a new R2 session starts.
+
+    A profile's open session from before enters as rows at its first and last times;
+    rows after its first row are measured from its last time at least, so that one
+    session is never cut in two.
+    """
+    cut = np.ones(len(code), dtype=bool)
+    if len(code) < 2:
+        return cut
+    start = np.ones(len(code), dtype=bool)
+    start[1:] = code[1:] != code[:-1]
+    seen = np.cumsum(carried_first)
+    at_start = np.maximum.accumulate(np.where(start, np.arange(len(code)), 0))
+    after_first = (seen - seen[at_start] + carried_first[at_start]) > 0
+    far = np.where(after_first, np.maximum(ts, open_last[code]), ts)
+    cut[1:] = start[1:] | (ts[1:] - far[:-1] >= timeout)
+    return cut
+
+
+def _valid(arrival: I64, session: I64, ts: I64, clock: I64, timeout: int) -> BOOL:
+    """Per row: did it, in arrival order, extend its session's chain before it fell due?"""
+    total = len(arrival)
+    valid = np.ones(total, dtype=bool)
+    if total == 0:
+        return valid
+    # the rows of each session in arrival order (sessions interleave only when events
+    # arrive out of order, so the regrouping is cheap)
+    by_session = session[arrival]
+    steps_back = np.flatnonzero(by_session[1:] < by_session[:-1])
+    q = arrival.copy()
+    if len(steps_back):
+        # regroup only the profiles where it happens (their rows are contiguous)
+        lo_pos, hi_pos = int(steps_back[0]), int(steps_back[-1]) + 2
+        part = by_session[lo_pos:hi_pos]
+        q[lo_pos:hi_pos] = arrival[lo_pos:hi_pos][group_by_code(part - part.min())]
+    s, t, k = session[q], ts[q], clock[q]
+    lo_t, span = int(t.min()), int(t.max() - t.min()) + 1
+    if (int(s.max()) + 2) * span >= np.iinfo(np.int64).max // 2:
+        return np.zeros(total, dtype=bool)  # cannot pack: leave it all to the exact path
+    seg = np.ones(total, dtype=bool)
+    seg[1:] = s[1:] != s[:-1]
+    offset = s * span
+    # exclusive running max and min of the time within each session
+    hi = np.maximum.accumulate(t - lo_t + offset)
+    lo = np.maximum.accumulate((span - 1 - (t - lo_t)) + offset)
+    max_before = np.empty(total, dtype=np.int64)
+    min_before = np.empty(total, dtype=np.int64)
+    max_before[1:] = hi[:-1] - offset[1:] + lo_t
+    min_before[1:] = lo_t + span - 1 - (lo[:-1] - offset[1:])
+    chain = seg | ((t < max_before + timeout) & (t > min_before - timeout))
+    # due check against the rows of earlier instants only (one instant is one set)
+    group = seg.copy()
+    group[1:] |= k[1:] != k[:-1]
+    at_group = np.maximum.accumulate(np.where(group, np.arange(total), 0))
+    at_session = np.maximum.accumulate(np.where(seg, np.arange(total), 0))
+    first_instant = k == k[at_session]
+    due = first_instant | (k <= max_before[at_group] + timeout)
+    valid[q] = chain & due
+    return valid
