@@ -105,6 +105,8 @@ class LiveEngine:
         self.projects: dict[int, _Project] = {}
         self.due: list[tuple[int, int, str]] = []  # (due time, project, profile)
         self.ready = threading.Event()
+        self.dirty: dict[tuple[int, str], tuple[int | None, int | None]] = {}
+        self.last_flush = time.monotonic()
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="lull-writer", daemon=True)
 
@@ -148,12 +150,15 @@ class LiveEngine:
             return
         self.ready.set()
         while True:
+            if time.monotonic() - self.last_flush > 2:
+                self._flush_profiles()
             try:
                 first = self.queue.get(timeout=0.25)
             except queue.Empty:
                 self._conclude_due()
                 continue
             if first is None:
+                self._flush_profiles()
                 return
             group = [first]
             while len(group) < 256:
@@ -174,16 +179,22 @@ class LiveEngine:
             "SELECT id, next_seq, next_skey FROM projects"
         ).fetchall():
             self.projects[pid] = _Project(get_settings(con, pid), next_seq, next_skey)
-        for pid, profile, horizon, latest_first, latest in con.execute(
-            """SELECT project_id, profile_id, horizon, latest_first_ts, latest_session_id
-               FROM profiles"""
+        self._reconcile_profiles()
+        for pid, profile, last_concluded, latest_first, latest in con.execute(
+            """SELECT project_id, profile_id, max(last_ts) FILTER (WHERE concluded),
+                      max(first_ts), arg_max(session_id, first_ts)
+               FROM sessions GROUP BY 1, 2"""
         ).fetchall():
+            project = self.projects[pid]
+            horizon = (
+                None if last_concluded is None else last_concluded + (project.settings.timeout_ms)
+            )
             state = ProfileState(profile, horizon=horizon)
             if latest is not None:
                 state.latest = (latest_first, latest)
             if horizon is None:
                 state.history = []  # nothing concluded yet
-            self.projects[pid].states[profile] = state
+            project.states[profile] = state
         for pid, skey, sid, profile, first, last, events, source in con.execute(
             """SELECT project_id, skey, session_id, profile_id, first_ts, last_ts, events,
                       source FROM sessions WHERE NOT concluded"""
@@ -198,6 +209,26 @@ class LiveEngine:
             self.projects[pid].seen.add(hash(mid))
         for pid, anonymous, profile in con.execute("SELECT * FROM aliases").fetchall():
             self.projects[pid].aliases[anonymous] = profile
+
+    def _reconcile_profiles(self) -> None:
+        """Bring the profiles table up to date with the events and sessions (after a stop
+        that came before the last flush)."""
+        with transaction(self.con):
+            self.con.execute(
+                """INSERT INTO profiles
+                   SELECT e.project_id, e.profile_id, NULL, NULL, NULL, min(e.ts), max(e.ts), NULL
+                   FROM events e ANTI JOIN profiles p
+                        ON p.project_id = e.project_id AND p.profile_id = e.profile_id
+                   GROUP BY 1, 2"""
+            )
+            self.con.execute(
+                """UPDATE profiles SET latest_session_id = s.sid, latest_first_ts = s.f
+                   FROM (SELECT project_id, profile_id, arg_max(session_id, first_ts) AS sid,
+                                max(first_ts) AS f FROM sessions GROUP BY 1, 2) s
+                   WHERE profiles.project_id = s.project_id
+                   AND profiles.profile_id = s.profile_id
+                   AND profiles.latest_first_ts IS DISTINCT FROM s.f"""
+            )
 
     def _project(self, pid: int) -> _Project:
         project = self.projects.get(pid)
@@ -226,6 +257,7 @@ class LiveEngine:
             for request in group:
                 request.future.set_exception(e)
             return
+        self._remember(rows)
         for request, outcome in zip(group, outcomes, strict=True):
             request.future.set_result(outcome)
 
@@ -392,6 +424,30 @@ class LiveEngine:
                 self.projects.clear()
                 self.due.clear()
                 self._load()
+                return
+            self._remember(rows)
+
+    def _remember(self, rows: _Rows) -> None:
+        for key, (lo, hi) in rows.profiles.items():
+            old_lo, old_hi = self.dirty.get(key, (None, None))
+            self.dirty[key] = (
+                lo if old_lo is None else old_lo if lo is None else min(lo, old_lo),
+                hi if old_hi is None else old_hi if hi is None else max(hi, old_hi),
+            )
+
+    def _flush_profiles(self) -> None:
+        """Profiles are a summary of events and sessions; they are written every couple
+        of seconds rather than with every commit (and rebuilt from those at start)."""
+        self.last_flush = time.monotonic()
+        if not self.dirty:
+            return
+        rows = _Rows()
+        rows.profiles, self.dirty = self.dirty, {}
+        try:
+            with transaction(self.con):
+                self._write_profiles(rows)
+        except BaseException:
+            self._remember(rows)
 
     def _write(self, rows: _Rows) -> None:
         con = self.con
@@ -427,16 +483,15 @@ class LiveEngine:
                 ),
             )
             con.execute(
-                """DELETE FROM sessions WHERE (project_id, skey) IN
-                   (SELECT (project_id, skey) FROM live_sessions)"""
+                """DELETE FROM sessions USING live_sessions l
+                   WHERE sessions.project_id = l.project_id AND sessions.skey = l.skey"""
             )
             con.execute("INSERT INTO sessions SELECT * FROM live_sessions")
             con.unregister("live_sessions")
         if rows.aliases:
             con.executemany("INSERT INTO aliases VALUES (?, ?, ?)", rows.aliases)
-        if rows.profiles:
-            self._write_profiles(rows)
-        for pid, project in self.projects.items():
+        for pid in {p for p, _ in rows.profiles} | {p for p, _ in rows.sessions}:
+            project = self.projects[pid]
             con.execute(
                 "UPDATE projects SET next_seq = ?, next_skey = ? WHERE id = ?",
                 [project.next_seq, project.next_skey, pid],
