@@ -117,12 +117,12 @@ class Load:
                 self.errors += 1
         writer.close()
 
-    async def run(self, seconds: float, connections: int, limit: int | None, distinct: bool) -> float:
+    async def run(
+        self, seconds: float, connections: int, limit: int | None, distinct: bool
+    ) -> float:
         started = time.perf_counter()
         stop = started + seconds
-        await asyncio.gather(
-            *(self.worker(stop, limit, distinct) for _ in range(connections))
-        )
+        await asyncio.gather(*(self.worker(stop, limit, distinct) for _ in range(connections)))
         return time.perf_counter() - started
 
 
@@ -142,19 +142,21 @@ def main() -> int:
             lat = sorted(load.latencies)
             p50 = statistics.median(lat) * 1000 if lat else float("nan")
             p99 = lat[int(len(lat) * 0.99)] * 1000 if lat else float("nan")
-            print(f"sustained: {load.events / took:,.0f} events/s acknowledged "
-                  f"({load.events:,} events in {took:.1f} s, {args.connections} connections, "
-                  f"{load.errors} errors); ack latency p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+            print(
+                f"sustained: {load.events / took:,.0f} events/s acknowledged "
+                f"({load.events:,} events in {took:.1f} s, {args.connections} connections, "
+                f"{load.errors} errors); ack latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+            )
             print(f"server RSS after the load: {rss_mb(server.pid):,.0f} MB")
             held = Load(port, key, args.profiles)
             held.sent = 10_000_000  # fresh message ids and profiles
             start = held.sent
-            took = asyncio.run(
-                held.run(3600, args.connections, start + args.open // 100, True)
+            took = asyncio.run(held.run(3600, args.connections, start + args.open // 100, True))
+            print(
+                f"open sessions: {held.events:,} more profiles with one event each in "
+                f"{took:.1f} s; server RSS now {rss_mb(server.pid):,.0f} MB "
+                f"(target <= 1024 MB with 1,000,000 open)"
             )
-            print(f"open sessions: {held.events:,} more profiles with one event each in "
-                  f"{took:.1f} s; server RSS now {rss_mb(server.pid):,.0f} MB "
-                  f"(target <= 1024 MB with 1,000,000 open)")
         finally:
             server.terminate()
             server.wait(30)

@@ -86,6 +86,9 @@ def sessionize(code: I64, ts: I64, clock: I64, prior: Prior, timeout: int) -> Ru
     valid = _valid(arrival, session, a_ts, a_clock, timeout)
     horizon = prior.horizon[a_code]
     valid &= (horizon == NONE) | (a_ts >= horizon)
+    # the open session's rows are the state the import starts from, not events to check
+    # (its first and last times may lie a timeout or more apart)
+    valid[: 2 * v] = True
     # a profile is exact from the first instant holding an invalid row
     first_bad = np.full(n_codes, _FAR, dtype=np.int64)
     bad = np.flatnonzero(~valid)
@@ -169,6 +172,11 @@ def _valid(arrival: I64, session: I64, ts: I64, clock: I64, timeout: int) -> BOO
     if len(steps_back):
         # regroup only the profiles where it happens (their rows are contiguous)
         lo_pos, hi_pos = int(steps_back[0]), int(steps_back[-1]) + 2
+        part = by_session[lo_pos:hi_pos]
+        # widen to every row of the sessions in it (before the first step back and after
+        # the last one, `by_session` is sorted)
+        lo_pos = int(np.searchsorted(by_session[:lo_pos], part.min(), side="left"))
+        hi_pos += int(np.searchsorted(by_session[hi_pos:], part.max(), side="right"))
         part = by_session[lo_pos:hi_pos]
         q[lo_pos:hi_pos] = arrival[lo_pos:hi_pos][group_by_code(part - part.min())]
     s, t, k = session[q], ts[q], clock[q]

@@ -114,8 +114,6 @@ def apply(state: ProfileState, arrivals: Sequence[Arrival], timeout: int) -> App
 
     concluded: list[Session] = []
     state.open = None
-    for session in live:
-        _note_latest(state, session)
     for session in live[:-1]:
         _close(state, session, timeout)
         concluded.append(session)
@@ -158,13 +156,7 @@ def _apply_one(state: ProfileState, a: Arrival, timeout: int) -> Applied | None:
         _close(state, s, timeout)
         concluded.append(s)
     state.open = new
-    _note_latest(state, new)
     return Applied([new.session_id], concluded)
-
-
-def _note_latest(state: ProfileState, session: Session) -> None:
-    if state.latest is None or session.first_ts >= state.latest[0]:
-        state.latest = (session.first_ts, session.session_id)
 
 
 def _close(state: ProfileState, session: Session, timeout: int) -> None:
@@ -172,6 +164,8 @@ def _close(state: ProfileState, session: Session, timeout: int) -> None:
         state.open = None
     due = session.last_ts + timeout
     state.horizon = due if state.horizon is None else max(state.horizon, due)
+    if state.latest is None or session.first_ts >= state.latest[0]:
+        state.latest = (session.first_ts, session.session_id)
     if state.history is not None:
         bisect.insort(state.history, (session.first_ts, session.last_ts))
 

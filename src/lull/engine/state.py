@@ -23,6 +23,7 @@ class Session:
     last_ts: int
     events: int
     source: str
+    key: int = -1  # free for the caller: the store's key for this session
 
     @property
     def length_s(self) -> int:
@@ -43,4 +44,11 @@ class ProfileState:
     open: Session | None = None
     horizon: int | None = None
     history: list[tuple[int, int]] | None = field(default=None)
-    latest: tuple[int, str] | None = None
+    latest: tuple[int, str] | None = None  # (first_ts, id) of the latest concluded one
+
+    def latest_session(self) -> tuple[int, str] | None:
+        """(first_ts, id) of the profile's latest session, open or concluded."""
+        o = self.open
+        if o is not None and (self.latest is None or o.first_ts >= self.latest[0]):
+            return (o.first_ts, o.session_id)
+        return self.latest

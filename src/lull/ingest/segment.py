@@ -47,7 +47,7 @@ def to_event(
     if not isinstance(msg, dict):
         raise BadInput("a message must be a JSON object")
     kind = msg.get("type", default_type)
-    if kind not in TYPES:
+    if not isinstance(kind, str) or kind not in TYPES:
         raise BadInput(f"field 'type': {kind!r} is not one of {', '.join(sorted(TYPES))}")
     user, anonymous = _str(msg, "userId"), _str(msg, "anonymousId")
     if kind == "alias":

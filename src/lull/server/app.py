@@ -217,8 +217,8 @@ def build(server: Server) -> Starlette:
     def read_board(con: duckdb.DuckDBPyConnection, pid: int, request: Request) -> Any:
         settings = server.engine.settings(pid)
         params = request.query_params
-        days = params.get("days", "30")
-        if not days.isdigit() or not 1 <= int(days) <= 3660:
+        days = reads.whole(params.get("days", "30"))
+        if days is None or not 1 <= days <= 3660:
             raise BadInput("'days' must be a whole number from 1 to 3660")
         until = params.get("until")
         try:
@@ -229,7 +229,9 @@ def build(server: Server) -> Starlette:
             )
         except ValueError:
             raise BadInput(f"'until' {until!r}: expected a date YYYY-MM-DD") from None
-        return board(con, pid, settings, last, int(days))
+        if last >= date.max or (last - date.min).days < days - 1:
+            raise BadInput("'until' and 'days' reach outside the calendar")
+        return board(con, pid, settings, last, days)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)

@@ -12,7 +12,37 @@ from lull.errors import BadInput, TooLarge
 
 MAX_REQUEST = 500 * 1024
 MAX_EVENT = 32 * 1024
-_decode = msgspec.json.Decoder().decode
+MAX_DEPTH = 64  # arrays and objects inside each other, the whole body counted
+_decoder = msgspec.json.Decoder()
+
+
+def _decode(data: bytes) -> Any:
+    """JSON -> a value; BadInput when it is nested too deeply (which would otherwise
+    exhaust the stack here or later, when the value is encoded or read back)."""
+    try:
+        value = _decoder.decode(data)
+    except RecursionError:
+        value = None
+        deep = True
+    else:
+        deep = _deeper_than(value, MAX_DEPTH)
+    if deep:
+        raise BadInput(f"JSON nested more than {MAX_DEPTH} levels deep")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+    return False
 
 
 async def read_body(request: Request, limit: int = MAX_REQUEST) -> bytes:

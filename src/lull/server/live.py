@@ -67,7 +67,6 @@ class _Project:
     next_seq: int
     next_skey: int
     states: dict[str, ProfileState] = field(default_factory=dict)
-    skeys: dict[str, int] = field(default_factory=dict)  # open session id -> skey
     seen: set[int] = field(default_factory=set)  # hash(message_id) of stored events
     aliases: dict[str, str] = field(default_factory=dict)
 
@@ -192,17 +191,15 @@ class LiveEngine:
             state = ProfileState(profile, horizon=horizon)
             if latest is not None:
                 state.latest = (latest_first, latest)
-            if horizon is None:
-                state.history = []  # nothing concluded yet
             project.states[profile] = state
         for pid, skey, sid, profile, first, last, events, source in con.execute(
             """SELECT project_id, skey, session_id, profile_id, first_ts, last_ts, events,
                       source FROM sessions WHERE NOT concluded"""
         ).fetchall():
             project = self.projects[pid]
-            state = project.states.setdefault(profile, ProfileState(profile, history=[]))
+            state = project.states.setdefault(profile, ProfileState(profile))
             state.open = Session(sid, profile, first, last, events, source)
-            project.skeys[sid] = skey
+            state.open.key = skey
             self.due.append((last + project.settings.timeout_ms, pid, profile))
         heapq.heapify(self.due)
         for pid, mid in con.execute("SELECT project_id, message_id FROM events").fetchall():
@@ -270,7 +267,7 @@ class LiveEngine:
             if project.aliases.get(anonymous) != profile:
                 project.aliases[anonymous] = profile
                 rows.aliases.append((pid, anonymous, profile))
-        fresh = self._fresh(pid, project, request.events)
+        fresh = self._fresh(pid, project, request.events, rows)
         outcome.duplicates = len(request.events) - len(fresh)
         outcome.accepted = len(fresh)
         by_profile: dict[str, list[tuple[Arrival, int]]] = {}
@@ -296,8 +293,9 @@ class LiveEngine:
             outcome.late += self._sessionize(rows, pid, project, profile, items, r, timeout)
         return outcome
 
-    def _fresh(self, pid: int, project: _Project, events: list[Event]) -> list[Event]:
-        """R6: drop events whose message_id is stored already or repeated in the request."""
+    def _fresh(self, pid: int, project: _Project, events: list[Event], rows: _Rows) -> list[Event]:
+        """R6: drop events whose message_id is stored already, taken by an earlier request
+        of this group (not written yet), or repeated in the request."""
         seen_here: set[str] = set()
         maybe: list[str] = []
         for e in events:
@@ -312,6 +310,12 @@ class LiveEngine:
                     [pid, maybe],
                 ).fetchall()
             }
+            wanted, ev = set(maybe), rows.events
+            stored.update(
+                m
+                for p, m in zip(ev["project_id"], ev["message_id"], strict=True)
+                if p == pid and m in wanted
+            )
         fresh = []
         for e in events:
             if e.message_id in stored or e.message_id in seen_here:
@@ -325,7 +329,7 @@ class LiveEngine:
     def _state(self, pid: int, project: _Project, profile: str) -> ProfileState:
         state = project.states.get(profile)
         if state is None:
-            state = project.states[profile] = ProfileState(profile, history=[])
+            state = project.states[profile] = ProfileState(profile)
         return state
 
     def _sessionize(
@@ -342,25 +346,34 @@ class LiveEngine:
         due = exact.conclude_due(state, r, timeout)
         if due is not None:
             self._concluded(rows, pid, project, due, r)
+        was_open = None if state.open is None else state.open.session_id
         arrivals = [a for a, _ in items]
         if exact.needs_history(state, arrivals):
-            state.history = [
-                (int(f), int(la))
-                for f, la in self.con.execute(
-                    """SELECT first_ts, last_ts FROM sessions WHERE project_id = ?
-                       AND profile_id = ? AND concluded ORDER BY first_ts""",
-                    [pid, profile],
-                ).fetchall()
+            # History is loaded only for the rare event older than the horizon: what the
+            # store has, and what this group concluded and has not written yet.
+            stored = self.con.execute(
+                """SELECT first_ts, last_ts FROM sessions WHERE project_id = ?
+                   AND profile_id = ? AND concluded""",
+                [pid, profile],
+            ).fetchall()
+            pending = [
+                (row[4], row[5])
+                for (p, _), row in rows.sessions.items()
+                if p == pid and row[3] == profile and row[8]
             ]
+            state.history = sorted({(int(f), int(la)) for f, la in [*stored, *pending]})
         out = exact.apply(state, arrivals, timeout)
         # Keys first: concluding a session forgets its key, and its events still need it.
-        skeys = {sid: self._skey(project, sid) for sid in out.session_ids if sid is not None}
+        touched = [*out.concluded, state.open] if state.open is not None else out.concluded
+        skeys = {s.session_id: self._skey(project, s) for s in touched}
         for s in out.concluded:
             self._concluded(rows, pid, project, s, r)
         if state.open is not None:
-            skey = self._skey(project, state.open.session_id)
+            skey = self._skey(project, state.open)
             rows.session(pid, skey, state.open, None)
-            heapq.heappush(self.due, (state.open.last_ts + timeout, pid, profile))
+            if state.open.session_id != was_open:
+                # one timer entry per session; the timer re-arms it if the session grew
+                heapq.heappush(self.due, (state.open.last_ts + timeout, pid, profile))
         late = 0
         a = rows.assign
         for (_arrival, seq), sid in zip(items, out.session_ids, strict=True):
@@ -372,16 +385,14 @@ class LiveEngine:
         self._profile_sessions(rows, pid, state)
         return late
 
-    def _skey(self, project: _Project, session_id: str) -> int:
-        skey = project.skeys.get(session_id)
-        if skey is None:
-            skey = project.skeys[session_id] = project.next_skey
+    def _skey(self, project: _Project, session: Session) -> int:
+        if session.key < 0:
+            session.key = project.next_skey
             project.next_skey += 1
-        return skey
+        return session.key
 
     def _concluded(self, rows: _Rows, pid: int, project: _Project, s: Session, at: int) -> None:
-        skey = self._skey(project, s.session_id)
-        del project.skeys[s.session_id]
+        skey = self._skey(project, s)
         rows.session(pid, skey, s, at)
 
     def _touch_profile(
@@ -412,10 +423,13 @@ class LiveEngine:
             state = project.states.get(profile)
             if state is None:
                 continue
-            s = exact.conclude_due(state, now + 1, project.settings.timeout_ms)
+            timeout = project.settings.timeout_ms
+            s = exact.conclude_due(state, now + 1, timeout)
             if s is not None:
                 self._concluded(rows, pid, project, s, now)
                 rows.profiles[(pid, profile)] = (None, None)
+            elif state.open is not None:
+                heapq.heappush(self.due, (state.open.last_ts + timeout, pid, profile))
         if rows.sessions:
             try:
                 with transaction(self.con):
@@ -505,8 +519,9 @@ class LiveEngine:
             names.append(profile)
             lo.append(first_seen)
             hi.append(last_seen)
-            latest.append(state.latest[1] if state and state.latest else None)
-            latest_first.append(state.latest[0] if state and state.latest else None)
+            newest = state.latest_session() if state else None
+            latest.append(newest[1] if newest else None)
+            latest_first.append(newest[0] if newest else None)
             horizon.append(state.horizon if state else None)
         con = self.con
         con.register(

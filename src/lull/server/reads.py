@@ -19,15 +19,23 @@ def _range(params: dict[str, str]) -> tuple[int, int]:
     return lo, hi
 
 
+def whole(raw: str | None) -> int | None:
+    """A query parameter of ASCII digits as a number (not '²', not 5000 digits), or None."""
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        return None
+    return int(raw)
+
+
 def _time_arg(value: str | None) -> object:
-    return int(value) if value is not None and value.isdigit() else value
+    number = whole(value)
+    return value if number is None else number
 
 
 def _limit(params: dict[str, str]) -> int:
-    raw = params.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    limit = whole(params.get("limit", "100"))
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
         raise BadInput(f"'limit' must be a whole number from 1 to {MAX_LIMIT}")
-    return int(raw)
+    return limit
 
 
 def sessions(con: duckdb.DuckDBPyConnection, pid: int, params: dict[str, str]) -> list[Any]:

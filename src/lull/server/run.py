@@ -32,6 +32,9 @@ def serve(db: str, host: str, port: int) -> None:
                 save_settings(con, pid, replace(settings, sessions_enabled=True))
         print("lull: made project 'default' with sessions on; its keys (shown once):")
         print(json.dumps(made, indent=2), flush=True)  # shown once: never left in a buffer
+    # DuckDB's block cache would otherwise grow with the store; the server's working set
+    # is the engine's state in Python, so keep DuckDB's share small.
+    con.execute("SET memory_limit = '256MB'")
     engine = LiveEngine(con)
     engine.start()
     app = build(Server(con, engine))
