@@ -174,3 +174,13 @@ def test_gzip_upload(server: LullServer, ct: Keys) -> None:
     )
     assert got.status_code == 200, got.text
     assert [e["name"] for e in server.events(ct, profile_id="ct-gz")] == ["Zipped"]
+
+
+def test_profile_records_set_profile_properties(server: LullServer, ct: Keys) -> None:
+    t = now_ms() // 1000 - 60
+    first = {"type": "profile", "identity": "ct-prof", "ts": t, "profileData": {"plan": "gold"}}
+    more = {"type": "profile", "identity": "ct-prof", "ts": t, "profileData": {"city": "Lyon"}}
+    assert upload(server, ct, [first]).json()["processed"] == 1
+    assert upload(server, ct, [more]).json()["processed"] == 1
+    profile = server.profile(ct, "ct-prof", lambda p: len(p["properties"]) == 2)
+    assert profile["properties"] == {"plan": "gold", "city": "Lyon"}

@@ -336,3 +336,14 @@ def test_openapi_and_unknown_paths(server: LullServer) -> None:
     assert spec["openapi"].startswith("3.") and "/api/v1/events" in spec["paths"]
     assert server.http.get("/nothing-here").status_code == 404
     assert server.http.delete("/api/v1/events").status_code == 405
+
+
+def test_clock_fix_before_1970_is_refused(server: LullServer, shop: Keys) -> None:
+    t = now_ms()
+    bad = {**ev("pre-1970", "u-clock", 1000), "sent_at": t + 10**12}
+    good = ev("clock-ok", "u-clock", t - 1000)
+    got = server.post_events(shop.android, [bad, good])
+    assert got.status_code == 200
+    [rejected] = got.json()["rejected"]
+    assert rejected["index"] == 0 and "falls before 1970" in rejected["error"]
+    assert [e["message_id"] for e in server.events(shop, profile_id="u-clock")] == ["clock-ok"]

@@ -266,3 +266,16 @@ def test_default_keys_printed_and_usable(server: LullServer, keys: Keys) -> None
     assert keys.name == "default"
     got = server.http.get("/api/v1/sessions", headers={"Authorization": f"Bearer {keys.web}"})
     assert got.status_code == 401  # a write key cannot read
+
+
+def test_identify_traits_become_profile_properties(server: LullServer, keys: Keys) -> None:
+    body = {
+        "writeKey": keys.web,
+        "batch": [
+            {"type": "identify", "userId": "traits-user", "messageId": "tr-1",
+             "traits": {"plan": "family", "country": "FR"}},
+        ],
+    }  # fmt: skip
+    assert server.http.post("/v1/batch", json=body).status_code == 200
+    profile = server.profile(keys, "traits-user", lambda p: bool(p["properties"]))
+    assert profile["properties"] == {"plan": "family", "country": "FR"}

@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 import duckdb
 
+from lull.errors import BadInput
 from lull.model import Settings
 
 # Bucket edges in seconds, spaced to read well on a log scale; the last is open-ended.
@@ -72,6 +73,8 @@ def board(
     con: duckdb.DuckDBPyConnection, pid: int, settings: Settings, until: date, days: int
 ) -> dict[str, object]:
     """The whole board for the `days` days ending on `until` (in the project's time zone)."""
+    if until >= date.max or (until - date.min).days < days - 1:
+        raise BadInput(f"the {days} days up to {until.isoformat()} reach outside the calendar")
     first = until - timedelta(days=days - 1)
     tz = settings.timezone
     days_out = per_day(con, pid, tz, first, until)

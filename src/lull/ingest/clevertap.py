@@ -49,6 +49,7 @@ def to_event(record: object) -> Event | None:
     return Event(f"ct-{digest}", str(identity), name, ts * 1000, "api", None, data)
 
 
-def profile_update(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def profile_update(record: dict[str, Any]) -> tuple[str, dict[str, Any], int]:
+    """A `profile` record (checked by `to_event`) -> (profile id, properties, time ms)."""
     identity = record.get("identity", record.get("objectId"))
-    return str(identity), dict(record.get("profileData", {}))
+    return str(identity), dict(record.get("profileData") or {}), int(record["ts"]) * 1000

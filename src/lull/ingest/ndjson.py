@@ -69,7 +69,8 @@ SELECT rec, message_id, profile_id, name, source,
     AND {_ok_text("name", MAX_NAME)} AND name <> '{SESSION_CONCLUDED}'
     AND coalesce(source IN ({_SOURCES}), false) AND props_ok
     AND {_ok_time("ts_ms", "", True)} AND {_ok_time("recv_ms", "has_recv", False)}
-    AND {_ok_time("sent_ms", "has_sent", False)}, false) AS ok
+    AND {_ok_time("sent_ms", "has_sent", False)}
+    AND ts_ms + coalesce(coalesce(recv_ms, {{now}}) - sent_ms, 0) >= 0, false) AS ok
 FROM parsed
 """
 
@@ -124,7 +125,7 @@ def load(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int, seq0: in
         text = str(e)
         bad = text.split(_BAD, 1)[1].split()[0] if _BAD in text else None
         start = int(bad) if bad is not None and bad.isdigit() else 0
-        detail = find_first_error(path, start)
+        detail = find_first_error(path, start, now)
         raise BadInput(f"{path}: {detail or _short(e)}") from None
     return int(row[0]) if row else 0
 

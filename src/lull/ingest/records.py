@@ -64,11 +64,21 @@ def _time(obj: dict[str, Any], key: str, required: bool) -> int | None:
         raise BadInput(e.message) from None
 
 
-def to_record(obj: object, source: str | None = None) -> Record:
+def corrected_time(ts: int, sent_at: int | None, received_at: int) -> int:
+    """R5: the event time fixed for the client's clock skew and capped at its arrival."""
+    fixed = ts if sent_at is None else ts + (received_at - sent_at)
+    return min(fixed, received_at)
+
+
+def to_record(
+    obj: object, source: str | None = None, now: int | None = None, arrived: int | None = None
+) -> Record:
     """Validate one decoded JSON value as a canonical event; BadInput names the field.
 
     `source`, when given (the server knows it from the write key), is used instead of
-    the record's own field.
+    the record's own field. The clock fix must not move the event before 1970; it is
+    checked against `arrived` (the server's receive time), else the record's
+    `received_at`, else `now` (when an import without `received_at` arrives).
     """
     if not isinstance(obj, dict):
         raise BadInput(f"an event must be a JSON object, got {_kind(obj)}")
@@ -88,19 +98,27 @@ def to_record(obj: object, source: str | None = None) -> Record:
         raise BadInput(f"field 'properties' must be an object, got {_kind(props)}")
     ts = _time(obj, "ts", True)
     assert ts is not None
+    received_at = _time(obj, "received_at", False)
+    sent_at = _time(obj, "sent_at", False)
+    arrival = arrived if arrived is not None else received_at if received_at is not None else now
+    if sent_at is not None and arrival is not None and corrected_time(ts, sent_at, arrival) < 0:
+        raise BadInput(
+            "field 'sent_at': it is so far ahead of 'ts' that the clock fix "
+            "(ts + received_at - sent_at) falls before 1970"
+        )
     return Record(
         message_id=_text(obj, "message_id", MAX_ID),
         profile_id=_text(obj, "profile_id", MAX_ID),
         name=name,
         ts=ts,
         source=source,
-        received_at=_time(obj, "received_at", False),
-        sent_at=_time(obj, "sent_at", False),
+        received_at=received_at,
+        sent_at=sent_at,
         properties=props,
     )
 
 
-def find_first_error(path: str, start_record: int = 0) -> str | None:
+def find_first_error(path: str, start_record: int = 0, now: int | None = None) -> str | None:
     """Scan an NDJSON file and describe its first bad line ('line N: ...').
 
     Records before `start_record` (counting non-blank lines) are only decoded, not
@@ -120,7 +138,7 @@ def find_first_error(path: str, start_record: int = 0) -> str | None:
             if record < start_record:
                 continue
             try:
-                to_record(obj)
+                to_record(obj, now=now)
             except BadInput as e:
                 return f"line {number}: {e.message}"
     return None

@@ -53,10 +53,14 @@ class Server:
         return found
 
     async def store(
-        self, pid: int, events: list[Event], links: list[tuple[str, str]] | None = None
+        self,
+        pid: int,
+        events: list[Event],
+        links: list[tuple[str, str]] | None = None,
+        traits: list[tuple[str, dict[str, Any], int]] | None = None,
     ) -> Outcome:
         try:
-            return await asyncio.wrap_future(self.engine.submit(pid, events, links))
+            return await asyncio.wrap_future(self.engine.submit(pid, events, links, traits))
         except LullError:
             raise
         except Exception as e:
@@ -104,7 +108,7 @@ def build(server: Server) -> Starlette:
             try:
                 if too_big(raw):
                     raise TooLarge("event is over 32 KB")
-                rec = to_record(raw, grant.source)
+                rec = to_record(raw, grant.source, arrived=server.engine.clock())
                 events.append(
                     Event(rec.message_id, rec.profile_id, rec.name, rec.ts, grant.source,
                           rec.sent_at, rec.properties)
@@ -140,6 +144,7 @@ def build(server: Server) -> Starlette:
         received = server.engine.clock()
         pid = grant.project_id
         events, links, rejected = [], [], []
+        traits: list[tuple[str, dict[str, Any], int]] = []
         linked: dict[str, str] = {}  # this batch's identify calls apply to its later messages
 
         def resolve(anonymous: str) -> str:
@@ -156,13 +161,15 @@ def build(server: Server) -> Starlette:
                 if link:
                     links.append(link)
                     linked[link[0]] = link[1]
+                if event.name == "Identity Set" and event.properties:
+                    traits.append((event.profile_id, event.properties, event.ts))
             except (BadInput, TooLarge) as e:
                 rejected.append(_error(i, e))
         if not events:
             return JSONResponse(
                 {"success": False, "rejected": rejected}, status_code=_refused(rejected)
             )
-        outcome = await server.store(pid, events, links)
+        outcome = await server.store(pid, events, links, traits)
         return JSONResponse({"success": True, "accepted": outcome.accepted, "rejected": rejected})
 
     async def upload(request: Request) -> Response:
@@ -183,6 +190,7 @@ def build(server: Server) -> Starlette:
         if len(records) > clevertap.MAX_RECORDS:
             raise BadInput(f"at most {clevertap.MAX_RECORDS} records per upload")
         events, unprocessed, processed = [], [], 0
+        traits: list[tuple[str, dict[str, Any], int]] = []
         for i, record in enumerate(records):
             try:
                 if too_big(record):
@@ -191,13 +199,15 @@ def build(server: Server) -> Starlette:
                 processed += 1
                 if event is not None:
                     events.append(event)
+                else:
+                    traits.append(clevertap.profile_update(record))
             except BadInput as e:
                 unprocessed.append(
                     {"status": "fail", "code": 400, "error": e.message, "index": i,
                      "record": record}
                 )  # fmt: skip
-        if events:
-            await server.store(pid, events)
+        if events or traits:
+            await server.store(pid, events, None, traits)
         status = "fail" if records and not processed else "success"
         return JSONResponse(
             {"status": status, "processed": processed, "unprocessed": unprocessed},
@@ -229,8 +239,6 @@ def build(server: Server) -> Starlette:
             )
         except ValueError:
             raise BadInput(f"'until' {until!r}: expected a date YYYY-MM-DD") from None
-        if last >= date.max or (last - date.min).days < days - 1:
-            raise BadInput("'until' and 'days' reach outside the calendar")
         return board(con, pid, settings, last, days)
 
     async def openapi(request: Request) -> Response:

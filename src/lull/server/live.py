@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from lull.engine import exact
 from lull.engine.state import Arrival, ProfileState, Session
+from lull.ingest.records import corrected_time
 from lull.model import Settings
 from lull.store.db import transaction
 from lull.store.projects import get_settings, now_ms
@@ -59,6 +60,7 @@ class _Request:
     received_at: int
     future: Future[Outcome]
     aliases: list[tuple[str, str]] = field(default_factory=list)
+    traits: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ class _Rows:
         self.sessions: dict[tuple[int, int], tuple[Any, ...]] = {}
         self.profiles: dict[tuple[int, str], tuple[int | None, int | None]] = {}
         self.aliases: list[tuple[int, str, str]] = []
+        self.traits: list[tuple[int, str, str, int]] = []  # project, profile, JSON, time
 
     def session(self, pid: int, skey: int, s: Session, concluded_at: int | None) -> None:
         self.sessions[(pid, skey)] = (
@@ -122,11 +125,17 @@ class LiveEngine:
         self._thread.join()
 
     def submit(
-        self, project_id: int, events: list[Event], aliases: list[tuple[str, str]] | None = None
+        self,
+        project_id: int,
+        events: list[Event],
+        aliases: list[tuple[str, str]] | None = None,
+        traits: list[tuple[str, dict[str, Any], int]] | None = None,
     ) -> Future[Outcome]:
-        """Queue events that arrived now; the future resolves once they are committed."""
+        """Queue events that arrived now (with identity links and profile properties);
+        the future resolves once they are committed."""
         future: Future[Outcome] = Future()
-        self.queue.put(_Request(project_id, events, self.clock(), future, aliases or []))
+        request = _Request(project_id, events, self.clock(), future, aliases or [], traits or [])
+        self.queue.put(request)
         return future
 
     def settings(self, project_id: int) -> Settings:
@@ -263,6 +272,8 @@ class LiveEngine:
         project = self._project(pid)
         settings, timeout = project.settings, project.settings.timeout_ms
         outcome = Outcome()
+        for profile, props, at in request.traits:
+            rows.traits.append((pid, profile, _encode(props).decode(), at))
         for anonymous, profile in request.aliases:
             if project.aliases.get(anonymous) != profile:
                 project.aliases[anonymous] = profile
@@ -274,8 +285,7 @@ class LiveEngine:
         for e in fresh:
             seq = project.next_seq
             project.next_seq += 1
-            ts = e.ts if e.sent_at is None else e.ts + (r - e.sent_at)
-            ts = min(ts, r)
+            ts = max(0, corrected_time(e.ts, e.sent_at, r))
             ev = rows.events
             for k, v in zip(
                 _EVENT_COLUMNS,
@@ -504,6 +514,19 @@ class LiveEngine:
             con.unregister("live_sessions")
         if rows.aliases:
             con.executemany("INSERT INTO aliases VALUES (?, ?, ?)", rows.aliases)
+        for pid, profile, props, at in rows.traits:
+            # profile properties (identify traits, CleverTap profile records), merged
+            updated = con.execute(
+                """UPDATE profiles SET properties =
+                       json_merge_patch(coalesce(properties, '{}'::JSON), ?::JSON)
+                   WHERE project_id = ? AND profile_id = ?""",
+                [props, pid, profile],
+            ).fetchone()
+            if not updated or not updated[0]:
+                con.execute(
+                    "INSERT INTO profiles VALUES (?, ?, NULL, NULL, NULL, ?, ?, ?::JSON)",
+                    [pid, profile, at, at, props],
+                )
         for pid in {p for p, _ in rows.profiles} | {p for p, _ in rows.sessions}:
             project = self.projects[pid]
             con.execute(
