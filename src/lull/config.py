@@ -25,6 +25,7 @@ OPTIONS = (
     Option("db", "./lull.duckdb", "the DuckDB file that holds the store"),
     Option("project", "default", "the project to work on (created on first use)"),
     Option("threads", "", "DuckDB worker threads (empty: one per core)"),
+    Option("memory_limit", "1GB", "DuckDB's memory limit (it spills to disk beyond it)"),
 )
 
 

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from lull.engine.order import by_profile_and_time
 from lull.store.db import literal, transaction
+from lull.store.profiles import refresh_from_sessions
 from lull.store.projects import get_settings, take_skey
 
 
@@ -107,22 +108,5 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
         con.execute(f"INSERT INTO event_sessions SELECT {p}, seq, skey, false FROM rs_assign")
         for name in ("rs_dict", "rs_sessions", "rs_assign"):
             con.unregister(name)
-        _update_profiles(con, pid, timeout)
+        refresh_from_sessions(con, pid, timeout)
     return Rebuilt(n, len(starts), time.perf_counter() - started)
-
-
-def _update_profiles(con: duckdb.DuckDBPyConnection, pid: int, timeout: int) -> None:
-    """Each profile's latest session and horizon, from the rebuilt sessions."""
-    con.execute(
-        """UPDATE profiles SET latest_session_id = NULL, latest_first_ts = NULL, horizon = NULL
-           WHERE project_id = ?""",
-        [pid],
-    )
-    con.execute(
-        """UPDATE profiles SET latest_session_id = s.sid, latest_first_ts = s.f, horizon = s.h
-           FROM (SELECT profile_id, arg_max(session_id, first_ts) AS sid, max(first_ts) AS f,
-                        max(last_ts) FILTER (WHERE concluded) + ? AS h
-                 FROM sessions WHERE project_id = ? GROUP BY 1) s
-           WHERE profiles.project_id = ? AND profiles.profile_id = s.profile_id""",
-        [timeout, pid, pid],
-    )

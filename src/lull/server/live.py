@@ -27,6 +27,7 @@ from lull.engine.state import Arrival, ProfileState, Session
 from lull.ingest.records import corrected_time
 from lull.model import Settings
 from lull.store.db import transaction
+from lull.store.profiles import refresh_from_sessions
 from lull.store.projects import get_settings, now_ms
 
 Clock = Callable[[], int]
@@ -220,21 +221,8 @@ class LiveEngine:
         """Bring the profiles table up to date with the events and sessions (after a stop
         that came before the last flush)."""
         with transaction(self.con):
-            self.con.execute(
-                """INSERT INTO profiles
-                   SELECT e.project_id, e.profile_id, NULL, NULL, NULL, min(e.ts), max(e.ts), NULL
-                   FROM events e ANTI JOIN profiles p
-                        ON p.project_id = e.project_id AND p.profile_id = e.profile_id
-                   GROUP BY 1, 2"""
-            )
-            self.con.execute(
-                """UPDATE profiles SET latest_session_id = s.sid, latest_first_ts = s.f
-                   FROM (SELECT project_id, profile_id, arg_max(session_id, first_ts) AS sid,
-                                max(first_ts) AS f FROM sessions GROUP BY 1, 2) s
-                   WHERE profiles.project_id = s.project_id
-                   AND profiles.profile_id = s.profile_id
-                   AND profiles.latest_first_ts IS DISTINCT FROM s.f"""
-            )
+            for pid, project in self.projects.items():
+                refresh_from_sessions(self.con, pid, project.settings.timeout_ms)
 
     def _project(self, pid: int) -> _Project:
         project = self.projects.get(pid)

@@ -33,6 +33,8 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         raise LullError(f"cannot open the store {path}: {e}") from None
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
+    # Bounded so that a big import spills to disk rather than growing without end.
+    con.execute(f"SET memory_limit = '{os.environ.get('LULL_MEMORY_LIMIT') or '1GB'}'")
     threads = os.environ.get("LULL_THREADS")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
