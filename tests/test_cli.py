@@ -162,3 +162,17 @@ def test_export_formats(db: Path, tmp_path: Path) -> None:
         reader = "read_csv" if fmt == "csv" else "read_parquet"
         rows = duckdb.execute(f"SELECT message_id FROM {reader}('{out}')").fetchall()
         assert ("g",) in rows
+
+
+def test_export_to_stdout_appends_to_a_redirected_file(db: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    from lullrun import LULL
+
+    out = tmp_path / "out.ndjson"
+    out.write_text("kept\n")
+    with out.open("a") as f:
+        done = subprocess.run([LULL, "--db", str(db), "export", "events"], stdout=f, check=False)
+    assert done.returncode == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "kept" and json.loads(lines[1])["message_id"] == "g"

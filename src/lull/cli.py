@@ -188,8 +188,15 @@ def export(
         if output is not None:
             run_export(con, pid, what, output, fmt)
             return
-        sys.stdout.flush()
-        run_export(con, pid, what, "/dev/stdout", fmt)
+        # DuckDB reopens a path it writes to (truncating it), so `>> file` would lose
+        # what the file held: write to a temporary file and copy that to stdout.
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / f"export.{fmt}"
+            run_export(con, pid, what, str(target), fmt)
+            sys.stdout.flush()
+            with target.open("rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.flush()
 
 
 @cli.command()
