@@ -72,6 +72,9 @@ def import_ndjson(
         seq0 = take_seq(con, pid, 0)
         records = load(con, pid, path, now, seq0)
         take_seq(con, pid, records)
+        # the parse is done: leave the memory to the engine's arrays from here on
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchone()
+        con.execute("SET memory_limit = '256MB'")
         step("skip duplicates")
         duplicates = dedupe(con, pid, seq0)
         fresh = con.sql(
@@ -99,6 +102,8 @@ def import_ndjson(
         concluded = conclude_due(con, pid, end, timeout)
         for name in ("imp_sessions", "imp_dict"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
+        if limit:
+            con.execute(f"SET memory_limit = '{limit[0]}'")
     return ImportReport(
         records=records,
         duplicates=duplicates,

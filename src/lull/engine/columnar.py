@@ -185,21 +185,32 @@ def _valid(arrival: I64, session: I64, ts: I64, clock: I64, timeout: int) -> BOO
         return np.zeros(total, dtype=bool)  # cannot pack: leave it all to the exact path
     seg = np.ones(total, dtype=bool)
     seg[1:] = s[1:] != s[:-1]
-    offset = s * span
-    # exclusive running max and min of the time within each session
-    hi = np.maximum.accumulate(t - lo_t + offset)
-    lo = np.maximum.accumulate((span - 1 - (t - lo_t)) + offset)
+    # exclusive running max and min of the time within each session: pack the session
+    # into the high digits so that one running max restarts at each session (arrays
+    # are reused in place to keep the peak memory of a big import down)
+    offset = s
+    offset *= span
+    rel = t - lo_t
+    acc = np.maximum.accumulate(rel + offset)
     max_before = np.empty(total, dtype=np.int64)
+    max_before[1:] = acc[:-1] - offset[1:] + lo_t
+    np.subtract(span - 1, rel, out=rel)
+    rel += offset
+    np.maximum.accumulate(rel, out=acc)
+    del rel
     min_before = np.empty(total, dtype=np.int64)
-    max_before[1:] = hi[:-1] - offset[1:] + lo_t
-    min_before[1:] = lo_t + span - 1 - (lo[:-1] - offset[1:])
+    min_before[1:] = lo_t + span - 1 - (acc[:-1] - offset[1:])
+    del acc, offset, s
     chain = seg | ((t < max_before + timeout) & (t > min_before - timeout))
+    del min_before
     # due check against the rows of earlier instants only (one instant is one set)
     group = seg.copy()
     group[1:] |= k[1:] != k[:-1]
-    at_group = np.maximum.accumulate(np.where(group, np.arange(total), 0))
-    at_session = np.maximum.accumulate(np.where(seg, np.arange(total), 0))
-    first_instant = k == k[at_session]
-    due = first_instant | (k <= max_before[at_group] + timeout)
+    positions = np.arange(total)
+    at_group = np.maximum.accumulate(np.where(group, positions, 0))
+    del group
+    at_session = np.maximum.accumulate(np.where(seg, positions, 0))
+    del positions
+    due = (k == k[at_session]) | (k <= max_before[at_group] + timeout)
     valid[q] = chain & due
     return valid
