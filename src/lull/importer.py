@@ -94,9 +94,11 @@ def import_ndjson(
         elig = np.asarray(fresh.column("eligible").combine_chunks().to_numpy(False), bool)
         seq = seq_all[elig]
         ts = _ints(fresh, "ts")[elig]
+        clock = clock_all[elig]
         profiles = fresh.column("profile_id").filter(pa.array(elig))
-        del fresh
-        plan = _Plan(con, pid, seq0, profiles, seq, ts, clock_all[elig], timeout, end)
+        del fresh, seq_all, r_all, clock_all, elig  # keep the peak memory of big imports down
+        plan = _Plan(con, pid, seq0, profiles, seq, ts, clock, timeout, end)
+        del profiles, clock
         step("write sessions")
         late = plan.write()
         concluded = conclude_due(con, pid, end, timeout)

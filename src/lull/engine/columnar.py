@@ -84,6 +84,7 @@ def sessionize(code: I64, ts: I64, clock: I64, prior: Prior, timeout: int) -> Ru
     session[r2] = cut.cumsum() - 1
 
     valid = _valid(arrival, session, a_ts, a_clock, timeout)
+    del session, cut
     horizon = prior.horizon[a_code]
     valid &= (horizon == NONE) | (a_ts >= horizon)
     # the open session's rows are the state the import starts from, not events to check

@@ -270,19 +270,27 @@ class LiveEngine:
         outcome.duplicates = len(request.events) - len(fresh)
         outcome.accepted = len(fresh)
         by_profile: dict[str, list[tuple[Arrival, int]]] = {}
+        ev = rows.events
+        (e_pid, e_seq, e_mid, e_profile, e_name, e_ts, e_source, e_r, e_props) = (
+            ev[k] for k in _EVENT_COLUMNS
+        )
+        seen = rows.profiles
         for e in fresh:
             seq = project.next_seq
             project.next_seq += 1
             ts = max(0, corrected_time(e.ts, e.sent_at, r))
-            ev = rows.events
-            for k, v in zip(
-                _EVENT_COLUMNS,
-                (pid, seq, e.message_id, e.profile_id, e.name, ts, e.source, r,
-                 _encode(e.properties).decode()),
-                strict=True,
-            ):  # fmt: skip
-                ev[k].append(v)
-            self._touch_profile(rows, pid, project, e.profile_id, ts)
+            e_pid.append(pid)
+            e_seq.append(seq)
+            e_mid.append(e.message_id)
+            e_profile.append(e.profile_id)
+            e_name.append(e.name)
+            e_ts.append(ts)
+            e_source.append(e.source)
+            e_r.append(r)
+            e_props.append(_encode(e.properties).decode())
+            key = (pid, e.profile_id)
+            lo, hi = seen.get(key, (None, None))
+            seen[key] = (ts if lo is None or ts < lo else lo, ts if hi is None or ts > hi else hi)
             if settings.is_eligible(e.name, e.source):
                 by_profile.setdefault(e.profile_id, []).append(
                     (Arrival(ts, seq, e.message_id, e.source), seq)
@@ -392,15 +400,6 @@ class LiveEngine:
     def _concluded(self, rows: _Rows, pid: int, project: _Project, s: Session, at: int) -> None:
         skey = self._skey(project, s)
         rows.session(pid, skey, s, at)
-
-    def _touch_profile(
-        self, rows: _Rows, pid: int, project: _Project, profile: str, ts: int
-    ) -> None:
-        key = (pid, profile)
-        old_lo, old_hi = rows.profiles.get(key, (None, None))
-        lo = ts if old_lo is None else min(old_lo, ts)
-        hi = ts if old_hi is None else max(old_hi, ts)
-        rows.profiles[key] = (lo, hi)
 
     def _profile_sessions(self, rows: _Rows, pid: int, state: ProfileState) -> None:
         key = (pid, state.profile_id)
