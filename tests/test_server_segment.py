@@ -227,6 +227,11 @@ def test_a_wrong_write_key_is_refused(server: LullServer, keys: Keys) -> None:
     assert server.events(keys, profile_id="u-wrong") == []
 
 
+def test_a_wrong_basic_key_is_a_401_even_with_a_bad_body(server: LullServer) -> None:
+    got = server.http.post("/v1/batch", content=b"{not json", auth=("not-a-key", ""))
+    assert got.status_code == 401
+
+
 def test_segment_system_event_name_is_refused(server: LullServer, keys: Keys) -> None:
     got = server.http.post(
         "/v1/track",

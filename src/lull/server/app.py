@@ -129,10 +129,13 @@ def build(server: Server) -> Starlette:
         kind = segment.SHORT.get(kind, kind)
         if kind not in segment.TYPES and kind != "batch":
             raise NotFound(f"no Segment endpoint /v1/{kind}")
+        basic = _basic_user(request)
+        if basic:  # a wrong key is a 401 whatever the body holds
+            server.grant(basic, WRITE)
         payload = parse_json(await read_body(request))
         if not isinstance(payload, dict):
             raise BadInput("body must be a JSON object")
-        key = _basic_user(request) or payload.get("writeKey")
+        key = basic or payload.get("writeKey")
         grant = server.grant(key if isinstance(key, str) else None, WRITE)
         if kind == "batch":
             messages = payload.get("batch")
