@@ -15,12 +15,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from lull.engine import exact
-from lull.engine.state import Arrival, ProfileState
-from lull.importer import import_ndjson
-from lull.model import Settings
-from lull.store.db import connect
-from lull.store.projects import now_ms, project_id, save_settings
+from lull.engine import exact  # type: ignore[import-untyped, unused-ignore]
+from lull.engine.state import Arrival, ProfileState  # type: ignore[import-untyped, unused-ignore]
+from lull.importer import import_ndjson  # type: ignore[import-untyped, unused-ignore]
+from lull.model import Settings  # type: ignore[import-untyped, unused-ignore]
+from lull.store.db import connect  # type: ignore[import-untyped, unused-ignore]
+from lull.store.projects import now_ms, project_id, save_settings  # type: ignore[import-untyped, unused-ignore]
 
 
 def main(path: str) -> int:
