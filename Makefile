@@ -5,7 +5,7 @@ NASA ?= ../shared/data/nasa-http-19950801/nasa_19950801.tsv
 DB ?= lull.duckdb
 PORT ?= 8000
 
-.PHONY: setup run test lint bench
+.PHONY: setup run test lint bench bench-server
 
 $(UV):
 	python3 -m venv .venv-tools && .venv-tools/bin/pip install -q uv==0.13.8
@@ -33,3 +33,6 @@ test: lint
 
 bench: setup
 	.venv/bin/python bench/sessionize.py
+
+bench-server: setup
+	.venv/bin/python bench/server.py

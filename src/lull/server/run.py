@@ -34,7 +34,7 @@ def serve(db: str, host: str, port: int) -> None:
         print(json.dumps(made, indent=2), flush=True)  # shown once: never left in a buffer
     # DuckDB's block cache would otherwise grow with the store; the server's working set
     # is the engine's state in Python, so keep DuckDB's share small.
-    con.execute("SET memory_limit = '256MB'")
+    con.execute("SET memory_limit = '128MB'")
     engine = LiveEngine(con)
     engine.start()
     app = build(Server(con, engine))
