@@ -388,7 +388,6 @@ class LiveEngine:
             a["skey"].append(None if sid is None else skeys[sid])
             a["late"].append(sid is None)
             late += sid is None
-        self._profile_sessions(rows, pid, state)
         return late
 
     def _skey(self, project: _Project, session: Session) -> int:
@@ -400,11 +399,6 @@ class LiveEngine:
     def _concluded(self, rows: _Rows, pid: int, project: _Project, s: Session, at: int) -> None:
         skey = self._skey(project, s)
         rows.session(pid, skey, s, at)
-
-    def _profile_sessions(self, rows: _Rows, pid: int, state: ProfileState) -> None:
-        key = (pid, state.profile_id)
-        if key not in rows.profiles:
-            rows.profiles[key] = (None, None)
 
     def _conclude_due(self) -> None:
         """R4: conclude every open session whose last event + timeout has passed."""
@@ -571,11 +565,3 @@ _SESSION_TYPES = (
     pa.int32(), pa.int64(), pa.string(), pa.string(), pa.int64(), pa.int64(), pa.int64(),
     pa.string(), pa.bool_(), pa.int64(),
 )  # fmt: skip
-
-
-def wait(future: Future[Outcome], timeout: float = 30.0) -> Outcome:
-    return future.result(timeout)
-
-
-def monotonic_ms() -> int:
-    return int(time.monotonic() * 1000)
