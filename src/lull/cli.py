@@ -49,17 +49,26 @@ def _open(
     path = db or ctx.obj["db"]
     name = project or ctx.obj["project"]
     # Readers share the file read-only; a project seen for the first time is created.
-    con = connect(path, read_only=read_only and Path(path).exists())
+    con = _connect(path, read_only=read_only and Path(path).exists())
     try:
         try:
             pid = project_id(con, name, create=False)
         except BadInput:
             con.close()
-            con = connect(path)
+            con = _connect(path)
             pid = project_id(con, name)
         yield con, pid
     finally:
         con.close()
+
+
+def _connect(path: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    return connect(
+        path,
+        read_only=read_only,
+        threads=_DEFAULTS["threads"],
+        memory_limit=_DEFAULTS["memory_limit"],
+    )
 
 
 def _print_json(value: object) -> None:
@@ -260,7 +269,7 @@ def project_create(ctx: click.Context, name: str, db: str | None, as_json: bool)
     from lull.store.db import transaction
     from lull.store.keys import create_project
 
-    con = connect(db or ctx.find_root().obj["db"])
+    con = _connect(db or ctx.find_root().obj["db"])
     try:
         with transaction(con):
             made = create_project(con, name)
@@ -280,7 +289,7 @@ def project_list(ctx: click.Context, db: str | None) -> None:
     """The projects, as JSON."""
     from lull.store.keys import list_projects
 
-    con = connect(db or ctx.find_root().obj["db"])
+    con = _connect(db or ctx.find_root().obj["db"])
     try:
         _print_json(list_projects(con))
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,8 +12,15 @@ from lull.errors import Conflict, LullError
 from lull.store.schema import MIGRATIONS, SCHEMA, VERSION
 
 
-def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (and create or migrate) the store at `path`."""
+def connect(
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    threads: str = "",
+    memory_limit: str = "1GB",
+) -> duckdb.DuckDBPyConnection:
+    """Open (and create or migrate) the store at `path` (`threads`: empty for DuckDB's
+    default, one per core; `memory_limit`: beyond it DuckDB spills to disk)."""
     path = Path(path)
     if read_only and not path.exists():
         raise LullError(f"no store at {path}: import events first (lull import FILE)")
@@ -33,11 +39,16 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         raise LullError(f"cannot open the store {path}: {e}") from None
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
-    # Bounded so that a big import spills to disk rather than growing without end.
-    con.execute(f"SET memory_limit = '{os.environ.get('LULL_MEMORY_LIMIT') or '1GB'}'")
-    threads = os.environ.get("LULL_THREADS")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
+    try:
+        # bounded so that a big import spills to disk rather than growing without end
+        con.execute(f"SET memory_limit = {literal(memory_limit)}")
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+    except (duckdb.Error, ValueError):
+        con.close()
+        raise LullError(
+            f"bad LULL_MEMORY_LIMIT {memory_limit!r} or LULL_THREADS {threads!r}"
+        ) from None
     if not read_only:
         _migrate(con)
     return con
