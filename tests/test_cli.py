@@ -176,3 +176,40 @@ def test_export_to_stdout_appends_to_a_redirected_file(db: Path, tmp_path: Path)
     assert done.returncode == 0
     lines = out.read_text().splitlines()
     assert lines[0] == "kept" and json.loads(lines[1])["message_id"] == "g"
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from lullrun import LULL
+
+    path = write_events(tmp_path / "tty.ndjson", [GOOD])
+    main_fd, child_fd = pty.openpty()
+    # a terminal of 24 x 100 (a new pseudo-terminal has no size, and no room for a bar)
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    done = subprocess.run(
+        [LULL, "--db", str(tmp_path / "tty.duckdb"), "import", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=child_fd,
+        check=False,
+        timeout=120,
+    )
+    os.close(child_fd)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main_fd)
+    assert done.returncode == 0
+    assert b"parse, check and store" in shown or b"write sessions" in shown
+    assert json.loads(done.stdout)["imported"] == 1
