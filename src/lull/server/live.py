@@ -20,12 +20,12 @@ from typing import Any
 
 import duckdb
 import msgspec
-import pyarrow as pa
 
 from lull.engine import exact
 from lull.engine.state import Arrival, ProfileState, Session
 from lull.ingest.records import corrected_time
 from lull.model import Settings
+from lull.server.writes import EVENT_COLUMNS, Rows, write, write_profiles
 from lull.store.db import transaction
 from lull.store.profiles import refresh_from_sessions
 from lull.store.projects import get_settings, now_ms
@@ -72,30 +72,6 @@ class _Project:
     states: dict[str, ProfileState] = field(default_factory=dict)
     seen: set[int] = field(default_factory=set)  # hash(message_id) of stored events
     aliases: dict[str, str] = field(default_factory=dict)
-
-
-class _Rows:
-    """What one group commit writes."""
-
-    def __init__(self) -> None:
-        self.events: dict[str, list[Any]] = {k: [] for k in _EVENT_COLUMNS}
-        self.assign: dict[str, list[Any]] = {"project_id": [], "seq": [], "skey": [], "late": []}
-        self.sessions: dict[tuple[int, int], tuple[Any, ...]] = {}
-        self.profiles: dict[tuple[int, str], tuple[int | None, int | None]] = {}
-        self.aliases: list[tuple[int, str, str]] = []
-        self.traits: list[tuple[int, str, str, int]] = []  # project, profile, JSON, time
-
-    def session(self, pid: int, skey: int, s: Session, concluded_at: int | None) -> None:
-        self.sessions[(pid, skey)] = (
-            pid, skey, s.session_id, s.profile_id, s.first_ts, s.last_ts, s.events,
-            s.source, concluded_at is not None, concluded_at,
-        )  # fmt: skip
-
-
-_EVENT_COLUMNS = (
-    "project_id", "seq", "message_id", "profile_id", "name", "ts", "source",
-    "received_at", "properties",
-)  # fmt: skip
 
 
 class LiveEngine:
@@ -236,7 +212,7 @@ class LiveEngine:
         return project
 
     def _commit(self, group: list[_Request]) -> None:
-        rows = _Rows()
+        rows = Rows()
         outcomes: list[Outcome] = []
         try:
             with transaction(self.con):
@@ -255,7 +231,7 @@ class LiveEngine:
         for request, outcome in zip(group, outcomes, strict=True):
             request.future.set_result(outcome)
 
-    def _apply(self, request: _Request, rows: _Rows) -> Outcome:
+    def _apply(self, request: _Request, rows: Rows) -> Outcome:
         pid, r = request.project_id, request.received_at
         project = self._project(pid)
         settings, timeout = project.settings, project.settings.timeout_ms
@@ -272,7 +248,7 @@ class LiveEngine:
         by_profile: dict[str, list[tuple[Arrival, int]]] = {}
         ev = rows.events
         (e_pid, e_seq, e_mid, e_profile, e_name, e_ts, e_source, e_r, e_props) = (
-            ev[k] for k in _EVENT_COLUMNS
+            ev[k] for k in EVENT_COLUMNS
         )
         seen = rows.profiles
         for e in fresh:
@@ -299,7 +275,7 @@ class LiveEngine:
             outcome.late += self._sessionize(rows, pid, project, profile, items, r, timeout)
         return outcome
 
-    def _fresh(self, pid: int, project: _Project, events: list[Event], rows: _Rows) -> list[Event]:
+    def _fresh(self, pid: int, project: _Project, events: list[Event], rows: Rows) -> list[Event]:
         """R6: drop events whose message_id is stored already, taken by an earlier request
         of this group (not written yet), or repeated in the request."""
         seen_here: set[str] = set()
@@ -340,7 +316,7 @@ class LiveEngine:
 
     def _sessionize(
         self,
-        rows: _Rows,
+        rows: Rows,
         pid: int,
         project: _Project,
         profile: str,
@@ -396,7 +372,7 @@ class LiveEngine:
             project.next_skey += 1
         return session.key
 
-    def _concluded(self, rows: _Rows, pid: int, project: _Project, s: Session, at: int) -> None:
+    def _concluded(self, rows: Rows, pid: int, project: _Project, s: Session, at: int) -> None:
         skey = self._skey(project, s)
         rows.session(pid, skey, s, at)
 
@@ -405,7 +381,7 @@ class LiveEngine:
         now = self.clock()
         if not self.due or self.due[0][0] > now:
             return
-        rows = _Rows()
+        rows = Rows()
         while self.due and self.due[0][0] <= now:
             _, pid, profile = heapq.heappop(self.due)
             project = self.projects.get(pid)
@@ -432,7 +408,7 @@ class LiveEngine:
                 return
             self._remember(rows)
 
-    def _remember(self, rows: _Rows) -> None:
+    def _remember(self, rows: Rows) -> None:
         for key, (lo, hi) in rows.profiles.items():
             old_lo, old_hi = self.dirty.get(key, (None, None))
             self.dirty[key] = (
@@ -446,7 +422,7 @@ class LiveEngine:
         self.last_flush = time.monotonic()
         if not self.dirty:
             return
-        rows = _Rows()
+        rows = Rows()
         rows.profiles, self.dirty = self.dirty, {}
         try:
             with transaction(self.con):
@@ -454,114 +430,21 @@ class LiveEngine:
         except BaseException:
             self._remember(rows)
 
-    def _write(self, rows: _Rows) -> None:
-        con = self.con
-        if rows.events["seq"]:
-            con.register("live_events", pa.table(rows.events))
-            con.execute("INSERT INTO events SELECT * FROM live_events")
-            con.unregister("live_events")
-        if rows.assign["seq"]:
-            con.register(
-                "live_assign",
-                pa.table(
-                    {
-                        "project_id": pa.array(rows.assign["project_id"], pa.int32()),
-                        "seq": pa.array(rows.assign["seq"], pa.int64()),
-                        "skey": pa.array(rows.assign["skey"], pa.int64()),
-                        "late": pa.array(rows.assign["late"], pa.bool_()),
-                    }
-                ),
-            )
-            con.execute("INSERT INTO event_sessions SELECT * FROM live_assign")
-            con.unregister("live_assign")
-        if rows.sessions:
-            names = ("project_id", "skey", "session_id", "profile_id", "first_ts", "last_ts",
-                     "events", "source", "concluded", "concluded_at")  # fmt: skip
-            values = list(zip(*rows.sessions.values(), strict=True))
-            con.register(
-                "live_sessions",
-                pa.table(
-                    {
-                        n: pa.array(v, t)
-                        for n, v, t in zip(names, values, _SESSION_TYPES, strict=True)
-                    }
-                ),
-            )
-            con.execute(
-                """DELETE FROM sessions USING live_sessions l
-                   WHERE sessions.project_id = l.project_id AND sessions.skey = l.skey"""
-            )
-            con.execute("INSERT INTO sessions SELECT * FROM live_sessions")
-            con.unregister("live_sessions")
-        if rows.aliases:
-            con.executemany("INSERT INTO aliases VALUES (?, ?, ?)", rows.aliases)
-        for pid, profile, props, at in rows.traits:
-            # profile properties (identify traits, CleverTap profile records), merged
-            updated = con.execute(
-                """UPDATE profiles SET properties =
-                       json_merge_patch(coalesce(properties, '{}'::JSON), ?::JSON)
-                   WHERE project_id = ? AND profile_id = ?""",
-                [props, pid, profile],
-            ).fetchone()
-            if not updated or not updated[0]:
-                con.execute(
-                    "INSERT INTO profiles VALUES (?, ?, NULL, NULL, NULL, ?, ?, ?::JSON)",
-                    [pid, profile, at, at, props],
-                )
-        for pid in {p for p, _ in rows.profiles} | {p for p, _ in rows.sessions}:
-            project = self.projects[pid]
-            con.execute(
-                "UPDATE projects SET next_seq = ?, next_skey = ? WHERE id = ?",
-                [project.next_seq, project.next_skey, pid],
-            )
+    def _write(self, rows: Rows) -> None:
+        counters = {
+            pid: (self.projects[pid].next_seq, self.projects[pid].next_skey)
+            for pid in {p for p, _ in rows.profiles} | {p for p, _ in rows.sessions}
+        }
+        write(self.con, rows, counters)
 
-    def _write_profiles(self, rows: _Rows) -> None:
-        pids, names, lo, hi, latest, latest_first, horizon = [], [], [], [], [], [], []
-        for (pid, profile), (first_seen, last_seen) in rows.profiles.items():
+    def _write_profiles(self, rows: Rows) -> None:
+        def summary(pid: int, profile: str) -> tuple[str | None, int | None, int | None]:
             state = self.projects[pid].states.get(profile)
-            pids.append(pid)
-            names.append(profile)
-            lo.append(first_seen)
-            hi.append(last_seen)
             newest = state.latest_session() if state else None
-            latest.append(newest[1] if newest else None)
-            latest_first.append(newest[0] if newest else None)
-            horizon.append(state.horizon if state else None)
-        con = self.con
-        con.register(
-            "live_profiles",
-            pa.table(
-                {
-                    "project_id": pa.array(pids, pa.int32()),
-                    "profile_id": pa.array(names, pa.string()),
-                    "lo": pa.array(lo, pa.int64()),
-                    "hi": pa.array(hi, pa.int64()),
-                    "latest": pa.array(latest, pa.string()),
-                    "latest_first": pa.array(latest_first, pa.int64()),
-                    "horizon": pa.array(horizon, pa.int64()),
-                }
-            ),
-        )
-        con.execute(
-            """UPDATE profiles SET latest_session_id = l.latest, latest_first_ts = l.latest_first,
-                      horizon = l.horizon,
-                      first_seen = least(profiles.first_seen, coalesce(l.lo, profiles.first_seen)),
-                      last_seen = greatest(profiles.last_seen, coalesce(l.hi, profiles.last_seen))
-               FROM live_profiles l
-               WHERE profiles.project_id = l.project_id AND profiles.profile_id = l.profile_id"""
-        )
-        con.execute(
-            """INSERT INTO profiles
-               SELECT l.project_id, l.profile_id, l.latest, l.latest_first, l.horizon,
-                      l.lo, l.hi, NULL
-               FROM live_profiles l ANTI JOIN profiles p
-                    ON p.project_id = l.project_id AND p.profile_id = l.profile_id
-               WHERE l.lo IS NOT NULL"""
-        )
-        con.unregister("live_profiles")
+            return (
+                newest[1] if newest else None,
+                newest[0] if newest else None,
+                state.horizon if state else None,
+            )
 
-
-_SESSION_TYPES = (
-    pa.int32(), pa.int64(), pa.string(), pa.string(), pa.int64(), pa.int64(), pa.int64(),
-    pa.string(), pa.bool_(), pa.int64(),
-)  # fmt: skip
+        write_profiles(self.con, rows, summary)
