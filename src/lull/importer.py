@@ -16,8 +16,9 @@ from lull.engine import exact
 from lull.engine.columnar import NONE, Prior, Runs, sessionize
 from lull.engine.state import Arrival, ProfileState, Session
 from lull.ingest.ndjson import dedupe, load
-from lull.store.db import literal, transaction
-from lull.store.projects import get_settings, take_seq, take_skey
+from lull.model import session_id_sql
+from lull.store.db import int_column, literal, transaction
+from lull.store.projects import eligible_sql, get_settings, take_seq, take_skey
 from lull.store.sessions import conclude_due
 
 Progress = Callable[[str], None]
@@ -78,22 +79,20 @@ def import_ndjson(
         step("skip duplicates")
         duplicates = dedupe(con, pid, seq0)
         fresh = con.sql(
-            f"""SELECT seq, received_at AS r, ts, profile_id,
-                       {literal(settings.sessions_enabled)} AND source <> 'api'
-                       AND NOT list_contains({literal(settings.excluded)}, name) AS eligible
+            f"""SELECT seq, received_at AS r, ts, profile_id, {eligible_sql(settings)} AS eligible
                 FROM events WHERE project_id = {p} AND seq >= {literal(seq0)}"""
         ).to_arrow_table()
-        seq_all = _ints(fresh, "seq")
+        seq_all = int_column(fresh, "seq")
         if len(seq_all) > 1 and not bool(np.all(seq_all[1:] > seq_all[:-1])):
             fresh = fresh.take(pa.array(np.argsort(seq_all, kind="stable")))
-            seq_all = _ints(fresh, "seq")
-        r_all = _ints(fresh, "r")
+            seq_all = int_column(fresh, "seq")
+        r_all = int_column(fresh, "r")
         clock_all = np.maximum.accumulate(r_all) if len(r_all) else r_all
         end = int(clock_all[-1]) if keep_open and len(clock_all) else now
         step("sessionize")
         elig = np.asarray(fresh.column("eligible").combine_chunks().to_numpy(False), bool)
         seq = seq_all[elig]
-        ts = _ints(fresh, "ts")[elig]
+        ts = int_column(fresh, "ts")[elig]
         clock = clock_all[elig]
         profiles = fresh.column("profile_id").filter(pa.array(elig))
         del fresh, seq_all, r_all, clock_all, elig  # keep the peak memory of big imports down
@@ -115,10 +114,6 @@ def import_ndjson(
         concluded=concluded + plan.closed_count,
         seconds=time.perf_counter() - started,
     )
-
-
-def _ints(table: pa.Table, name: str) -> I64:
-    return np.asarray(table.column(name).combine_chunks().to_numpy(), dtype=np.int64)
 
 
 @dataclass(slots=True)
@@ -176,7 +171,7 @@ class _Plan:
         pid: int,
         seq0: int,
         profiles: pa.ChunkedArray,
-        rec: I64,
+        seq: I64,
         ts: I64,
         clock: I64,
         timeout: int,
@@ -184,7 +179,7 @@ class _Plan:
     ) -> None:
         self.con, self.pid, self.timeout, self.end = con, pid, timeout, end
         self.seq0 = seq0
-        self.rec, self.ts, self.clock = rec, ts, clock
+        self.seq, self.ts, self.clock = seq, ts, clock
         encoded = pc.dictionary_encode(profiles).combine_chunks()
         self.code = np.asarray(encoded.indices.to_numpy(), dtype=np.int64)
         names = encoded.dictionary
@@ -251,9 +246,9 @@ class _Plan:
                 "skey": np.concatenate([runs.skey, np.array(extra.skey, np.int64)]),
                 "code": np.concatenate([runs.code, np.array(extra.code, np.int64)]),
                 "sid": pa.array(runs.sid + list(extra.sid), pa.string()),
-                "first_rec": np.concatenate(
+                "first_seq": np.concatenate(
                     [
-                        np.where(r.new, self.rec[np.maximum(r.first_row, 0)], -1),
+                        np.where(r.new, self.seq[np.maximum(r.first_row, 0)], -1),
                         np.full(len(extra.skey), -1),
                     ]
                 ),
@@ -270,7 +265,7 @@ class _Plan:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE imp_sessions AS
                SELECT s.skey,
-                      coalesce(s.sid, md5(d.profile_id || chr(31) || st.message_id))
+                      coalesce(s.sid, {session_id_sql("d.profile_id", "st.message_id")})
                           AS session_id,
                       d.profile_id, s.first_ts, s.last_ts, s.events,
                       coalesce(s.source, st.source) AS source, s.concluded,
@@ -278,7 +273,7 @@ class _Plan:
                           AS concluded_at
                FROM imp_runs_arrow s JOIN imp_dict d USING (code)
                LEFT JOIN events st ON st.project_id = {literal(self.pid)}
-                    AND st.seq >= {literal(self.seq0)} AND st.seq = s.first_rec"""
+                    AND st.seq >= {literal(self.seq0)} AND st.seq = s.first_seq"""
         )
         con.unregister("imp_runs_arrow")
         con.execute(
@@ -294,7 +289,7 @@ class _Plan:
         )
         assign = pa.table(
             {
-                "seq": self.rec[o],
+                "seq": self.seq[o],
                 "skey": pa.array(row_skey, mask=row_skey < 0),
                 "late": late,
             }
@@ -317,12 +312,12 @@ class _Plan:
         rows = np.flatnonzero(r.slow)
         if not len(rows):
             return late
-        slow_rec = self.rec[o[rows]]
-        self.con.register("imp_slow", pa.table({"pos": np.arange(len(rows)), "rec": slow_rec}))
+        slow_seq = self.seq[o[rows]]
+        self.con.register("imp_slow", pa.table({"pos": np.arange(len(rows)), "seq": slow_seq}))
         details = self.con.sql(
             f"""SELECT st.message_id, st.source FROM imp_slow x
                JOIN events st ON st.project_id = {literal(self.pid)}
-                    AND st.seq >= {literal(self.seq0)} AND st.seq = x.rec
+                    AND st.seq >= {literal(self.seq0)} AND st.seq = x.seq
                ORDER BY x.pos"""
         ).to_arrow_table()
         self.con.unregister("imp_slow")
@@ -330,7 +325,7 @@ class _Plan:
         srcs = details.column(1).to_pylist()
         ts_l = self.ts[o[rows]].tolist()
         clock_l = self.clock[o[rows]].tolist()
-        rec_l = slow_rec.tolist()
+        seq_l = slow_seq.tolist()
         codes = self.code[o[rows]]
         cuts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True]).tolist()
         histories = self._histories({int(c) for c in codes[cuts[:-1]]})
@@ -355,7 +350,7 @@ class _Plan:
                     placeholder, profile_id, int(runs.first_ts[run]), int(runs.last_ts[run]),
                     int(runs.events[run]), runs.source[run] or "",
                 )  # fmt: skip
-            arrivals = [Arrival(ts_l[j], rec_l[j], mids[j], srcs[j]) for j in range(a, b)]
+            arrivals = [Arrival(ts_l[j], seq_l[j], mids[j], srcs[j]) for j in range(a, b)]
             out = exact.replay(state, clock_l[a:b], arrivals, self.timeout, self.end)
             finished = [(s, True) for s, _at in out.concluded]
             if state.open is not None:

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from lull.errors import BadInput
 
 SOURCES = ("web", "ios", "android", "api")
-SDK_SOURCES = frozenset({"web", "ios", "android"})
 SESSION_CONCLUDED = "Session Concluded"
 SYSTEM_EVENTS = frozenset({SESSION_CONCLUDED})
 DEFAULT_EXCLUDED = (
@@ -144,5 +143,6 @@ def session_id_for(profile_id: str, message_id: str) -> str:
     return hashlib.md5(f"{profile_id}\x1f{message_id}".encode()).hexdigest()
 
 
-# The same derivation in DuckDB / Spark SQL: md5(profile_id || chr(31) || message_id).
-SESSION_ID_SQL = "md5({profile} || chr(31) || {message})"
+def session_id_sql(profile: str, message: str) -> str:
+    """`session_id_for` as a SQL expression over two columns (DuckDB; Spark alike)."""
+    return f"md5({profile} || chr(31) || {message})"

@@ -18,9 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lull.engine.order import by_profile_and_time
-from lull.store.db import literal, transaction
+from lull.model import session_id_sql
+from lull.store.db import int_column, literal, transaction
 from lull.store.profiles import refresh_from_sessions
-from lull.store.projects import get_settings, take_skey
+from lull.store.projects import eligible_sql, get_settings, take_skey
 
 
 @dataclass(slots=True)
@@ -37,10 +38,6 @@ class Rebuilt:
         }
 
 
-def _ints(table: pa.Table, name: str) -> np.ndarray:
-    return np.asarray(table.column(name).combine_chunks().to_numpy(), dtype=np.int64)
-
-
 def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebuilt:
     """Rebuild all of project `pid`'s sessions (and so its Session Concluded events)."""
     started = time.perf_counter()
@@ -49,13 +46,12 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
     with transaction(con):
         events = con.sql(
             f"""SELECT seq, profile_id, ts FROM events
-                WHERE project_id = {p} AND source <> 'api'
-                AND NOT list_contains({literal(settings.excluded)}, name)"""
+                WHERE project_id = {p} AND {eligible_sql(settings, as_if_enabled=True)}"""
         ).to_arrow_table()
-        seq, ts = _ints(events, "seq"), _ints(events, "ts")
+        seq, ts = int_column(events, "seq"), int_column(events, "ts")
         if len(seq) > 1 and not bool(np.all(seq[1:] > seq[:-1])):
             events = events.take(pa.array(np.argsort(seq, kind="stable")))
-            seq, ts = _ints(events, "seq"), _ints(events, "ts")
+            seq, ts = int_column(events, "seq"), int_column(events, "ts")
         encoded = pc.dictionary_encode(events.column("profile_id")).combine_chunks()
         code = np.asarray(encoded.indices.to_numpy(), dtype=np.int64)
         del events
@@ -98,7 +94,7 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
         con.execute(f"DELETE FROM sessions WHERE project_id = {p}")
         con.execute(
             f"""INSERT INTO sessions
-                SELECT {p}, s.skey, md5(d.profile_id || chr(31) || e.message_id), d.profile_id,
+                SELECT {p}, s.skey, {session_id_sql("d.profile_id", "e.message_id")}, d.profile_id,
                        s.first_ts, s.last_ts, s.events, e.source, s.concluded,
                        CASE WHEN s.concluded THEN s.last_ts + {literal(timeout)} END
                 FROM rs_sessions s JOIN rs_dict d USING (code)

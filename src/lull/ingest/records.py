@@ -70,6 +70,15 @@ def corrected_time(ts: int, sent_at: int | None, received_at: int) -> int:
     return min(fixed, received_at)
 
 
+def check_clock_fix(ts: int, sent_at: int | None, arrived: int | None, field: str) -> None:
+    """Refuse an event whose clock fix (R5) would move it before 1970."""
+    if sent_at is not None and arrived is not None and corrected_time(ts, sent_at, arrived) < 0:
+        raise BadInput(
+            f"field {field!r}: it is so far ahead of 'ts' that the clock fix "
+            "(ts + received_at - sent_at) falls before 1970"
+        )
+
+
 def to_record(
     obj: object, source: str | None = None, now: int | None = None, arrived: int | None = None
 ) -> Record:
@@ -101,11 +110,7 @@ def to_record(
     received_at = _time(obj, "received_at", False)
     sent_at = _time(obj, "sent_at", False)
     arrival = arrived if arrived is not None else received_at if received_at is not None else now
-    if sent_at is not None and arrival is not None and corrected_time(ts, sent_at, arrival) < 0:
-        raise BadInput(
-            "field 'sent_at': it is so far ahead of 'ts' that the clock fix "
-            "(ts + received_at - sent_at) falls before 1970"
-        )
+    check_clock_fix(ts, sent_at, arrival, "sent_at")
     return Record(
         message_id=_text(obj, "message_id", MAX_ID),
         profile_id=_text(obj, "profile_id", MAX_ID),

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lull.errors import BadInput
-from lull.ingest.records import corrected_time
+from lull.ingest.records import check_clock_fix
 from lull.model import SESSION_CONCLUDED, parse_time
 from lull.server.live import Event
 
@@ -79,8 +79,7 @@ def to_event(
     ts = received_at if timestamp is None else parse_time(timestamp, "field 'timestamp'")
     sent = msg.get("sentAt", sent_at)
     sent_ms = None if sent is None else parse_time(sent, "field 'sentAt'")
-    if sent_ms is not None and corrected_time(ts, sent_ms, received_at) < 0:
-        raise BadInput("field 'sentAt': the clock fix would move the event before 1970")
+    check_clock_fix(ts, sent_ms, received_at, "sentAt")
     return (
         Event(
             message_id=message_id,

@@ -7,6 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
 
 from lull.errors import Conflict, LullError
 from lull.store.schema import MIGRATIONS, SCHEMA, VERSION
@@ -91,3 +94,8 @@ def literal(value: int | str | list[str] | tuple[str, ...]) -> str:
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     return "[" + ", ".join(literal(v) for v in value) + "]::VARCHAR[]"
+
+
+def int_column(table: pa.Table, name: str) -> npt.NDArray[np.int64]:
+    """A column of a query's Arrow result as an int64 NumPy array."""
+    return np.asarray(table.column(name).combine_chunks().to_numpy(), dtype=np.int64)

@@ -8,6 +8,7 @@ import duckdb
 
 from lull.errors import BadInput
 from lull.model import DEFAULT_EXCLUDED, DEFAULT_TIMEOUT_MS, Settings
+from lull.store.db import literal
 
 
 def now_ms() -> int:
@@ -74,3 +75,11 @@ def _take(con: duckdb.DuckDBPyConnection, pid: int, column: str, count: int) -> 
     assert row is not None
     con.execute(f"UPDATE projects SET {column} = {column} + ? WHERE id = ?", [count, pid])
     return int(row[0])
+
+
+def eligible_sql(settings: Settings, *, as_if_enabled: bool = False) -> str:
+    """R1 as a SQL condition over the events table's `source` and `name` (system events
+    are never stored there). `as_if_enabled`: as R1 would admit with sessions on, which
+    is what a re-sessionization uses."""
+    switch = "" if as_if_enabled else f"{literal(settings.sessions_enabled)} AND "
+    return f"({switch}source <> 'api' AND NOT list_contains({literal(settings.excluded)}, name))"
