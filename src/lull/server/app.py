@@ -102,11 +102,12 @@ def build(server: Server) -> Starlette:
 
     async def native(request: Request) -> Response:
         grant = server.grant(_bearer(request), WRITE)
-        records = parse_events(await read_body(request))
+        body = await read_body(request)
+        records = parse_events(body)
         events, rejected = [], []
         for i, raw in enumerate(records):
             try:
-                if too_big(raw):
+                if too_big(raw, body):
                     raise TooLarge("event is over 32 KB")
                 rec = to_record(raw, grant.source, arrived=server.engine.clock())
                 events.append(
@@ -116,13 +117,13 @@ def build(server: Server) -> Starlette:
             except (BadInput, TooLarge) as e:
                 rejected.append(_error(i, e))
         outcome = await server.store(grant.project_id, events) if events else Outcome()
-        body = {
+        answer = {
             "accepted": outcome.accepted,
             "duplicates": outcome.duplicates,
             "late": outcome.late,
             "rejected": rejected,
         }
-        return JSONResponse(body, status_code=_refused(rejected) if not events else 200)
+        return JSONResponse(answer, status_code=_refused(rejected) if not events else 200)
 
     async def segment_api(request: Request) -> Response:
         kind = request.path_params.get("kind", "batch")
@@ -132,7 +133,8 @@ def build(server: Server) -> Starlette:
         basic = _basic_user(request)
         if basic:  # a wrong key is a 401 whatever the body holds
             server.grant(basic, WRITE)
-        payload = parse_json(await read_body(request))
+        body = await read_body(request)
+        payload = parse_json(body)
         if not isinstance(payload, dict):
             raise BadInput("body must be a JSON object")
         key = basic or payload.get("writeKey")
@@ -155,7 +157,7 @@ def build(server: Server) -> Starlette:
 
         for i, msg in enumerate(messages):
             try:
-                if too_big(msg):
+                if too_big(msg, body):
                     raise TooLarge("message is over 32 KB")
                 event, link = segment.to_event(
                     msg, default, grant.source, resolve, payload.get("sentAt"), received
@@ -186,7 +188,8 @@ def build(server: Server) -> Starlette:
             or (passcode.project_id != pid)
         ):
             raise Unauthorized("wrong X-CleverTap-Account-Id or X-CleverTap-Passcode")
-        payload = parse_json(await read_body(request))
+        body = await read_body(request)
+        payload = parse_json(body)
         records = payload.get("d") if isinstance(payload, dict) else None
         if not isinstance(records, list):
             raise BadInput("body must be an object with an array 'd'")
@@ -196,7 +199,7 @@ def build(server: Server) -> Starlette:
         traits: list[tuple[str, dict[str, Any], int]] = []
         for i, record in enumerate(records):
             try:
-                if too_big(record):
+                if too_big(record, body):
                     raise BadInput("record is over 32 KB")
                 event = clevertap.to_event(record)
                 processed += 1

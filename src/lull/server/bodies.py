@@ -100,5 +100,7 @@ def parse_events(body: bytes) -> list[Any]:
     return out
 
 
-def too_big(record: object) -> bool:
-    return len(msgspec.json.encode(record)) > MAX_EVENT
+def too_big(record: object, body: bytes) -> bool:
+    """Is this event of `body` over 32 KB? Only worth encoding it again to measure when
+    the whole body is bigger than that."""
+    return len(body) > MAX_EVENT and len(msgspec.json.encode(record)) > MAX_EVENT
