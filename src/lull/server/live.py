@@ -254,7 +254,7 @@ class LiveEngine:
         for e in fresh:
             seq = project.next_seq
             project.next_seq += 1
-            ts = max(0, corrected_time(e.ts, e.sent_at, r))
+            ts = corrected_time(e.ts, e.sent_at, r)  # >= 0: checked where it arrived
             e_pid.append(pid)
             e_seq.append(seq)
             e_mid.append(e.message_id)
