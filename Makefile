@@ -5,13 +5,25 @@ NASA ?= ../shared/data/nasa-http-19950801/nasa_19950801.tsv
 DB ?= lull.duckdb
 PORT ?= 8000
 
-.PHONY: setup run test lint bench bench-server
+.PHONY: setup setup-all run test lint bench bench-server
 
 $(UV):
 	python3 -m venv .venv-tools && .venv-tools/bin/pip install -q uv==0.13.8
 
-setup: $(UV)
-	$(UV) sync --frozen
+VENDOR := src/lull/web/static/vendor
+
+# Python packages into .venv (--inexact keeps extras a test run installed), and the
+# front-end packages of the web pages from the npm registry (web/package-lock.json).
+setup: $(UV) $(VENDOR)/chart.umd.min.js
+	$(UV) sync --frozen --inexact
+
+setup-all: $(UV) $(VENDOR)/chart.umd.min.js
+	$(UV) sync --frozen --all-extras
+
+$(VENDOR)/chart.umd.min.js: web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp web/node_modules/chart.js/dist/chart.umd.min.js $(VENDOR)/
 
 # The main job on the embedded default: the real NASA day imported (once) and its
 # session board printed, then the server on http://127.0.0.1:8000/ with a ready project.
@@ -23,7 +35,7 @@ run: setup
 	.venv/bin/lull --db $(DB) board --until 1995-08-01 --days 1
 	.venv/bin/lull --db $(DB) serve --host 127.0.0.1 --port $(PORT)
 
-lint: setup
+lint: setup-all
 	.venv/bin/ruff check src tests bench
 	.venv/bin/ruff format --check src tests bench
 	.venv/bin/mypy
