@@ -306,6 +306,11 @@ def convert_nasa(tsv: Path, output: Path) -> None:
     click.echo(f"{write_nasa_ndjson(tsv, output)} events written to {output}", err=True)
 
 
+from lull.spark.cli import spark as _spark  # noqa: E402 (the group is defined there)
+
+cli.add_command(_spark)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one clear line and a non-zero exit for any bad input."""
     try:

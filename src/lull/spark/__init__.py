@@ -1,0 +1,1 @@
+"""lull on Apache Spark (the `spark` extra): the same session rules on a cluster."""
