@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 @pytest.fixture
@@ -17,3 +22,13 @@ def db_path(tmp_path: Path) -> Path:
 def shared_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One store for a whole test module; give each test (or example) its own project."""
     return tmp_path_factory.mktemp("store") / "lull.duckdb"
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """One local Spark (2 cores, 127.0.0.1) for the whole test run."""
+    from lull.spark.session import spark_session
+
+    session = spark_session("local[2]", app="lull-tests")
+    yield session
+    session.stop()
