@@ -296,6 +296,81 @@ def project_list(ctx: click.Context, db: str | None) -> None:
         con.close()
 
 
+@cli.group()
+def user() -> None:
+    """Accounts of the web pages (signing in at `lull serve`'s /)."""
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("password", hide_input=True, confirmation_prompt=True))
+
+
+def _users_write(ctx: click.Context, db: str | None, change: Callable[[Any], None]) -> None:
+    from lull.store.db import transaction
+
+    con = _connect(db or ctx.find_root().obj["db"])
+    try:
+        with transaction(con):
+            change(con)
+    finally:
+        con.close()
+
+
+@user.command("create")
+@click.argument("name")
+@click.option("--project", "project_name", required=True, help="the project it may see")
+@click.option("--role", type=click.Choice(["admin", "viewer"]), default="viewer", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="read the password from stdin")
+@click.option("--db", default=None, help="the store (LULL_DB)")
+@click.pass_context
+def user_create(
+    ctx: click.Context,
+    name: str,
+    project_name: str,
+    role: str,
+    password_stdin: bool,
+    db: str | None,
+) -> None:
+    """Make a user (password from a prompt) with a role in a project."""
+    from lull.store.users import check_name, check_password, create_user
+
+    check_name(name)
+    password = check_password(_password(password_stdin))
+    _users_write(ctx, db, lambda con: create_user(con, name, password, project_name, role))
+    click.echo(f"user {name!r} made: {role} of project {project_name!r}")
+
+
+@user.command("grant")
+@click.argument("name")
+@click.option("--project", "project_name", required=True, help="the project")
+@click.option("--role", type=click.Choice(["admin", "viewer"]), required=True)
+@click.option("--db", default=None, help="the store (LULL_DB)")
+@click.pass_context
+def user_grant(ctx: click.Context, name: str, project_name: str, role: str, db: str | None) -> None:
+    """Give a user a role in another project (or change its role in one)."""
+    from lull.store.users import grant
+
+    _users_write(ctx, db, lambda con: grant(con, name, project_name, role))
+    click.echo(f"user {name!r} is now {role} of project {project_name!r}")
+
+
+@user.command("list")
+@click.option("--db", default=None, help="the store (LULL_DB)")
+@click.pass_context
+def user_list(ctx: click.Context, db: str | None) -> None:
+    """The users and their projects, as JSON."""
+    from lull.store.users import list_users
+
+    path = db or ctx.find_root().obj["db"]
+    con = _connect(path, read_only=Path(path).exists())
+    try:
+        _print_json(list_users(con))
+    finally:
+        con.close()
+
+
 @cli.command("convert-nasa")
 @click.argument("tsv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)

@@ -77,6 +77,17 @@ CREATE TABLE IF NOT EXISTS profiles (
     last_seen BIGINT NOT NULL,
     properties JSON
 );
+-- Accounts of the web pages (store/users.py): a scrypt hash, never the password.
+CREATE TABLE IF NOT EXISTS users (
+    name VARCHAR PRIMARY KEY,
+    password_hash VARCHAR NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS memberships (
+    user_name VARCHAR NOT NULL,
+    project_id INTEGER NOT NULL,
+    role VARCHAR NOT NULL           -- admin | viewer
+);
 CREATE OR REPLACE VIEW all_events AS
     SELECT e.project_id, e.seq, e.message_id, e.profile_id, e.name, e.ts, e.source,
            e.received_at, e.properties, s.session_id, coalesce(es.late, false) AS late

@@ -1,0 +1,145 @@
+"""Accounts of the web pages: users (a scrypt hash of the password), their memberships
+(project and role), and the secret that signs the session cookie."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+import duckdb
+
+from lull.errors import BadInput
+from lull.store.projects import now_ms, project_id
+
+ROLES = ("admin", "viewer")
+# scrypt at n=2**14, r=8 takes ~16 MB and tens of ms: slow for guessing, quick to sign in.
+_N, _R, _P = 2**14, 8, 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    project: str
+    project_id: int
+    role: str
+
+
+def hash_password(password: str) -> str:
+    """`scrypt$n$r$p$salt$hash`, salt and hash in base64."""
+    salt = secrets.token_bytes(16)
+    key = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    return "$".join(["scrypt", str(_N), str(_R), str(_P), _b64(salt), _b64(key)])
+
+
+def verify_password(password: str, stored: str) -> bool:
+    if len(password) > MAX_PASSWORD:
+        return False
+    try:
+        kind, n, r, p, salt, key = stored.split("$")
+        if kind != "scrypt":
+            return False
+        got = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(base64.b64decode(key)),
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(got, base64.b64decode(key))
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise BadInput(
+            f"bad user name {name!r}: 1 to 64 letters, digits and . _ @ -, starting with "
+            "a letter or digit"
+        )
+    return name
+
+
+def check_password(password: str) -> str:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise BadInput(f"a password needs {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+    return password
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise BadInput(f"bad role {role!r}: use admin or viewer")
+    return role
+
+
+def create_user(
+    con: duckdb.DuckDBPyConnection, name: str, password: str, project: str, role: str
+) -> None:
+    """A new user with a role in `project` (made on first use, as everywhere in lull)."""
+    check_name(name)
+    check_password(password)
+    check_role(role)
+    if con.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone():
+        raise BadInput(f"user {name!r} already exists: use `lull user grant`")
+    con.execute("INSERT INTO users VALUES (?, ?, ?)", [name, hash_password(password), now_ms()])
+    grant(con, name, project, role)
+
+
+def grant(con: duckdb.DuckDBPyConnection, name: str, project: str, role: str) -> None:
+    """Give `name` the role in `project` (replacing the role it had there)."""
+    check_role(role)
+    if not con.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone():
+        raise BadInput(f"no user named {name!r}: make it with `lull user create`")
+    pid = project_id(con, project)
+    con.execute("DELETE FROM memberships WHERE user_name = ? AND project_id = ?", [name, pid])
+    con.execute("INSERT INTO memberships VALUES (?, ?, ?)", [name, pid, role])
+
+
+def list_users(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
+    rows = con.execute(
+        """SELECT u.name, p.name, m.role FROM users u
+           LEFT JOIN memberships m ON m.user_name = u.name
+           LEFT JOIN projects p ON p.id = m.project_id
+           ORDER BY u.name, p.name"""
+    ).fetchall()
+    out: dict[str, list[dict[str, str]]] = {}
+    for user, project, role in rows:
+        grants = out.setdefault(str(user), [])
+        if project is not None:
+            grants.append({"project": str(project), "role": str(role)})
+    return [{"name": n, "projects": g} for n, g in out.items()]
+
+
+def password_hash(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    row = con.execute("SELECT password_hash FROM users WHERE name = ?", [name]).fetchone()
+    return None if row is None else str(row[0])
+
+
+def memberships(con: duckdb.DuckDBPyConnection, name: str) -> list[Membership]:
+    """The projects `name` may see, by project name."""
+    rows = con.execute(
+        """SELECT p.name, p.id, m.role FROM memberships m JOIN projects p ON p.id = m.project_id
+           WHERE m.user_name = ? ORDER BY p.name""",
+        [name],
+    ).fetchall()
+    return [Membership(str(n), int(i), str(r)) for n, i, r in rows]
+
+
+def session_secret(con: duckdb.DuckDBPyConnection) -> str:
+    """The key that signs the web pages' session cookie, made on first start."""
+    row = con.execute("SELECT value FROM lull_meta WHERE key = 'session_secret'").fetchone()
+    if row is not None:
+        return str(row[0])
+    secret = secrets.token_urlsafe(48)
+    con.execute("INSERT INTO lull_meta VALUES ('session_secret', ?)", [secret])
+    return secret
