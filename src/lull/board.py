@@ -1,7 +1,12 @@
-"""The session board (SESSION_RULES.md): one query per figure."""
+"""The session board (SESSION_RULES.md): one query per figure.
+
+Every figure counts the same sessions: concluded ones whose last event falls, in the
+project's time zone, on a day of the range (R7), of the chosen source if one is given.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import duckdb
@@ -11,22 +16,63 @@ from lull.model import Settings
 
 # Bucket edges in seconds, spaced to read well on a log scale; the last is open-ended.
 BUCKET_EDGES = (0, 1, 10, 30, 60, 180, 600, 1800, 3600, 10800)
+# The sources a board can be narrowed to (API events never have sessions, R1).
+BOARD_SOURCES = ("web", "ios", "android")
 
 _LOCAL_DAY = "(epoch_ms({col})::TIMESTAMPTZ AT TIME ZONE $tz)::DATE"
 _IN_RANGE = f"{_LOCAL_DAY.format(col='last_ts')} BETWEEN $first AND $last"
+# The sessions every figure counts; parameters $pid, $tz, $first, $last, $source.
+COUNTED = f"""project_id = $pid AND concluded AND {_IN_RANGE}
+              AND ($source IS NULL OR source = $source)"""
 
 
-def length_distribution(
-    con: duckdb.DuckDBPyConnection, pid: int, tz: str, first: date, last: date
-) -> list[dict[str, int | None]]:
+def check_source(source: str | None) -> str | None:
+    """A board's source filter: None (all) or one of BOARD_SOURCES."""
+    if source is not None and source not in BOARD_SOURCES:
+        raise BadInput(f"unknown source {source!r}: use one of {', '.join(BOARD_SOURCES)}")
+    return source
+
+
+def check_range(until: date, days: int) -> date:
+    """The first day of the `days` days ending on `until`."""
+    if days < 1:
+        raise BadInput(f"'days' must be at least 1, not {days}")
+    if until >= date.max or (until - date.min).days < days - 1:
+        raise BadInput(f"the {days} days up to {until.isoformat()} reach outside the calendar")
+    return until - timedelta(days=days - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """What a board counts: a project's sessions on days `first` to `last` in zone `tz`,
+    of one source (or of all, when None)."""
+
+    pid: int
+    tz: str
+    first: date
+    last: date
+    source: str | None = None
+
+    def params(self) -> dict[str, object]:
+        """The query parameters COUNTED uses."""
+        return {
+            "pid": self.pid,
+            "tz": self.tz,
+            "first": self.first,
+            "last": self.last,
+            "source": self.source,
+        }
+
+
+def length_distribution(con: duckdb.DuckDBPyConnection, span: Span) -> list[dict[str, int | None]]:
     """Concluded sessions in the range, counted per length bucket."""
     edges = list(BUCKET_EDGES)
     rows = con.execute(
         f"""SELECT len(list_filter($edges, lambda e: e <= (last_ts - first_ts) // 1000)) AS b,
                    count(*)
-            FROM sessions WHERE project_id = $pid AND concluded AND {_IN_RANGE}
+            FROM sessions WHERE {COUNTED}
             GROUP BY 1""",
-        {"edges": edges, "pid": pid, "tz": tz, "first": first, "last": last},
+        {"edges": edges, **span.params()},
     ).fetchall()
     counts = {int(b): int(n) for b, n in rows}
     out: list[dict[str, int | None]] = []
@@ -36,55 +82,88 @@ def length_distribution(
     return out
 
 
-def per_day(
-    con: duckdb.DuckDBPyConnection, pid: int, tz: str, first: date, last: date
-) -> list[dict[str, object]]:
+def per_day(con: duckdb.DuckDBPyConnection, span: Span) -> list[dict[str, object]]:
     """R7: sessions and the sum of their lengths, per day of their Session Concluded time."""
     rows = con.execute(
         f"""SELECT {_LOCAL_DAY.format(col="last_ts")} AS day, count(*),
                    sum((last_ts - first_ts) // 1000)
-            FROM sessions WHERE project_id = $pid AND concluded AND {_IN_RANGE}
+            FROM sessions WHERE {COUNTED}
             GROUP BY 1""",
-        {"pid": pid, "tz": tz, "first": first, "last": last},
+        span.params(),
     ).fetchall()
     found = {d: (int(n), int(total)) for d, n, total in rows}
     out: list[dict[str, object]] = []
-    day = first
-    while day <= last:
+    day = span.first
+    while day <= span.last:
         n, total = found.get(day, (0, 0))
         out.append({"date": day.isoformat(), "sessions": n, "total_length_s": total})
         day += timedelta(days=1)
     return out
 
 
-def late_events(con: duckdb.DuckDBPyConnection, pid: int, tz: str, first: date, last: date) -> int:
-    """Events marked late (R5) whose event time falls in the range."""
+def late_events(con: duckdb.DuckDBPyConnection, span: Span) -> int:
+    """Events marked late (R5) whose event time falls in the range (of that source)."""
     row = con.execute(
-        f"""SELECT count(*) FROM event_sessions es
-            JOIN events e ON e.project_id = es.project_id AND e.seq = es.seq
-            WHERE es.project_id = $pid AND es.late
+        f"""SELECT count(*) FROM events e
+            SEMI JOIN (SELECT seq FROM event_sessions WHERE project_id = $pid AND late) l
+            ON e.seq = l.seq
+            WHERE e.project_id = $pid AND ($source IS NULL OR e.source = $source)
             AND {_LOCAL_DAY.format(col="e.ts")} BETWEEN $first AND $last""",
-        {"pid": pid, "tz": tz, "first": first, "last": last},
+        span.params(),
     ).fetchone()
     return int(row[0]) if row else 0
 
 
+def headline(con: duckdb.DuckDBPyConnection, span: Span) -> dict[str, object]:
+    """The headline figures over the counted sessions. Quantiles are nearest-rank: the
+    smallest length that at least that share of sessions do not exceed (a length
+    some session has; whole seconds). Ratios are null when there is no session."""
+    row = con.execute(
+        f"""SELECT count(*), count(DISTINCT profile_id),
+                   quantile_disc((last_ts - first_ts) // 1000, 0.5),
+                   quantile_disc((last_ts - first_ts) // 1000, 0.9),
+                   coalesce(sum(events), 0)
+            FROM sessions WHERE {COUNTED}""",
+        span.params(),
+    ).fetchone()
+    assert row is not None
+    sessions, users, median, p90, events = (None if v is None else int(v) for v in row)
+    assert sessions is not None and users is not None and events is not None
+    return {
+        "sessions": sessions,
+        "users": users,
+        "median_length_s": median,
+        "p90_length_s": p90,
+        "sessions_per_user": round(sessions / users, 2) if users else None,
+        "events_per_session": round(events / sessions, 2) if sessions else None,
+    }
+
+
 def board(
-    con: duckdb.DuckDBPyConnection, pid: int, settings: Settings, until: date, days: int
+    con: duckdb.DuckDBPyConnection,
+    pid: int,
+    settings: Settings,
+    until: date,
+    days: int,
+    source: str | None = None,
 ) -> dict[str, object]:
-    """The whole board for the `days` days ending on `until` (in the project's time zone)."""
-    if until >= date.max or (until - date.min).days < days - 1:
-        raise BadInput(f"the {days} days up to {until.isoformat()} reach outside the calendar")
-    first = until - timedelta(days=days - 1)
+    """The whole board for the `days` days ending on `until` (in the project's time zone),
+    of sessions from `source` (web, ios, android) or of all."""
+    source = check_source(source)
+    first = check_range(until, days)
     tz = settings.timezone
-    days_out = per_day(con, pid, tz, first, until)
+    span = Span(pid, tz, first, until, source)
+    days_out = per_day(con, span)
+    late = late_events(con, span)
     return {
         "from": first.isoformat(),
         "until": until.isoformat(),
         "timezone": tz,
+        "source": source,
         "sessions": sum(int(str(d["sessions"])) for d in days_out),
         "total_length_s": sum(int(str(d["total_length_s"])) for d in days_out),
-        "length_distribution": length_distribution(con, pid, tz, first, until),
+        "headline": {**headline(con, span), "late_events": late},
+        "length_distribution": length_distribution(con, span),
         "per_day": days_out,
-        "late_events": late_events(con, pid, tz, first, until),
+        "late_events": late,
     }

@@ -219,27 +219,63 @@ def resessionize(ctx: click.Context, db: str | None, project: str | None) -> Non
         _print_json(rebuild(con, pid, now=now_ms()).as_json())
 
 
+def _board_range(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--days, --until and --source, shared by `board` and `whatif`."""
+    f = click.option("--source", help="only sessions from this source: web, ios, android")(f)
+    f = click.option("--until", help="last day, YYYY-MM-DD (default: today in the zone)")(f)
+    return click.option("--days", type=click.IntRange(1, 3660), default=30, show_default=True)(f)
+
+
+def _last_day(s: Settings, until: str | None) -> date:
+    if until is None:
+        return datetime.now(ZoneInfo(s.timezone)).date()
+    try:
+        return date.fromisoformat(until)
+    except ValueError:
+        raise BadInput(f"--until {until!r}: expected a date YYYY-MM-DD") from None
+
+
 @cli.command()
 @_common
-@click.option("--days", type=click.IntRange(1, 3660), default=30, show_default=True)
-@click.option("--until", help="last day, YYYY-MM-DD (default: today in the project's zone)")
+@_board_range
 @click.pass_context
 def board(
-    ctx: click.Context, db: str | None, project: str | None, days: int, until: str | None
+    ctx: click.Context,
+    db: str | None,
+    project: str | None,
+    days: int,
+    until: str | None,
+    source: str | None,
 ) -> None:
     """The session board as JSON."""
     from lull.board import board as make_board
 
     with _open(ctx, db, project, read_only=True) as (con, pid):
         s = get_settings(con, pid)
-        if until is None:
-            last = datetime.now(ZoneInfo(s.timezone)).date()
-        else:
-            try:
-                last = date.fromisoformat(until)
-            except ValueError:
-                raise BadInput(f"--until {until!r}: expected a date YYYY-MM-DD") from None
-        _print_json(make_board(con, pid, s, last, days))
+        _print_json(make_board(con, pid, s, _last_day(s, until), days, source))
+
+
+@cli.command()
+@_common
+@click.option("--timeout", required=True, help="the proposed timeout: 90s, 20m, 1h")
+@_board_range
+@click.pass_context
+def whatif(
+    ctx: click.Context,
+    db: str | None,
+    project: str | None,
+    timeout: str,
+    days: int,
+    until: str | None,
+    source: str | None,
+) -> None:
+    """Sessions per day and median length under the current and a proposed timeout."""
+    from lull.whatif import preview
+
+    proposed = parse_timeout(timeout)
+    with _open(ctx, db, project, read_only=True) as (con, pid):
+        s = get_settings(con, pid)
+        _print_json(preview(con, pid, s, proposed, _last_day(s, until), days, source))
 
 
 @cli.command()

@@ -6,9 +6,7 @@ import asyncio
 import base64
 import threading
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import duckdb
 from starlette.applications import Starlette
@@ -23,9 +21,11 @@ from lull.ingest import clevertap, segment
 from lull.ingest.records import to_record
 from lull.server import reads
 from lull.server.bodies import parse_events, parse_json, read_body, too_big
+from lull.server.control import parse_change
 from lull.server.live import Event, LiveEngine, Outcome
 from lull.server.openapi import OPENAPI
 from lull.store.keys import Grant, account_ids, digest, load_grants
+from lull.whatif import preview
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -222,7 +222,7 @@ def build(server: Server) -> Starlette:
 
     def read(query: Callable[[duckdb.DuckDBPyConnection, int, Request], Any]) -> Handler:
         async def handler(request: Request) -> Response:
-            grant = server.grant(_bearer(request), ("read",))
+            grant = server.grant(_bearer(request), ("read", "admin"))
             result = await run_in_threadpool(
                 lambda: query(server.reader(), grant.project_id, request)
             )
@@ -232,20 +232,21 @@ def build(server: Server) -> Starlette:
 
     def read_board(con: duckdb.DuckDBPyConnection, pid: int, request: Request) -> Any:
         settings = server.engine.settings(pid)
-        params = request.query_params
-        days = reads.whole(params.get("days", "30"))
-        if days is None or not 1 <= days <= 3660:
-            raise BadInput("'days' must be a whole number from 1 to 3660")
-        until = params.get("until")
-        try:
-            last = (
-                date.fromisoformat(until)
-                if until
-                else datetime.now(ZoneInfo(settings.timezone)).date()
-            )
-        except ValueError:
-            raise BadInput(f"'until' {until!r}: expected a date YYYY-MM-DD") from None
-        return board(con, pid, settings, last, days)
+        until, days, source = reads.board_range(request.query_params, settings)
+        return board(con, pid, settings, until, days, source)
+
+    def read_whatif(con: duckdb.DuckDBPyConnection, pid: int, request: Request) -> Any:
+        settings = server.engine.settings(pid)
+        until, days, source = reads.board_range(request.query_params, settings)
+        timeout = reads.proposed_timeout(request.query_params)
+        return preview(con, pid, settings, timeout, until, days, source)
+
+    async def change_settings(request: Request) -> Response:
+        grant = server.grant(_bearer(request), ("admin",))
+        body = parse_json(await read_body(request))
+        new, rebuild = parse_change(server.engine.settings(grant.project_id), body)
+        done = server.engine.change_settings(grant.project_id, new, rebuild=rebuild)
+        return JSONResponse(await asyncio.wrap_future(done))
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
@@ -277,6 +278,13 @@ def build(server: Server) -> Starlette:
             read(lambda c, p, r: reads.profile(c, p, r.path_params["profile_id"])),
         ),
         Route("/api/v1/board", read(read_board)),
+        Route("/api/v1/whatif", read(read_whatif)),
+        Route("/api/v1/settings", change_settings, methods=["PUT"]),
+        Route(
+            "/api/v1/settings",
+            read(lambda c, p, r: server.engine.settings(p).as_json()),
+            methods=["GET"],
+        ),
     ]
     return Starlette(
         routes=routes,

@@ -25,6 +25,7 @@ from lull.engine import exact
 from lull.engine.state import Arrival, ProfileState, Session
 from lull.ingest.records import corrected_time
 from lull.model import Settings
+from lull.server import control
 from lull.server.writes import EVENT_COLUMNS, Rows, write, write_profiles
 from lull.store.db import transaction
 from lull.store.profiles import refresh_from_sessions
@@ -80,7 +81,7 @@ class LiveEngine:
     def __init__(self, con: duckdb.DuckDBPyConnection, clock: Clock = now_ms) -> None:
         self.con = con
         self.clock = clock
-        self.queue: queue.Queue[_Request | None] = queue.Queue()
+        self.queue: queue.Queue[_Request | control.SettingsChange | None] = queue.Queue()
         self.projects: dict[int, _Project] = {}
         self.due: list[tuple[int, int, str]] = []  # (due time, project, profile)
         self.ready = threading.Event()
@@ -115,6 +116,15 @@ class LiveEngine:
         self.queue.put(request)
         return future
 
+    def change_settings(
+        self, project_id: int, settings: Settings, *, rebuild: bool
+    ) -> Future[dict[str, object]]:
+        """Save a project's settings (and rebuild its sessions if `rebuild`) between two
+        group commits; the future resolves to the settings and what was rebuilt."""
+        future: Future[dict[str, object]] = Future()
+        self.queue.put(control.SettingsChange(project_id, settings, rebuild, future))
+        return future
+
     def settings(self, project_id: int) -> Settings:
         return self.projects[project_id].settings
 
@@ -136,17 +146,25 @@ class LiveEngine:
         self.ready.set()
         while True:
             if time.monotonic() - self.last_flush > 2:
-                self._flush_profiles()
+                self.flush_profiles()
             try:
                 first = self.queue.get(timeout=0.25)
             except queue.Empty:
                 self._conclude_due()
                 continue
             if first is None:
-                self._flush_profiles()
+                self.flush_profiles()
                 return
-            group = [first]
-            while len(group) < 256:
+            group: list[_Request] = []
+            change: control.SettingsChange | None = None
+            item = first
+            while True:
+                if isinstance(item, control.SettingsChange):
+                    change = item  # applied once the requests before it are committed
+                    break
+                group.append(item)
+                if len(group) == 256:
+                    break
                 try:
                     more = self.queue.get_nowait()
                 except queue.Empty:
@@ -154,21 +172,32 @@ class LiveEngine:
                 if more is None:
                     self.queue.put(None)
                     break
-                group.append(more)
-            self._commit(group)
+                item = more
+            if group:
+                self._commit(group)
+            if change is not None:
+                control.apply(self, change)
             self._conclude_due()
 
-    def _load(self) -> None:
+    def reload(self, pid: int) -> None:
+        """Rebuild one project's state from the store, as a restart would."""
+        self.due = [d for d in self.due if d[1] != pid]
+        self._load(pid)
+
+    def _load(self, only: int | None = None) -> None:
+        """The state of every project (or of project `only`) from the store."""
         con = self.con
+        mine = "true" if only is None else f"project_id = {int(only)}"
+        ids = "true" if only is None else f"id = {int(only)}"
         for pid, next_seq, next_skey in con.execute(
-            "SELECT id, next_seq, next_skey FROM projects"
+            f"SELECT id, next_seq, next_skey FROM projects WHERE {ids}"
         ).fetchall():
             self.projects[pid] = _Project(get_settings(con, pid), next_seq, next_skey)
-        self._reconcile_profiles()
+        self._reconcile_profiles(only)
         for pid, profile, last_concluded, latest_first, latest in con.execute(
-            """SELECT project_id, profile_id, max(last_ts) FILTER (WHERE concluded),
+            f"""SELECT project_id, profile_id, max(last_ts) FILTER (WHERE concluded),
                       max(first_ts), arg_max(session_id, first_ts)
-               FROM sessions GROUP BY 1, 2"""
+               FROM sessions WHERE {mine} GROUP BY 1, 2"""
         ).fetchall():
             project = self.projects[pid]
             horizon = (
@@ -179,8 +208,8 @@ class LiveEngine:
                 state.latest = (latest_first, latest)
             project.states[profile] = state
         for pid, skey, sid, profile, first, last, events, source in con.execute(
-            """SELECT project_id, skey, session_id, profile_id, first_ts, last_ts, events,
-                      source FROM sessions WHERE NOT concluded"""
+            f"""SELECT project_id, skey, session_id, profile_id, first_ts, last_ts, events,
+                      source FROM sessions WHERE NOT concluded AND {mine}"""
         ).fetchall():
             project = self.projects[pid]
             state = project.states.setdefault(profile, ProfileState(profile))
@@ -188,17 +217,22 @@ class LiveEngine:
             state.open.key = skey
             self.due.append((last + project.settings.timeout_ms, pid, profile))
         heapq.heapify(self.due)
-        for pid, mid in con.execute("SELECT project_id, message_id FROM events").fetchall():
+        for pid, mid in con.execute(
+            f"SELECT project_id, message_id FROM events WHERE {mine}"
+        ).fetchall():
             self.projects[pid].seen.add(hash(mid))
-        for pid, anonymous, profile in con.execute("SELECT * FROM aliases").fetchall():
+        for pid, anonymous, profile in con.execute(
+            f"SELECT * FROM aliases WHERE {mine}"
+        ).fetchall():
             self.projects[pid].aliases[anonymous] = profile
 
-    def _reconcile_profiles(self) -> None:
+    def _reconcile_profiles(self, only: int | None) -> None:
         """Bring the profiles table up to date with the events and sessions (after a stop
         that came before the last flush)."""
         with transaction(self.con):
             for pid, project in self.projects.items():
-                refresh_from_sessions(self.con, pid, project.settings.timeout_ms)
+                if only is None or pid == only:
+                    refresh_from_sessions(self.con, pid, project.settings.timeout_ms)
 
     def _project(self, pid: int) -> _Project:
         project = self.projects.get(pid)
@@ -416,7 +450,7 @@ class LiveEngine:
                 hi if old_hi is None else old_hi if hi is None else max(hi, old_hi),
             )
 
-    def _flush_profiles(self) -> None:
+    def flush_profiles(self) -> None:
         """Profiles are a summary of events and sessions; they are written every couple
         of seconds rather than with every commit (and rebuilt from those at start)."""
         self.last_flush = time.monotonic()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 
+from lull.board import check_source
 from lull.errors import BadInput, NotFound
-from lull.model import format_time, parse_time
+from lull.model import Settings, format_time, parse_time, parse_timeout
 
 MAX_LIMIT = 10_000
 
@@ -29,6 +33,33 @@ def whole(raw: str | None) -> int | None:
 def _time_arg(value: str | None) -> object:
     number = whole(value)
     return value if number is None else number
+
+
+def board_range(params: Mapping[str, str], settings: Settings) -> tuple[date, int, str | None]:
+    """`until`, `days` and `source` of a board (or what-if) request: the last day
+    (default today in the project's zone), how many days (default 30), which source."""
+    days = whole(params.get("days", "30"))
+    if days is None or not 1 <= days <= 3660:
+        raise BadInput("'days' must be a whole number from 1 to 3660")
+    until = params.get("until")
+    try:
+        last = (
+            date.fromisoformat(until) if until else datetime.now(ZoneInfo(settings.timezone)).date()
+        )
+    except ValueError:
+        raise BadInput(f"'until' {until!r}: expected a date YYYY-MM-DD") from None
+    return last, days, check_source(params.get("source"))
+
+
+def proposed_timeout(params: Mapping[str, str]) -> int:
+    """The `timeout` of a what-if request, in ms."""
+    raw = params.get("timeout")
+    if not raw:
+        raise BadInput("'timeout' is required: the proposed timeout, e.g. 30m")
+    try:
+        return parse_timeout(raw)
+    except BadInput as e:
+        raise BadInput(f"'timeout': {e.message}") from None
 
 
 def _limit(params: dict[str, str]) -> int:

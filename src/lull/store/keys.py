@@ -1,6 +1,7 @@
 """Project keys: one write key per source, a CleverTap-style account id and passcode, a
-read token. Only their SHA-256 is stored (they are random 192-bit tokens, so a slow KDF
-adds nothing); each is shown once, when made."""
+read token, and an admin key (changes settings, and reads). Only their SHA-256 is stored
+(they are random 192-bit tokens, so a slow KDF adds nothing); each is shown once, when
+made."""
 
 from __future__ import annotations
 
@@ -46,10 +47,12 @@ def create_project(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, objec
     keys = {kind: f"lull_{kind}_{secrets.token_urlsafe(24)}" for kind in WRITE_KINDS}
     passcode = secrets.token_urlsafe(24)
     read_token = f"lull_read_{secrets.token_urlsafe(24)}"
+    admin_key = f"lull_admin_{secrets.token_urlsafe(24)}"
     account_id = f"LULL-{secrets.token_hex(4).upper()}-{pid}"
     now = now_ms()
     rows = [(pid, kind, digest(key), now) for kind, key in keys.items()]
     rows += [(pid, "passcode", digest(passcode), now), (pid, "read", digest(read_token), now)]
+    rows.append((pid, "admin", digest(admin_key), now))
     con.executemany("INSERT INTO project_keys VALUES (?, ?, ?, ?)", rows)
     con.execute("UPDATE projects SET account_id = ? WHERE id = ?", [account_id, pid])
     return {
@@ -58,6 +61,7 @@ def create_project(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, objec
         "account_id": account_id,
         "passcode": passcode,
         "read_token": read_token,
+        "admin_key": admin_key,
     }
 
 

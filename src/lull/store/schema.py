@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS projects (
     account_id VARCHAR               -- the CleverTap-style account id
 );
 -- Secrets are stored as SHA-256 of a random 192-bit token (kind: web, ios, android,
--- server, passcode, read).
+-- server, passcode, read, admin).
 CREATE TABLE IF NOT EXISTS project_keys (
     project_id INTEGER NOT NULL,
     kind VARCHAR NOT NULL,

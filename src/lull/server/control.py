@@ -1,0 +1,113 @@
+"""Settings changes while the server runs: saved, and history rebuilt if asked, by the
+single writer between two group commits, so no event is applied under half-changed
+settings. Afterwards the project's in-memory state is rebuilt from the store exactly as
+a restart would rebuild it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from lull.errors import BadInput
+from lull.model import Settings, check_timezone, parse_timeout
+from lull.resessionize import resessionize
+from lull.store.db import transaction
+from lull.store.projects import get_settings, save_settings
+
+if TYPE_CHECKING:
+    from lull.server.live import LiveEngine
+
+T = TypeVar("T")
+
+# The fields a settings change may carry (PUT /api/v1/settings), with what each holds.
+FIELDS = {
+    "sessions_enabled": "true or false",
+    "timeout": "a duration such as 90s, 20m, 1h (1m to 24h)",
+    "timezone": "an IANA time zone such as Europe/Paris",
+    "excluded": "a list of event names",
+    "rebuild": "true or false",
+}
+
+
+@dataclass(slots=True)
+class SettingsChange:
+    """A request for the writer: new settings for a project, and whether to rebuild."""
+
+    project_id: int
+    settings: Settings
+    rebuild: bool
+    future: Future[dict[str, object]]
+
+
+def parse_change(current: Settings, body: object) -> tuple[Settings, bool]:
+    """A settings change as sent over HTTP (a JSON object with any of FIELDS) -> the new
+    settings and whether to rebuild. Fields left out keep their value."""
+    if not isinstance(body, dict):
+        raise BadInput("body must be a JSON object with any of: " + ", ".join(FIELDS))
+    for name in body:
+        if name not in FIELDS:
+            raise BadInput(f"unknown field {name!r}: use any of {', '.join(FIELDS)}")
+    changes: dict[str, Any] = {}
+    if "sessions_enabled" in body:
+        changes["sessions_enabled"] = _flag(body, "sessions_enabled")
+    if "timeout" in body:
+        changes["timeout_ms"] = _parsed(body, "timeout", parse_timeout)
+    if "timezone" in body:
+        changes["timezone"] = _parsed(body, "timezone", check_timezone)
+    if "excluded" in body:
+        names = body["excluded"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise BadInput(f"field 'excluded': expected {FIELDS['excluded']}")
+        changes["excluded"] = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+    rebuild = _flag(body, "rebuild") if "rebuild" in body else False
+    return replace(current, **changes), rebuild
+
+
+def _flag(body: dict[str, object], name: str) -> bool:
+    value = body[name]
+    if not isinstance(value, bool):
+        raise BadInput(f"field {name!r}: expected {FIELDS[name]}, got {value!r}")
+    return value
+
+
+def _parsed(body: dict[str, object], name: str, parse: Callable[[str], T]) -> T:
+    value = body[name]
+    if not isinstance(value, str):
+        raise BadInput(f"field {name!r}: expected {FIELDS[name]}, got {value!r}")
+    try:
+        return parse(value)
+    except BadInput as e:
+        raise BadInput(f"field {name!r}: {e.message}") from None
+
+
+def apply(engine: LiveEngine, change: SettingsChange) -> None:
+    """On the writer thread: save the settings, rebuild the project's sessions if asked
+    (putting the old settings back if that fails), then reload the project's state."""
+    con, pid = engine.con, change.project_id
+    engine.flush_profiles()
+    try:
+        old = get_settings(con, pid)
+        with transaction(con):
+            save_settings(con, pid, change.settings)
+        rebuilt = None
+        if change.rebuild:
+            try:
+                rebuilt = resessionize(con, pid, now=engine.clock())
+            except BaseException:
+                with transaction(con):
+                    save_settings(con, pid, old)
+                raise
+    except BaseException as e:
+        engine.reload(pid)
+        change.future.set_exception(e)
+        return
+    engine.reload(pid)
+    change.future.set_result(
+        {
+            "settings": engine.settings(pid).as_json(),
+            "rebuilt": None if rebuilt is None else rebuilt.as_json(),
+        }
+    )

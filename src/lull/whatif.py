@@ -1,0 +1,142 @@
+"""What-if: the board's sessions per day and median length under the current timeout and
+under a proposed one, side by side, before anything is rebuilt.
+
+Both sides are R2 over the events R1 admits with sessions on (late events included):
+what `lull resessionize` would make with that timeout. They are computed the same way,
+so the comparison is like with like (the stored sessions may differ from the current
+side where events came late). The work is one pass of window functions over the events
+near the range: those from a timeout before it to a timeout after it, plus the earlier
+history of the few profiles whose first event there may continue an earlier session.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from lull.board import COUNTED, Span, check_range, check_source
+from lull.errors import BadInput
+from lull.model import MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, Settings, format_duration
+from lull.store.projects import eligible_sql, now_ms
+
+_DAY_MS = 86_400_000
+_SIDES = ("current", "proposed")
+
+
+def _utc_ms(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+
+
+def _sessions_sql(side: str) -> str:
+    """R2's sessions for one side's timeout ($t_<side>), from the gaps in `gaps`: a
+    session's first event has a gap of at least the timeout before it (or none), its
+    last one a gap of at least the timeout after it (or none)."""
+    t = f"$t_{side}"
+    return f"""
+    bounds_{side} AS (
+        SELECT profile_id, seq, ts, source, after,
+               before IS NULL OR before >= {t} AS is_first,
+               after IS NULL OR after >= {t} AS is_last
+        FROM gaps WHERE before IS NULL OR before >= {t} OR after IS NULL OR after >= {t}),
+    ends_{side} AS (
+        SELECT is_last, ts AS last_ts,
+               CASE WHEN is_first THEN ts ELSE lag(ts) OVER w END AS first_ts,
+               CASE WHEN is_first THEN source ELSE lag(source) OVER w END AS source,
+               after IS NOT NULL OR ts + {t} <= $now AS concluded
+        FROM bounds_{side} WINDOW w AS (PARTITION BY profile_id ORDER BY ts, seq)),
+    sessions_{side} AS (
+        SELECT $pid AS project_id, first_ts, last_ts, source, concluded
+        FROM ends_{side} WHERE is_last)"""
+
+
+def _figures_sql(side: str) -> str:
+    return f"""
+    SELECT '{side}' AS side,
+           (epoch_ms(last_ts)::TIMESTAMPTZ AT TIME ZONE $tz)::DATE AS day,
+           count(*) AS n, quantile_disc((last_ts - first_ts) // 1000, 0.5) AS median
+    FROM sessions_{side} WHERE {COUNTED}
+    GROUP BY GROUPING SETS ((day), ())"""
+
+
+def _query(eligible: str) -> str:
+    return f"""
+    WITH near AS (
+        SELECT profile_id, seq, ts, source FROM events
+        WHERE project_id = $pid AND {eligible} AND ts >= $start AND ts < $stop),
+    firsts AS (
+        SELECT profile_id, min(ts) AS f FROM near GROUP BY 1 HAVING min(ts) < $start + $t_max),
+    continued AS (
+        SELECT DISTINCT profile_id FROM events JOIN firsts USING (profile_id)
+        WHERE project_id = $pid AND {eligible} AND ts < $start AND ts > f - $t_max),
+    picked AS (
+        SELECT * FROM near
+        UNION ALL
+        SELECT profile_id, seq, ts, source FROM events
+        WHERE project_id = $pid AND {eligible} AND ts < $start
+        AND profile_id IN (SELECT profile_id FROM continued)),
+    gaps AS MATERIALIZED (
+        SELECT profile_id, seq, ts, source,
+               ts - lag(ts) OVER w AS before, lead(ts) OVER w - ts AS after
+        FROM picked WINDOW w AS (PARTITION BY profile_id ORDER BY ts, seq)),
+    {",".join(_sessions_sql(side) for side in _SIDES)}
+    {" UNION ALL ".join(_figures_sql(side) for side in _SIDES)}"""
+
+
+def preview(
+    con: duckdb.DuckDBPyConnection,
+    pid: int,
+    settings: Settings,
+    timeout_ms: int,
+    until: date,
+    days: int,
+    source: str | None = None,
+    *,
+    now: int | None = None,
+) -> dict[str, Any]:
+    """Sessions and median length per day and in total, for the `days` days ending on
+    `until`, under the current timeout and under `timeout_ms` (R2 over the stored events,
+    as `lull resessionize` would make them; concluded sessions as of `now`)."""
+    if not MIN_TIMEOUT_MS <= timeout_ms <= MAX_TIMEOUT_MS:
+        raise BadInput(
+            f"proposed timeout {format_duration(timeout_ms)} is out of range: allow 1m to 24h"
+        )
+    source = check_source(source)
+    first = check_range(until, days)
+    current = settings.timeout_ms
+    t_max = max(current, timeout_ms)
+    # A local day lies within a day either side of the same UTC day (offsets < 24 h).
+    start = _utc_ms(first) - _DAY_MS - t_max
+    stop = _utc_ms(until) + 2 * _DAY_MS + t_max
+    rows = con.execute(
+        _query(eligible_sql(settings, as_if_enabled=True)),
+        {
+            **Span(pid, settings.timezone, first, until, source).params(),
+            "start": start,
+            "stop": stop,
+            "t_max": t_max,
+            "t_current": current,
+            "t_proposed": timeout_ms,
+            "now": now_ms() if now is None else now,
+        },
+    ).fetchall()
+    found: dict[tuple[str, date | None], dict[str, int | None]] = {
+        (side, day): {"sessions": int(n), "median_length_s": None if m is None else int(m)}
+        for side, day, n, m in rows
+    }
+    empty: dict[str, int | None] = {"sessions": 0, "median_length_s": None}
+    per_day = []
+    day = first
+    while day <= until:
+        per_day.append({"day": day.isoformat(), **{s: found.get((s, day), empty) for s in _SIDES}})
+        day += timedelta(days=1)
+    return {
+        "from": first.isoformat(),
+        "until": until.isoformat(),
+        "timezone": settings.timezone,
+        "source": source,
+        "timeout_ms": {"current": current, "proposed": timeout_ms},
+        "per_day": per_day,
+        "total": {s: found.get((s, None), empty) for s in _SIDES},
+    }
