@@ -32,7 +32,10 @@ def export(con: duckdb.DuckDBPyConnection, pid: int, what: str, target: str, fmt
         raise BadInput(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     query = {"events": EVENTS, "sessions": SESSIONS}[what].format(pid=int(pid))
     if fmt == "parquet" and what == "events":
+        # JSON as text; and `seq`, the arrival order, which breaks ties in event time
+        # (R2) when the file feeds another engine (`lull spark resessionize`).
         query = query.replace("properties,", "properties::VARCHAR AS properties,")
+        query = query.replace(", late\nFROM", ", late, seq\nFROM")
     options = {"ndjson": "FORMAT json", "csv": "FORMAT csv, HEADER", "parquet": "FORMAT parquet"}[
         fmt
     ]

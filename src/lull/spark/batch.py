@@ -1,0 +1,275 @@
+"""`lull spark resessionize`: R2 over a whole event history on Spark, set-wise.
+
+The same answer as `lull resessionize` (src/lull/resessionize.py): R1 as a re-sessionization
+admits events (sessions taken as on, late events included), each profile's eligible events
+ordered by (event time, arrival), a gap of at least the timeout starts a session, and the
+session id derived from the profile and the first event (`lull.model.session_id_for`).
+
+Built from DataFrame window functions only (no Python on the executors): one sort by
+(profile, time, arrival), `lag`/`lead` for the gaps, running `last(..., ignorenulls)` to
+carry each session's first event down its rows. Input: Parquet of canonical events, as
+`lull export events --format parquet` writes them. Output under OUT:
+
+- `events/`: every input event (Session Concluded ones excepted: they are rebuilt) with
+  its `session_id` (null where R1 gives none) and `late` false;
+- `sessions/`: the columns of `lull export sessions`;
+- `concluded/`: the Session Concluded events of the concluded sessions (R4), shaped as
+  `lull export events` shows them;
+- `settings.json`: the settings used (the board reads its time zone from it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lull.errors import BadInput
+from lull.model import SESSION_CONCLUDED, Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+REQUIRED = ("message_id", "profile_id", "name", "ts", "source")
+# What the outputs carry, in order (as `lull export events` / `lull export sessions`).
+EVENT_COLUMNS = (
+    "message_id",
+    "profile_id",
+    "name",
+    "ts",
+    "source",
+    "received_at",
+    "properties",
+    "session_id",
+    "late",
+    "seq",
+)
+SESSION_COLUMNS = (
+    "session_id",
+    "profile_id",
+    "first_ts",
+    "last_ts",
+    "length_s",
+    "events",
+    "source",
+    "concluded",
+)
+PARTS = ("events", "sessions", "concluded")
+_ISO = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+
+
+@dataclass(slots=True)
+class Result:
+    """What a run wrote, and how long it took."""
+
+    out: str
+    seconds: float
+
+    def as_json(self) -> dict[str, object]:
+        return {"out": self.out, "seconds": round(self.seconds, 3)}
+
+
+def resessionize(
+    spark: SparkSession,
+    events: str,
+    out: str,
+    settings: Settings,
+    *,
+    now: int,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Result:
+    """Rebuild every session of the events at `events` (Parquet) into `out`.
+
+    `now` (epoch ms) decides, as in `lull resessionize`, whether a profile's last session
+    is concluded (its last event + timeout has passed)."""
+    started = time.perf_counter()
+    target = Path(out)
+    if target.exists() and any(target.iterdir()):
+        raise BadInput(f"--out {out}: the directory is not empty; choose a new one")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    progress(f"reading {events}")
+    frame = read_events(spark, events)
+    eligible = _eligible(frame, settings)
+    marked = sessionized(frame.where(eligible), settings.timeout_ms)
+    marked.persist()
+    try:
+        progress("writing events/ (sorting by profile and time)")
+        others = frame.where(~eligible).withColumn("session_id", _null("string"))
+        _events_out(marked).unionByName(_events_out(others)).write.parquet(f"{out}/events")
+        sessions = sessions_of(marked.where("is_last"), settings.timeout_ms, now).persist()
+        progress("writing sessions/")
+        sessions.select(*SESSION_COLUMNS).write.parquet(f"{out}/sessions")
+        progress("writing concluded/")
+        concluded_events(sessions).write.parquet(f"{out}/concluded")
+        sessions.unpersist()
+    finally:
+        marked.unpersist()
+    (target / "settings.json").write_text(json.dumps(settings.as_json(), indent=2) + "\n")
+    return Result(out, time.perf_counter() - started)
+
+
+def read_events(spark: SparkSession, path: str) -> DataFrame:
+    """The Parquet events at `path`, with `ts_ms` (epoch ms, capped at `received_at` as R5
+    says) and `arrival` (the `seq` column, else the files' row order) added."""
+    from pyspark.sql import functions as F
+    from pyspark.errors import AnalysisException
+
+    if not Path(path).exists() and "://" not in path:
+        raise BadInput(f"--events {path}: no such file or directory")
+    try:
+        frame = spark.read.parquet(path)
+    except AnalysisException as e:
+        raise BadInput(f"--events {path}: not readable as Parquet ({_first_line(e)})") from None
+    types = dict(frame.dtypes)
+    missing = [c for c in REQUIRED if c not in types]
+    if missing:
+        raise BadInput(
+            f"--events {path}: missing column(s) {', '.join(missing)} "
+            f"(found: {', '.join(types) or 'none'})"
+        )
+    for name in ("message_id", "profile_id", "name", "source"):
+        if types[name] != "string":
+            raise BadInput(f"--events {path}: column {name} is {types[name]}, expected string")
+    ts = _epoch_ms(F.col("ts"), types["ts"], path, "ts")
+    if "received_at" in types:
+        received = _epoch_ms(F.col("received_at"), types["received_at"], path, "received_at")
+        ts = F.least(ts, F.coalesce(received, ts))
+    else:
+        frame = frame.withColumn("received_at", _null("string"))
+    if "seq" in types:
+        if types["seq"] not in ("bigint", "int"):
+            raise BadInput(f"--events {path}: column seq is {types['seq']}, expected an integer")
+        arrival = F.col("seq").cast("bigint")
+    else:
+        frame = frame.withColumn("seq", _null("bigint"))
+        arrival = F.monotonically_increasing_id()
+    for name in ("properties", "late"):
+        if name not in types:
+            frame = frame.withColumn(name, _null("string" if name == "properties" else "boolean"))
+    if types.get("properties", "string") != "string":
+        frame = frame.withColumn("properties", F.to_json("properties"))
+    return (
+        frame.where(F.col("name") != SESSION_CONCLUDED)
+        .withColumn("ts_ms", ts)
+        .withColumn("arrival", arrival)
+    )
+
+
+def sessionized(eligible: DataFrame, timeout: int) -> DataFrame:
+    """Eligible events with their `session_id`, and what their session's figures need:
+    `first_ms`, `events` so far, `session_source`; `is_last` marks a session's last row,
+    `next_ts` is the profile's next event time (null on its last one)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    by_time = Window.partitionBy("profile_id").orderBy("ts_ms", "arrival")
+    so_far = by_time.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    gaps = (
+        eligible.withColumn("prev_ts", F.lag("ts_ms").over(by_time))
+        .withColumn("next_ts", F.lead("ts_ms").over(by_time))
+        .withColumn("row", F.row_number().over(by_time))
+    )
+    starts = F.col("prev_ts").isNull() | (F.col("ts_ms") - F.col("prev_ts") >= timeout)
+    ends = F.col("next_ts").isNull() | (F.col("next_ts") - F.col("ts_ms") >= timeout)
+    marked = gaps.withColumn("starts", starts).withColumn("is_last", ends)
+
+    def first_of_session(value: str) -> Column:
+        return F.last(F.when(F.col("starts"), F.col(value)), ignorenulls=True).over(so_far)
+
+    session_id = F.md5(F.concat(F.col("profile_id"), F.lit("\x1f"), first_of_session("message_id")))
+    return (
+        marked.withColumn("session_id", session_id)
+        .withColumn("first_ms", first_of_session("ts_ms"))
+        .withColumn("events", F.col("row") - first_of_session("row") + 1)
+        .withColumn("session_source", first_of_session("source"))
+    )
+
+
+def sessions_of(ends: DataFrame, timeout: int, now: int) -> DataFrame:
+    """The sessions, from their last rows, as `lull export sessions` has them (plus
+    `due_ms`). A profile's last session is concluded once its due time has passed."""
+    from pyspark.sql import functions as F
+
+    last_ms, first_ms = F.col("ts_ms"), F.col("first_ms")
+    return ends.select(
+        "session_id",
+        "profile_id",
+        _iso(first_ms).alias("first_ts"),
+        _iso(last_ms).alias("last_ts"),
+        F.floor((last_ms - first_ms) / 1000).cast("long").alias("length_s"),
+        F.col("events").cast("long").alias("events"),
+        F.col("session_source").alias("source"),
+        (F.col("next_ts").isNotNull() | (last_ms + timeout <= F.lit(now))).alias("concluded"),
+        (last_ms + timeout).alias("due_ms"),
+    )
+
+
+def concluded_events(sessions: DataFrame) -> DataFrame:
+    """R4's Session Concluded events of these sessions, as `lull export events` has them:
+    at the last event's time, raised at its due time, `sc-` + the id as message id."""
+    from pyspark.sql import functions as F
+
+    props = F.to_json(
+        F.struct(F.col("length_s").alias("Session Length"), F.col("session_id").alias("Session ID"))
+    )
+    return sessions.where("concluded").select(
+        F.concat(F.lit("sc-"), F.col("session_id")).alias("message_id"),
+        "profile_id",
+        F.lit(SESSION_CONCLUDED).alias("name"),
+        F.col("last_ts").alias("ts"),
+        "source",
+        _iso(F.col("due_ms")).alias("received_at"),
+        props.alias("properties"),
+        "session_id",
+        F.lit(False).alias("late"),
+        _null("bigint").alias("seq"),
+    )
+
+
+def _events_out(frame: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return frame.withColumn("late", F.lit(False)).select(*EVENT_COLUMNS)
+
+
+def _eligible(frame: DataFrame, settings: Settings) -> Column:
+    """R1 as a re-sessionization applies it (`eligible_sql(..., as_if_enabled=True)`)."""
+    from pyspark.sql import functions as F
+
+    excluded = F.col("name").isin(list(settings.excluded)) if settings.excluded else F.lit(False)
+    return (F.col("source") != "api") & ~excluded
+
+
+def _epoch_ms(col: Column, dtype: str, path: str, name: str) -> Column:
+    """A time column as epoch ms: ISO-8601 text, a timestamp, or integer epoch ms."""
+    from pyspark.sql import functions as F
+
+    if dtype == "string":
+        return F.unix_millis(F.to_timestamp(col))
+    if dtype in ("timestamp", "timestamp_ntz"):
+        return F.unix_millis(col.cast("timestamp"))
+    if dtype in ("bigint", "int"):
+        return col.cast("bigint")
+    raise BadInput(
+        f"--events {path}: column {name} is {dtype}, expected ISO-8601 text, a timestamp "
+        "or epoch milliseconds"
+    )
+
+
+def _iso(ms: Column) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.date_format(F.timestamp_millis(ms), _ISO)
+
+
+def _null(dtype: str) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.lit(None).cast(dtype)
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
