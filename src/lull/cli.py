@@ -153,11 +153,11 @@ def _input_file(file: str) -> Iterator[str]:
 
 
 @contextmanager
-def _progress() -> Iterator[Callable[[str], None]]:
+def _progress(steps: int = 4) -> Iterator[Callable[[str], None]]:
     """A bar of the import's steps on a terminal; silent when stderr is piped."""
     from tqdm import tqdm
 
-    bar = tqdm(total=4, disable=not sys.stderr.isatty(), unit="step", leave=False)
+    bar = tqdm(total=steps, disable=not sys.stderr.isatty(), unit="step", leave=False)
     seen: list[str] = []
 
     def step(name: str) -> None:
@@ -405,6 +405,55 @@ def user_list(ctx: click.Context, db: str | None) -> None:
         _print_json(list_users(con))
     finally:
         con.close()
+
+
+@cli.command()
+@_common
+@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True)
+@click.option("--users", type=click.IntRange(1, 1_000_000), default=2000, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--until", help="end: YYYY-MM-DD (that day's end, UTC) or an ISO time; default now")
+@click.option("-o", "--output", help="only write the events to this NDJSON file")
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    db: str | None,
+    project: str | None,
+    days: int,
+    users: int,
+    seed: int,
+    until: str | None,
+    output: str | None,
+) -> None:
+    """Make up a music-streaming app's events (seeded) and import them into a new project
+    (default `demo`, sessions on), or write them to a file with -o."""
+    from lull import demo as made_up
+    from lull.demo_project import fill, prepare
+
+    now = now_ms()
+    end = now if until is None else made_up.end_of(until)
+    if end > now:
+        raise BadInput(f"--until {until!r} is in the future")
+    if output is not None:
+        made_up.write_ndjson(made_up.generate(users=users, days=days, seed=seed, until=end), output)
+        return
+    explicit = ctx.parent is not None and ctx.parent.get_parameter_source("project") not in (
+        click.core.ParameterSource.DEFAULT,
+        None,
+    )
+    name = project or (ctx.obj["project"] if explicit else "demo")
+    con = _connect(db or ctx.obj["db"])
+    try:
+        pid, keys = prepare(con, name)
+        with _progress(6) as step:
+            step("generate events")
+            events = made_up.generate(users=users, days=days, seed=seed, until=end)
+            filled = fill(con, pid, events, now=now, progress=step)
+    finally:
+        con.close()
+    click.echo(filled.line(name))
+    if keys is not None:
+        click.echo(f"lull: made project {name!r}; its keys (shown once): {json.dumps(keys)}")
 
 
 @cli.command("convert-nasa")
