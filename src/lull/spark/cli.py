@@ -5,6 +5,15 @@ from __future__ import annotations
 import click
 
 
+def excluded_names(text: str | None) -> tuple[str, ...]:
+    """`--excluded "A,B"` as names (the default list when not given)."""
+    from lull.model import DEFAULT_EXCLUDED
+
+    if text is None:
+        return DEFAULT_EXCLUDED
+    return tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+
+
 @click.group()
 def spark() -> None:
     """Run lull's session rules on Apache Spark (needs the `spark` extra)."""
@@ -24,13 +33,11 @@ def resessionize_cmd(
     import json
     import time
 
-    from lull.model import DEFAULT_EXCLUDED, Settings, check_timezone, parse_timeout
+    from lull.model import Settings, check_timezone, parse_timeout
     from lull.spark.batch import resessionize
     from lull.spark.session import spark_session
 
-    names: tuple[str, ...] = DEFAULT_EXCLUDED
-    if excluded is not None:
-        names = tuple(dict.fromkeys(x.strip() for x in excluded.split(",") if x.strip()))
+    names = excluded_names(excluded)
     settings = Settings(True, parse_timeout(timeout), names, check_timezone(timezone))
     started = time.perf_counter()
 
@@ -43,3 +50,56 @@ def resessionize_cmd(
         session, events, out, settings, now=time.time_ns() // 1_000_000, progress=step
     )
     click.echo(json.dumps(done.as_json(), indent=2))
+
+
+@spark.command("stream")
+@click.option("--landing", default=None, help="a directory of canonical NDJSON files to read")
+@click.option("--out", "out", required=True, help="where the Parquet outputs go")
+@click.option("--checkpoint", required=True, help="Spark's checkpoint (offsets and state)")
+@click.option("--timeout", default="20m", show_default=True, help="90s, 20m, 1h (1m to 24h)")
+@click.option("--excluded", default=None, help='events that never take part: "A,B"')
+@click.option("--kafka-bootstrap", default=None, help="HOST:PORT: read Kafka, not a directory")
+@click.option("--kafka-topic", default=None, help="the Kafka topic (with --kafka-bootstrap)")
+@click.option("--trigger", default="5s", show_default=True, help="how often a micro-batch runs")
+@click.option("--until-idle", is_flag=True, help="process what is there, then stop")
+@click.option(
+    "--partitions", type=click.IntRange(min=1), default=None, help="state partitions (first run)"
+)
+@click.option("--master", default=None, help="Spark master (default $LULL_SPARK_MASTER, local[*])")
+def stream_cmd(
+    landing: str | None,
+    out: str,
+    checkpoint: str,
+    timeout: str,
+    excluded: str | None,
+    kafka_bootstrap: str | None,
+    kafka_topic: str | None,
+    trigger: str,
+    until_idle: bool,
+    partitions: int | None,
+    master: str | None,
+) -> None:
+    """Sessionize a stream of events on Spark (Structured Streaming), as the server would."""
+    from lull.errors import BadInput
+    from lull.model import parse_duration, parse_timeout
+    from lull.spark.session import spark_session
+    from lull.spark.stream import StreamConfig, run
+
+    if (landing is None) == (kafka_bootstrap is None):
+        raise BadInput("give either --landing DIR or --kafka-bootstrap HOST:PORT")
+    if kafka_bootstrap is not None and not kafka_topic:
+        raise BadInput("--kafka-bootstrap needs --kafka-topic")
+    names = excluded_names(excluded)
+    config = StreamConfig(
+        out=out,
+        checkpoint=checkpoint,
+        landing=landing,
+        kafka_bootstrap=kafka_bootstrap,
+        kafka_topic=kafka_topic,
+        timeout_ms=parse_timeout(timeout),
+        excluded=names,
+        trigger=f"{parse_duration(trigger)} milliseconds",
+        until_idle=until_idle,
+        partitions=partitions,
+    )
+    run(spark_session(master, app="lull-stream"), config)

@@ -1,0 +1,193 @@
+"""The stream's keyed step: one profile's new rows (or its timer) through lull's engine.
+
+Spark calls a `Sessionizer` per profile with the rows of a micro-batch and the profile's
+state (`state_codec`), or with no rows when the profile's timer fires. The rules are
+`engine.exact`'s, applied as `exact.replay` applies them during an import: the rows in
+arrival order (received_at, then origin and position), one arrival instant at a time,
+concluding before each instant the sessions that fell due strictly before it.
+
+The stream's clock is the event-time watermark on received_at (the latest arrival of the
+batches before); a profile's timer is set so that its open session is concluded once
+that clock reaches the session's due time (last event + timeout), as `lull import
+--keep-open` concludes what is due by its last arrival.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from lull.engine import exact
+from lull.engine.state import Arrival, ProfileState, Session
+from lull.model import SESSION_CONCLUDED, Settings
+from lull.spark import state_codec
+from lull.spark.landing import REJECTED_KEY
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql.streaming.state import GroupState
+
+OUTPUT_SCHEMA = (
+    "kind string, message_id string, profile_id string, name string, ts long, "
+    "source string, received_at long, properties string, session_id string, late boolean, "
+    "first_ts long, last_ts long, events long, as_of long, origin string, pos long, "
+    "error string, raw string"
+)
+STATE_SCHEMA = "state binary"
+_COLUMNS = [c.split()[0] for c in OUTPUT_SCHEMA.split(", ")]
+_INTS = ("ts", "received_at", "first_ts", "last_ts", "events", "as_of", "pos")
+_encode = msgspec.json.Encoder().encode
+NO_CLOCK = -1
+
+
+class _Out:
+    """The rows one call emits: events, concluded sessions, open-session snapshots."""
+
+    def __init__(self, timeout: int) -> None:
+        self.timeout = timeout
+        self.rows: list[dict[str, Any]] = []
+
+    def event(self, row: Any, session_id: str | None, late: bool) -> None:
+        self.rows.append(
+            {
+                "kind": "event",
+                "message_id": row.message_id,
+                "profile_id": row.profile_id,
+                "name": row.name,
+                "ts": int(row.ts),
+                "source": row.source,
+                "received_at": int(row.r),
+                "properties": row.properties,
+                "session_id": session_id,
+                "late": late,
+            }
+        )
+
+    def session(self, kind: str, s: Session, as_of: int | None = None) -> None:
+        """A concluded session (with its Session Concluded event, R4) or an open one."""
+        row = {
+            "kind": kind,
+            "profile_id": s.profile_id,
+            "session_id": s.session_id,
+            "source": s.source,
+            "first_ts": s.first_ts,
+            "last_ts": s.last_ts,
+            "events": s.events,
+            "as_of": as_of,
+        }
+        if kind == "concluded":
+            props = {"Session Length": s.length_s, "Session ID": s.session_id}
+            row.update(
+                message_id=f"sc-{s.session_id}",
+                name=SESSION_CONCLUDED,
+                ts=s.last_ts,
+                received_at=s.last_ts + self.timeout,  # raised when it fell due
+                properties=_encode(props).decode(),
+                late=False,
+            )
+        self.rows.append(row)
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        frame = pd.DataFrame(self.rows, columns=_COLUMNS)
+        for c in _INTS:
+            frame[c] = frame[c].astype("Int64")
+        frame["late"] = frame["late"].astype("boolean")
+        return frame
+
+
+class Sessionizer:
+    """The function given to `applyInPandasWithState` (picklable: settings only)."""
+
+    def __init__(self, timeout_ms: int, excluded: tuple[str, ...]) -> None:
+        self.settings = Settings(sessions_enabled=True, timeout_ms=timeout_ms, excluded=excluded)
+
+    def __call__(
+        self, key: tuple[Any, ...], frames: Iterator[pd.DataFrame], state: GroupState
+    ) -> Iterator[pd.DataFrame]:
+        timeout = self.settings.timeout_ms
+        out = _Out(timeout)
+        profile = str(key[0])
+        if profile == REJECTED_KEY:
+            yield from _rejected(frames)
+            return
+        if state.exists:
+            ps, clock = state_codec.decode(profile, state.get[0])
+        else:
+            ps, clock = state_codec.fresh(profile), NO_CLOCK
+        watermark = state.getCurrentWatermarkMs()
+        if state.hasTimedOut:
+            due = exact.conclude_due(ps, watermark + 1, timeout)
+            if due is not None:
+                out.session("concluded", due)
+        else:
+            clock = self._apply(ps, clock, frames, out)
+        s = ps.open
+        if s is not None:
+            due_at = s.last_ts + timeout
+            # Due before the profile's last instant (no later arrival of it can join), or
+            # by the stream's clock: conclude now. Otherwise the timer fires once the
+            # watermark passes due_at - 1, i.e. reaches due_at.
+            if due_at < clock or due_at <= watermark:
+                exact.conclude_due(ps, due_at + 1, timeout)
+                out.session("concluded", s)
+            else:
+                out.session("open", s, clock)
+                state.setTimeoutTimestamp(due_at - 1)
+        state.update((state_codec.encode(ps, clock),))
+        yield out.frame()
+
+    def _apply(
+        self, ps: ProfileState, clock: int, frames: Iterator[pd.DataFrame], out: _Out
+    ) -> int:
+        """Apply the rows in arrival order, one instant at a time; returns the new clock."""
+        import pandas as pd
+
+        rows = pd.concat(list(frames), ignore_index=True)
+        rows = rows.sort_values(["r", "origin", "pos"], kind="stable")
+        timeout, settings = self.settings.timeout_ms, self.settings
+        items = list(rows.itertuples(index=False))
+        i, n = 0, len(items)
+        while i < n:
+            instant = max(int(items[i].r), clock)  # the clock never runs backwards
+            j = i
+            while j < n and max(int(items[j].r), clock) == instant:
+                j += 1
+            due = exact.conclude_due(ps, instant, timeout)
+            if due is not None:
+                out.session("concluded", due)
+            group = items[i:j]
+            eligible = [k for k, e in enumerate(group) if settings.is_eligible(e.name, e.source)]
+            ids: dict[int, str | None] = {}
+            if eligible:
+                arrivals = [
+                    Arrival(int(group[k].ts), k, group[k].message_id, group[k].source)
+                    for k in eligible
+                ]
+                applied = exact.apply(ps, arrivals, timeout)
+                ids = dict(zip(eligible, applied.session_ids, strict=True))
+                for s in applied.concluded:
+                    out.session("concluded", s)
+            for k, e in enumerate(group):
+                sid = ids.get(k)
+                out.event(e, sid, k in ids and sid is None)
+            clock = instant
+            i = j
+        return clock
+
+
+def _rejected(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Rejected lines pass through the keyed step (one query, one checkpoint)."""
+    import pandas as pd
+
+    for frame in frames:
+        rows = pd.DataFrame({c: frame[c] for c in ("origin", "pos", "error", "raw")})
+        rows["kind"] = "rejected"
+        full = rows.reindex(columns=_COLUMNS)
+        for c in _INTS:
+            full[c] = full[c].astype("Int64")
+        full["late"] = full["late"].astype("boolean")
+        yield full

@@ -1,0 +1,148 @@
+"""`lull spark stream`: the session rules as a Spark Structured Streaming job.
+
+landing NDJSON (or Kafka) -> parsed rows (`landing`) -> duplicates dropped (R6) ->
+watermark on received_at (the stream's clock) -> keyed by profile through lull's engine
+with its state in Spark's state store (`sessionizer`) -> Parquet, one directory per
+micro-batch under each output (`batch=N`), overwritten if Spark runs a batch again after
+a restart, so nothing is written twice.
+
+Outputs under `--out`: `events/` (with session_id, late), `sessions/` (concluded
+sessions, each once), `concluded/` (their Session Concluded events), `open/` (snapshots
+of open sessions: the latest per session_id not in `sessions/` is still open) and
+`rejected/` (lines that are not valid events, with the reason).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lull.model import DEFAULT_EXCLUDED, DEFAULT_TIMEOUT_MS
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+# Spark drops rows older than the watermark before an operator with event-time timeouts.
+# R5 decides lateness itself, from the profile's sessions, so no row may be dropped: the
+# keyed step sees the watermark's column only as this constant, which is never behind.
+# (The watermark itself still follows received_at, set upstream.)
+_NEVER_LATE_MS = 7_258_118_400_000  # 2200-01-01
+_ISO = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """What the job needs besides Spark: where to read and write, and the settings."""
+
+    out: str
+    checkpoint: str
+    landing: str | None = None
+    kafka_bootstrap: str | None = None
+    kafka_topic: str | None = None
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    excluded: tuple[str, ...] = DEFAULT_EXCLUDED
+    trigger: str = "5 seconds"
+    until_idle: bool = False
+    partitions: int | None = None  # of the state; fixed by the checkpoint's first run
+
+
+def sessionized(spark: SparkSession, config: StreamConfig) -> DataFrame:
+    """The streaming frame of output rows (kind: event, concluded, open, rejected)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.streaming.state import GroupStateTimeout
+
+    from lull.spark.landing import read_kafka, read_landing
+    from lull.spark.sessionizer import OUTPUT_SCHEMA, STATE_SCHEMA, Sessionizer
+
+    if config.kafka_bootstrap:
+        parsed = read_kafka(spark, config.kafka_bootstrap, config.kafka_topic or "")
+    else:
+        parsed = read_landing(spark, config.landing or "")
+    clocked = (
+        parsed.dropDuplicates(["dedupe"])
+        .withColumn("arrived", F.timestamp_millis("r"))
+        .withWatermark("arrived", "0 seconds")
+    )
+    never = F.timestamp_millis(F.lit(_NEVER_LATE_MS)).alias(
+        "arrived", metadata={"spark.watermarkDelayMs": 0}
+    )
+    keyed = clocked.select(*[c for c in parsed.columns if c != "dedupe"], never)
+    return keyed.groupBy("key").applyInPandasWithState(
+        Sessionizer(config.timeout_ms, config.excluded),
+        OUTPUT_SCHEMA,
+        STATE_SCHEMA,
+        "append",
+        GroupStateTimeout.EventTimeTimeout,
+    )
+
+
+def _iso(col: str) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.date_format(F.timestamp_millis(col), _ISO).alias(col)
+
+
+def _outputs() -> dict[str, tuple[list[str], list[Column | str]]]:
+    """Output directory -> (the kinds of row it takes, its columns)."""
+    from pyspark.sql import functions as F
+
+    event: list[Column | str] = [
+        "message_id", "profile_id", "name", _iso("ts"), "source", _iso("received_at"),
+        "properties", "session_id", "late", F.lit(None).cast("bigint").alias("seq"),
+    ]  # fmt: skip
+    length = ((F.col("last_ts") - F.col("first_ts")) / 1000).cast("long").alias("length_s")
+    session: list[Column | str] = [
+        "session_id", "profile_id", _iso("first_ts"), _iso("last_ts"), length, "events", "source",
+    ]  # fmt: skip
+    return {
+        "events": (["event"], event),
+        "concluded": (["concluded"], event),
+        "sessions": (["concluded"], [*session, F.lit(True).alias("concluded")]),
+        "open": (["open"], [*session, F.lit(False).alias("concluded"), _iso("as_of")]),
+        "rejected": (["rejected"], [F.col("origin").alias("file"), F.col("pos").alias("line"),
+                                    F.col("error").alias("reason"), "raw"]),
+    }  # fmt: skip
+
+
+class BatchWriter:
+    """foreachBatch: each output's rows of batch N go to `<out>/<output>/batch=N`,
+    replaced as a whole if Spark runs batch N again (exactly once from a checkpoint)."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out.rstrip("/")
+
+    def __call__(self, frame: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        frame.persist()
+        try:
+            kinds = {row["kind"] for row in frame.select("kind").distinct().collect()}
+            for name, (wanted, columns) in _outputs().items():
+                if not kinds.intersection(wanted):
+                    continue
+                rows = frame.filter(F.col("kind").isin(wanted)).select(*columns)
+                rows.write.mode("overwrite").parquet(f"{self.out}/{name}/batch={batch_id}")
+        finally:
+            frame.unpersist()
+
+
+def run(spark: SparkSession, config: StreamConfig) -> None:
+    """Run the stream: until stopped, or with `until_idle` until what is there is done."""
+    if config.partitions is not None:
+        spark.conf.set("spark.sql.shuffle.partitions", str(config.partitions))
+    writer = (
+        sessionized(spark, config)
+        .writeStream.foreachBatch(BatchWriter(config.out))
+        .option("checkpointLocation", config.checkpoint)
+        .queryName("lull-sessions")
+    )
+    if config.until_idle:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=config.trigger)
+    query = writer.start()
+    try:
+        query.awaitTermination()
+    finally:
+        if query.isActive:
+            query.stop()

@@ -1,0 +1,220 @@
+"""`lull spark stream`: the same sessions as the embedded engine, across restarts.
+
+The embedded engine here is `lull import --keep-open` of the same lines (the live replay
+on received_at, with the clock left at the last arrival, as the stream's is)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pytest
+
+from lull.model import DEFAULT_EXCLUDED
+from lullrun import lull, write_events
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+MIN = 60_000
+BASE = 1_700_000_000_000
+Record = dict[str, Any]
+
+
+def history(seed: int, n: int = 160) -> list[Record]:
+    """Events in arrival order: received_at never goes back, several share an instant;
+    some come long after their time (out of order, late), some are not eligible."""
+    rng = random.Random(seed)
+    r, out = BASE, []
+    for i in range(n):
+        r += rng.choice([0, 0, 1000, 30_000, 2 * MIN, 7 * MIN, 11 * MIN, 25 * MIN])
+        delay = rng.choice([0, 0, 0, 5000, 3 * MIN, 10 * MIN, 40 * MIN, 90 * MIN])
+        name = rng.choice(["Play", "Play", "Pause", DEFAULT_EXCLUDED[0]])
+        source = rng.choice(["ios", "web", "android", "api"])
+        out.append(
+            {
+                "message_id": f"m{seed}-{i}",
+                "profile_id": f"u{rng.randrange(5)}",
+                "name": name,
+                "ts": r - delay,
+                "source": source,
+                "received_at": r,
+                "properties": {"i": i},
+            }
+        )
+    return out
+
+
+def land(folder: Path, records: list[Record], parts: int, start: int = 0) -> None:
+    """Write the records as `parts` files whose name order is their arrival order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    size = -(-len(records) // parts)
+    for k in range(parts):
+        chunk = records[k * size : (k + 1) * size]
+        tmp = folder / f".{start + k:04d}.tmp"
+        write_events(tmp, chunk)
+        tmp.rename(folder / f"{start + k:04d}.ndjson")
+
+
+def stream(db: Path, landing: Path, out: Path, checkpoint: Path, *extra: str) -> None:
+    done = lull(
+        db,
+        *("spark", "stream", "--landing", str(landing), "--out", str(out)),
+        *("--checkpoint", str(checkpoint), "--timeout", "10m", "--until-idle"),
+        *("--partitions", "2", *extra),
+    )
+    assert done.code == 0, done.err
+
+
+def read(out: Path, what: str) -> list[Record]:
+    files = list((out / what).glob("batch=*/*.parquet"))
+    if not files:
+        return []
+    con = duckdb.connect()
+    try:
+        rows: list[Record] = (
+            con.sql(f"SELECT * FROM read_parquet('{out / what}/batch=*/*.parquet')")
+            .to_arrow_table()
+            .to_pylist()
+        )
+    finally:
+        con.close()
+    return rows
+
+
+def outcome(out: Path) -> dict[str, Any]:
+    """What the stream made, in the shape of `lull export`: events, sessions (concluded,
+    then the latest snapshot of each still open one) and Session Concluded events."""
+    concluded = read(out, "sessions")
+    done = {s["session_id"] for s in concluded}
+    latest: dict[str, Record] = {}
+    for s in sorted(read(out, "open"), key=lambda s: (s["as_of"], s["batch"], s["events"])):
+        if s["session_id"] not in done:
+            latest[s["session_id"]] = s
+    keep = ("session_id", "profile_id", "first_ts", "last_ts", "length_s", "events", "source",
+            "concluded")  # fmt: skip
+    sessions = [{k: s[k] for k in keep} for s in [*concluded, *latest.values()]]
+    return {
+        "events": _events(read(out, "events")),
+        "sessions": sorted(sessions, key=lambda s: s["session_id"]),
+        "concluded": _events(read(out, "concluded")),
+    }
+
+
+def _events(rows: list[Record]) -> list[Record]:
+    keep = ("message_id", "profile_id", "name", "ts", "source", "received_at", "session_id",
+            "late")  # fmt: skip
+    out = [{k: e[k] for k in keep} | {"properties": json.loads(e["properties"])} for e in rows]
+    return sorted(out, key=lambda e: e["message_id"])
+
+
+def embedded(db: Path, tmp: Path, records: list[Record]) -> dict[str, Any]:
+    for args in (("project", "create", "p"), ("settings", "--project", "p", "--sessions", "on",
+                 "--timeout", "10m")):  # fmt: skip
+        assert lull(db, *args).code == 0
+    done = lull(db, "import", str(write_events(tmp / "all.ndjson", records)), "--project", "p",
+                "--keep-open")  # fmt: skip
+    assert done.code == 0, done.err
+    events = [e for e in export_p(db, "events", tmp)]
+    return {
+        "events": _events([e for e in events if e["name"] != "Session Concluded"]),
+        "sessions": sorted(export_p(db, "sessions", tmp), key=lambda s: s["session_id"]),
+        "concluded": _events([e for e in events if e["name"] == "Session Concluded"]),
+    }
+
+
+def export_p(db: Path, what: str, tmp: Path) -> list[Record]:
+    target = tmp / f"{what}.ndjson"
+    assert lull(db, "export", what, "--project", "p", "-o", str(target)).code == 0
+    return [
+        {**r, "properties": json.dumps(r["properties"])} if "properties" in r else r
+        for r in map(json.loads, target.read_text().splitlines())
+    ]
+
+
+@pytest.fixture(scope="module")
+def fixture_history() -> list[Record]:
+    records = history(7)
+    records.insert(40, dict(records[39]))  # a producer's retry: the same line again (R6)
+    return records
+
+
+@pytest.fixture(scope="module")
+def want(tmp_path_factory: pytest.TempPathFactory, fixture_history: list[Record]) -> Any:
+    tmp = tmp_path_factory.mktemp("embedded")
+    return embedded(tmp / "lull.duckdb", tmp, fixture_history)
+
+
+def test_the_history_exercises_every_rule(want: dict[str, Any]) -> None:
+    events = want["events"]
+    assert sum(e["late"] for e in events) >= 3
+    assert sum(e["session_id"] is None and not e["late"] for e in events) >= 10
+    assert len(want["concluded"]) >= 10
+    assert any(not s["concluded"] for s in want["sessions"])
+
+
+def test_stream_gives_the_embedded_engines_sessions(
+    spark: SparkSession, tmp_path: Path, fixture_history: list[Record], want: dict[str, Any]
+) -> None:
+    land(tmp_path / "landing", fixture_history, parts=3)
+    stream(tmp_path / "x.duckdb", tmp_path / "landing", tmp_path / "out", tmp_path / "ck")
+    assert outcome(tmp_path / "out") == want
+
+
+def test_restart_from_the_checkpoint_concludes_nothing_twice(
+    spark: SparkSession, tmp_path: Path, fixture_history: list[Record], want: dict[str, Any]
+) -> None:
+    landing, out, ck, db = tmp_path / "landing", tmp_path / "out", tmp_path / "ck", tmp_path / "d"
+    half = len(fixture_history) // 2
+    land(landing, fixture_history[:half], parts=2)
+    stream(db, landing, out, ck)
+    land(landing, fixture_history[half:], parts=2, start=2)
+    stream(db, landing, out, ck)
+    # A crash after the outputs of the last batches were written but before Spark noted
+    # them as done: Spark runs those batches again from the checkpoint.
+    commits = sorted((ck / "commits").glob("[0-9]*"), key=lambda p: int(p.name))
+    assert len(commits) >= 3
+    for done in commits[-2:]:
+        done.unlink()
+        (done.parent / f".{done.name}.crc").unlink(missing_ok=True)
+    stream(db, landing, out, ck)
+    got = outcome(out)
+    assert got == want
+    ids = [s["session_id"] for s in read(out, "sessions")]
+    assert len(ids) == len(set(ids)) == len(want["concluded"])
+
+
+def test_rejected_lines_are_kept_with_their_reason(spark: SparkSession, tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    good = history(3, n=4)
+    lines = [
+        json.dumps(good[0]),
+        "{not json",
+        json.dumps({k: v for k, v in good[1].items() if k != "received_at"}),
+        json.dumps(good[2] | {"name": "Session Concluded"}),
+        json.dumps(good[3]),
+    ]
+    (landing / "0001.ndjson").write_text("\n".join(lines) + "\n")
+    stream(tmp_path / "d", landing, tmp_path / "out", tmp_path / "ck")
+    rejected = sorted(read(tmp_path / "out", "rejected"), key=lambda r: r["line"])
+    assert [r["line"] for r in rejected] == [2, 3, 4]
+    assert rejected[0]["reason"].startswith("malformed JSON")
+    assert "received_at" in rejected[1]["reason"]
+    assert "system event" in rejected[2]["reason"]
+    assert all(r["file"].endswith("0001.ndjson") for r in rejected)
+    got = {e["message_id"] for e in read(tmp_path / "out", "events")}
+    assert got == {good[0]["message_id"], good[3]["message_id"]}
+
+
+def test_files_being_written_are_not_read(spark: SparkSession, tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    land(landing, history(5, n=6), parts=1)
+    write_events(landing / ".0002.tmp", history(6, n=3))  # not renamed yet
+    stream(tmp_path / "d", landing, tmp_path / "out", tmp_path / "ck")
+    assert len(read(tmp_path / "out", "events")) == 6
+    shutil.rmtree(tmp_path / "out")
