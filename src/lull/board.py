@@ -11,6 +11,7 @@ from datetime import date, timedelta
 
 import duckdb
 
+from lull.days import Days, of_number
 from lull.errors import BadInput
 from lull.model import Settings
 
@@ -18,12 +19,6 @@ from lull.model import Settings
 BUCKET_EDGES = (0, 1, 10, 30, 60, 180, 600, 1800, 3600, 10800)
 # The sources a board can be narrowed to (API events never have sessions, R1).
 BOARD_SOURCES = ("web", "ios", "android")
-
-_LOCAL_DAY = "(epoch_ms({col})::TIMESTAMPTZ AT TIME ZONE $tz)::DATE"
-_IN_RANGE = f"{_LOCAL_DAY.format(col='last_ts')} BETWEEN $first AND $last"
-# The sessions every figure counts; parameters $pid, $tz, $first, $last, $source.
-COUNTED = f"""project_id = $pid AND concluded AND {_IN_RANGE}
-              AND ($source IS NULL OR source = $source)"""
 
 
 def check_source(source: str | None) -> str | None:
@@ -44,57 +39,54 @@ def check_range(until: date, days: int) -> date:
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """What a board counts: a project's sessions on days `first` to `last` in zone `tz`,
-    of one source (or of all, when None)."""
+    """What a board counts: a project's sessions on some days of its time zone, of one
+    source (or of all, when None)."""
 
     pid: int
-    tz: str
-    first: date
-    last: date
+    days: Days
     source: str | None = None
 
+    def counted(self, table: str = "sessions") -> str:
+        """SQL: the sessions every figure counts, from `table` (with the columns of
+        `sessions`); the query parameters are `params()`."""
+        return f"""SELECT * FROM {table} WHERE project_id = $pid AND concluded
+                   AND {self.days.where("last_ts")} AND ($source IS NULL OR source = $source)"""
+
     def params(self) -> dict[str, object]:
-        """The query parameters COUNTED uses."""
-        return {
-            "pid": self.pid,
-            "tz": self.tz,
-            "first": self.first,
-            "last": self.last,
-            "source": self.source,
-        }
+        return {"pid": self.pid, "source": self.source}
 
 
 def length_distribution(con: duckdb.DuckDBPyConnection, span: Span) -> list[dict[str, int | None]]:
     """Concluded sessions in the range, counted per length bucket."""
-    edges = list(BUCKET_EDGES)
+    bucket = " ".join(
+        f"WHEN len >= {lo} THEN {i}" for i, lo in reversed(list(enumerate(BUCKET_EDGES)))
+    )
     rows = con.execute(
-        f"""SELECT len(list_filter($edges, lambda e: e <= (last_ts - first_ts) // 1000)) AS b,
-                   count(*)
-            FROM sessions WHERE {COUNTED}
+        f"""SELECT CASE {bucket} END AS b, count(*)
+            FROM (SELECT (last_ts - first_ts) // 1000 AS len FROM ({span.counted()}))
             GROUP BY 1""",
-        {"edges": edges, **span.params()},
+        span.params(),
     ).fetchall()
     counts = {int(b): int(n) for b, n in rows}
     out: list[dict[str, int | None]] = []
-    for i, lo in enumerate(edges):
-        hi = edges[i + 1] if i + 1 < len(edges) else None
-        out.append({"from_s": lo, "to_s": hi, "sessions": counts.get(i + 1, 0)})
+    for i, lo in enumerate(BUCKET_EDGES):
+        hi = BUCKET_EDGES[i + 1] if i + 1 < len(BUCKET_EDGES) else None
+        out.append({"from_s": lo, "to_s": hi, "sessions": counts.get(i, 0)})
     return out
 
 
 def per_day(con: duckdb.DuckDBPyConnection, span: Span) -> list[dict[str, object]]:
     """R7: sessions and the sum of their lengths, per day of their Session Concluded time."""
     rows = con.execute(
-        f"""SELECT {_LOCAL_DAY.format(col="last_ts")} AS day, count(*),
+        f"""SELECT {span.days.day_sql("last_ts")} AS day, count(*),
                    sum((last_ts - first_ts) // 1000)
-            FROM sessions WHERE {COUNTED}
-            GROUP BY 1""",
+            FROM ({span.counted()}) GROUP BY 1""",
         span.params(),
     ).fetchall()
-    found = {d: (int(n), int(total)) for d, n, total in rows}
+    found = {of_number(int(d)): (int(n), int(total)) for d, n, total in rows}
     out: list[dict[str, object]] = []
-    day = span.first
-    while day <= span.last:
+    day = span.days.first
+    while day <= span.days.last:
         n, total = found.get(day, (0, 0))
         out.append({"date": day.isoformat(), "sessions": n, "total_length_s": total})
         day += timedelta(days=1)
@@ -108,7 +100,7 @@ def late_events(con: duckdb.DuckDBPyConnection, span: Span) -> int:
             SEMI JOIN (SELECT seq FROM event_sessions WHERE project_id = $pid AND late) l
             ON e.seq = l.seq
             WHERE e.project_id = $pid AND ($source IS NULL OR e.source = $source)
-            AND {_LOCAL_DAY.format(col="e.ts")} BETWEEN $first AND $last""",
+            AND {span.days.where("e.ts")}""",
         span.params(),
     ).fetchone()
     return int(row[0]) if row else 0
@@ -120,15 +112,14 @@ def headline(con: duckdb.DuckDBPyConnection, span: Span) -> dict[str, object]:
     some session has; whole seconds). Ratios are null when there is no session."""
     row = con.execute(
         f"""SELECT count(*), count(DISTINCT profile_id),
-                   quantile_disc((last_ts - first_ts) // 1000, 0.5),
-                   quantile_disc((last_ts - first_ts) // 1000, 0.9),
+                   quantile_disc((last_ts - first_ts) // 1000, [0.5, 0.9]),
                    coalesce(sum(events), 0)
-            FROM sessions WHERE {COUNTED}""",
+            FROM ({span.counted()})""",
         span.params(),
     ).fetchone()
     assert row is not None
-    sessions, users, median, p90, events = (None if v is None else int(v) for v in row)
-    assert sessions is not None and users is not None and events is not None
+    sessions, users, quantiles, events = int(row[0]), int(row[1]), row[2], int(row[3])
+    median, p90 = (None, None) if quantiles is None else (int(q) for q in quantiles)
     return {
         "sessions": sessions,
         "users": users,
@@ -152,7 +143,7 @@ def board(
     source = check_source(source)
     first = check_range(until, days)
     tz = settings.timezone
-    span = Span(pid, tz, first, until, source)
+    span = Span(pid, Days(tz, first, until), source)
     days_out = per_day(con, span)
     late = late_events(con, span)
     return {

@@ -11,22 +11,18 @@ history of the few profiles whose first event there may continue an earlier sess
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import duckdb
 
-from lull.board import COUNTED, Span, check_range, check_source
+from lull.board import Span, check_range, check_source
+from lull.days import Days, of_number
 from lull.errors import BadInput
 from lull.model import MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, Settings, format_duration
 from lull.store.projects import eligible_sql, now_ms
 
-_DAY_MS = 86_400_000
 _SIDES = ("current", "proposed")
-
-
-def _utc_ms(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
 
 
 def _sessions_sql(side: str) -> str:
@@ -51,18 +47,17 @@ def _sessions_sql(side: str) -> str:
         FROM ends_{side} WHERE is_last)"""
 
 
-def _figures_sql(side: str) -> str:
+def _figures_sql(side: str, span: Span) -> str:
     return f"""
-    SELECT '{side}' AS side,
-           (epoch_ms(last_ts)::TIMESTAMPTZ AT TIME ZONE $tz)::DATE AS day,
+    SELECT '{side}' AS side, {span.days.day_sql("last_ts")} AS day,
            count(*) AS n, quantile_disc((last_ts - first_ts) // 1000, 0.5) AS median
-    FROM sessions_{side} WHERE {COUNTED}
+    FROM ({span.counted(f"sessions_{side}")})
     GROUP BY GROUPING SETS ((day), ())"""
 
 
-def _query(eligible: str) -> str:
+def _query(eligible: str, span: Span) -> str:
     return f"""
-    WITH near AS (
+    WITH near AS MATERIALIZED (
         SELECT profile_id, seq, ts, source FROM events
         WHERE project_id = $pid AND {eligible} AND ts >= $start AND ts < $stop),
     firsts AS (
@@ -81,7 +76,7 @@ def _query(eligible: str) -> str:
                ts - lag(ts) OVER w AS before, lead(ts) OVER w - ts AS after
         FROM picked WINDOW w AS (PARTITION BY profile_id ORDER BY ts, seq)),
     {",".join(_sessions_sql(side) for side in _SIDES)}
-    {" UNION ALL ".join(_figures_sql(side) for side in _SIDES)}"""
+    {" UNION ALL ".join(_figures_sql(side, span) for side in _SIDES)}"""
 
 
 def preview(
@@ -106,15 +101,13 @@ def preview(
     first = check_range(until, days)
     current = settings.timeout_ms
     t_max = max(current, timeout_ms)
-    # A local day lies within a day either side of the same UTC day (offsets < 24 h).
-    start = _utc_ms(first) - _DAY_MS - t_max
-    stop = _utc_ms(until) + 2 * _DAY_MS + t_max
+    span = Span(pid, Days(settings.timezone, first, until), source)
     rows = con.execute(
-        _query(eligible_sql(settings, as_if_enabled=True)),
+        _query(eligible_sql(settings, as_if_enabled=True), span),
         {
-            **Span(pid, settings.timezone, first, until, source).params(),
-            "start": start,
-            "stop": stop,
+            **span.params(),
+            "start": span.days.lo - t_max,
+            "stop": span.days.hi + 1 + t_max,
             "t_max": t_max,
             "t_current": current,
             "t_proposed": timeout_ms,
@@ -122,7 +115,10 @@ def preview(
         },
     ).fetchall()
     found: dict[tuple[str, date | None], dict[str, int | None]] = {
-        (side, day): {"sessions": int(n), "median_length_s": None if m is None else int(m)}
+        (side, None if day is None else of_number(int(day))): {
+            "sessions": int(n),
+            "median_length_s": None if m is None else int(m),
+        }
         for side, day, n, m in rows
     }
     empty: dict[str, int | None] = {"sessions": 0, "median_length_s": None}
