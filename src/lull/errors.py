@@ -41,3 +41,15 @@ class Unavailable(LullError):
     """The events could not be stored now; the client should retry."""
 
     status = 503
+
+
+class Forbidden(LullError):
+    """Signed in, but this account may not see or do that."""
+
+    status = 403
+
+
+class TooManyRequests(LullError):
+    """Slowed down: too many attempts (failed sign-ins)."""
+
+    status = 429

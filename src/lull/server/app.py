@@ -25,6 +25,7 @@ from lull.server.control import parse_change
 from lull.server.live import Event, LiveEngine, Outcome
 from lull.server.openapi import OPENAPI
 from lull.store.keys import Grant, account_ids, digest, load_grants
+from lull.web.routes import web_routes
 from lull.whatif import preview
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -285,6 +286,7 @@ def build(server: Server) -> Starlette:
             read(lambda c, p, r: server.engine.settings(p).as_json()),
             methods=["GET"],
         ),
+        *web_routes(server),  # the web pages at / (last: they mount at the root)
     ]
     return Starlette(
         routes=routes,

@@ -1,0 +1,88 @@
+"""The JSON the pages' scripts fetch (cookie-authenticated, under /web/api/): the board
+and the what-if preview, from the same functions as `lull board` and the read API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from lull.board import board
+from lull.errors import BadInput
+from lull.model import Settings, parse_timeout
+from lull.server import reads
+from lull.store.projects import get_settings
+from lull.web.auth import on_project
+
+if TYPE_CHECKING:
+    from lull.server.app import Server
+
+MAX_DAYS = 3660
+
+
+def span(params: dict[str, str], settings: Settings) -> tuple[date, int]:
+    """`until` (default: today in the project's zone) and `days` (default 30), or
+    `from` and `until`, as the last day and the number of days."""
+    try:
+        until = (
+            date.fromisoformat(params["until"])
+            if params.get("until")
+            else datetime.now(ZoneInfo(settings.timezone)).date()
+        )
+        first = date.fromisoformat(params["from"]) if params.get("from") else None
+    except ValueError:
+        raise BadInput("dates must be written YYYY-MM-DD") from None
+    if first is not None:
+        if first > until:
+            raise BadInput("the first day comes after the last day")
+        days = (until - first).days + 1
+    else:
+        found = reads.whole(params.get("days", "30"))
+        if found is None:
+            raise BadInput(f"'days' must be a whole number from 1 to {MAX_DAYS}")
+        days = found
+    if not 1 <= days <= MAX_DAYS:
+        raise BadInput(f"pick at most {MAX_DAYS} days")
+    if until >= date.max - timedelta(days=1):
+        raise BadInput("the last day is outside the calendar")
+    return until, days
+
+
+class Data:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    async def _answer(self, request: Request, query: Any) -> Response:
+        project = request.path_params["project"]
+        params = dict(request.query_params)
+
+        def run(con: duckdb.DuckDBPyConnection) -> Any:
+            who = on_project(request, con, project)
+            assert who.project is not None
+            pid = who.project.project_id
+            return query(con, pid, get_settings(con, pid), params)
+
+        result = await run_in_threadpool(lambda: run(self.server.reader()))
+        return JSONResponse(result, headers={"Cache-Control": "no-store"})
+
+    async def board(self, request: Request) -> Response:
+        def query(con: duckdb.DuckDBPyConnection, pid: int, s: Settings, p: dict[str, str]) -> Any:
+            until, days = span(p, s)
+            return board(con, pid, s, until, days, source=p.get("source") or None)
+
+        return await self._answer(request, query)
+
+    async def whatif(self, request: Request) -> Response:
+        from lull.whatif import preview
+
+        def query(con: duckdb.DuckDBPyConnection, pid: int, s: Settings, p: dict[str, str]) -> Any:
+            timeout = parse_timeout(p.get("timeout", ""))
+            until, days = span(p, s)
+            return preview(con, pid, s, timeout, until, days, source=p.get("source") or None)
+
+        return await self._answer(request, query)

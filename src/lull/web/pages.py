@@ -1,0 +1,287 @@
+"""The HTML pages: thin handlers that check who asks, read, and render a template."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
+
+import duckdb
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from lull.errors import BadInput, LullError, NotFound
+from lull.model import parse_time
+from lull.server import reads
+from lull.store.projects import get_settings
+from lull.store.users import password_hash, verify_password
+from lull.web import format as fmt
+from lull.web.auth import (
+    Access,
+    SignedOut,
+    Throttle,
+    check_csrf,
+    csrf_token,
+    on_project,
+    signed_in,
+    start_session,
+)
+from lull.web.data import span
+from lull.web.forms import settings_from_form
+
+if TYPE_CHECKING:
+    from lull.server.app import Server
+
+HERE = Path(__file__).parent
+CHART_JS = HERE / "static" / "vendor" / "chart.umd.min.js"
+Page = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
+
+
+class Pages:
+    """Every page of the web app, sharing the server, the templates and the brake."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        self.templates.env.filters["duration"] = fmt.length
+        self.templates.env.filters["q"] = lambda v: quote(str(v), safe="")
+        self.throttle = Throttle()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    async def read(self, query: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        return await run_in_threadpool(lambda: query(self.server.reader()))
+
+    def render(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any],
+        status: int = 200,
+        who: Access | None = None,
+    ) -> Response:
+        flash = request.session.pop("flash", None) if "user" in request.session else None
+        base = {"csrf": csrf_token(request), "who": who, "flash": flash}
+        return self.templates.TemplateResponse(
+            request,
+            name,
+            {**base, **context},
+            status_code=status,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    def guarded(self, handler: Page) -> Page:
+        """Signed-out visitors go to the sign-in page; other errors become an error page
+        with their status and message (never a bare 500 for bad input)."""
+
+        async def page(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SignedOut:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/signin?next={quote(target, safe='')}", 303)
+            except LullError as e:
+                who = None
+                if isinstance(request.session.get("user"), str):
+                    try:
+                        who = await self.read(lambda con: signed_in(request, con))
+                    except LullError:
+                        who = None
+                return self.render(
+                    request, "error.html", {"message": e.message}, status=e.status, who=who
+                )
+
+        return page
+
+    async def form(self, request: Request) -> FormData:
+        try:
+            form = await request.form(max_files=0, max_fields=50, max_part_size=64 * 1024)
+        except (MultiPartException, HTTPException, ValueError) as e:
+            raise BadInput(f"the form could not be read: {e}") from None
+        check_csrf(request, form.get("csrf"))
+        return form
+
+    async def access(self, request: Request, admin: bool = False) -> Access:
+        project = request.path_params["project"]
+        return await self.read(lambda con: on_project(request, con, project, admin=admin))
+
+    # -- sign-in ---------------------------------------------------------------------
+
+    async def signin_page(self, request: Request) -> Response:
+        return self.render(request, "signin.html", {"next": _next(request), "name": ""})
+
+    async def signin(self, request: Request) -> Response:
+        form = await self.form(request)
+        name = str(form.get("name", "")).strip()
+        password = str(form.get("password", ""))
+        client = request.client.host if request.client else "?"
+        keys = (f"user:{name}", f"addr:{client}")
+        self.throttle.check(*keys)
+        stored = await self.read(lambda con: password_hash(con, name))
+        ok = await run_in_threadpool(
+            lambda: verify_password(password, stored or _DUMMY) and stored is not None
+        )
+        if not ok:
+            self.throttle.failed(*keys)
+            context = {"next": _next(request), "name": name, "error": "wrong name or password"}
+            return self.render(request, "signin.html", context, status=401)
+        self.throttle.succeeded(keys[0])
+        start_session(request, name)
+        return RedirectResponse(_next(request, form.get("next")), 303)
+
+    async def signout(self, request: Request) -> Response:
+        await self.form(request)
+        request.session.clear()
+        return RedirectResponse("/signin", 303)
+
+    # -- home and the project picker -------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        who = await self.read(lambda con: signed_in(request, con))
+        if len(who.projects) == 1:
+            return RedirectResponse(f"/p/{quote(who.projects[0].project, safe='')}/board", 303)
+        return self.render(request, "projects.html", {}, who=who)
+
+    # -- a project's pages -----------------------------------------------------------
+
+    async def board(self, request: Request) -> Response:
+        who = await self.access(request)
+        assert who.project is not None
+        pid = who.project.project_id
+
+        def look(con: duckdb.DuckDBPyConnection) -> tuple[Any, Any]:
+            row = con.execute("SELECT board_created_at FROM projects WHERE id = ?", [pid])
+            return row.fetchone(), get_settings(con, pid)
+
+        created, settings = await self.read(look)
+        params = dict(request.query_params)
+        until, days = span(params, settings)
+        context = {
+            "first": (until - timedelta(days=days - 1)).isoformat(),
+            "until": until.isoformat(),
+            "source": params.get("source", ""),
+            "page": "board",
+            "made": bool(created and created[0] is not None),
+            "settings": settings,
+            "chart_js": CHART_JS.is_file(),
+        }
+        return self.render(request, "board.html", context, who=who)
+
+    async def settings_page(self, request: Request) -> Response:
+        who = await self.access(request, admin=True)
+        assert who.project is not None
+        pid = who.project.project_id
+        settings = await self.read(lambda con: get_settings(con, pid))
+        values = {
+            "sessions": settings.sessions_enabled,
+            "timeout": settings.as_json()["timeout"],
+            "timezone": settings.timezone,
+            "excluded": "\n".join(settings.excluded),
+        }
+        return self.render(
+            request, "settings.html", {"page": "settings", "values": values, "current": settings},
+            who=who,
+        )  # fmt: skip
+
+    async def settings_save(self, request: Request) -> Response:
+        who = await self.access(request, admin=True)
+        assert who.project is not None
+        pid = who.project.project_id
+        form = await self.form(request)
+        current = await self.read(lambda con: get_settings(con, pid))
+        try:
+            new, rebuild = settings_from_form(form)
+        except BadInput as e:
+            values: dict[str, object] = {
+                k: form.get(k, "") for k in ("timeout", "timezone", "excluded")
+            }
+            values["sessions"] = form.get("sessions") == "on"
+            context = {"page": "settings", "values": values, "current": current, "error": e.message}
+            return self.render(request, "settings.html", context, status=400, who=who)
+        report = await asyncio.wrap_future(
+            self.server.engine.change_settings(pid, new, rebuild=rebuild)
+        )
+        request.session["flash"] = _saved(rebuild, report)
+        return RedirectResponse(f"/p/{quote(who.project.project, safe='')}/settings", 303)
+
+    async def profile(self, request: Request) -> Response:
+        who = await self.access(request)
+        assert who.project is not None
+        pid, wanted = who.project.project_id, request.query_params.get("id", "").strip()
+        context: dict[str, Any] = {"page": "profile", "wanted": wanted}
+        status = 200
+        if wanted:
+            try:
+                context.update(await self.read(lambda con: _profile(con, pid, wanted)))
+            except NotFound as e:
+                context["error"], status = e.message, 404
+        return self.render(request, "profile.html", context, status=status, who=who)
+
+    async def events(self, request: Request) -> Response:
+        who = await self.access(request)
+        assert who.project is not None
+        pid = who.project.project_id
+        filters = {
+            k: request.query_params.get(k, "").strip() for k in ("name", "profile_id", "session_id")
+        }
+        params = {k: v for k, v in filters.items() if v} | {"limit": "100"}
+
+        def look(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], str]:
+            return reads.events(con, pid, params), get_settings(con, pid).timezone
+
+        rows, tz = await self.read(look)
+        for e in rows:
+            e["local"] = fmt.local_time(e["ts"], tz)
+        context = {"page": "events", "rows": rows, "filters": filters, "timezone": tz}
+        return self.render(request, "events.html", context, who=who)
+
+
+# A hash to check a password against when the name is unknown, so a wrong name takes
+# as long as a wrong password.
+_DUMMY = "$".join(["scrypt", "16384", "8", "1", "A" * 22 + "==", "A" * 43 + "="])
+
+
+def _next(request: Request, sent: object = None) -> str:
+    """Where to go after signing in: a path on this site only."""
+    target = sent if isinstance(sent, str) else request.query_params.get("next", "/")
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _saved(rebuild: bool, report: dict[str, Any]) -> str:
+    if not rebuild:
+        return "Settings saved."
+    sessions = report.get("sessions")
+    extra = f" ({sessions} sessions)" if isinstance(sessions, int) else ""
+    return f"Settings saved and history rebuilt{extra}."
+
+
+def _profile(con: duckdb.DuckDBPyConnection, pid: int, wanted: str) -> dict[str, Any]:
+    """A profile, its recent sessions and each one's events placed on a time line."""
+    found = reads.profile(con, pid, wanted)
+    tz = get_settings(con, pid).timezone
+    sessions = reads.sessions(con, pid, {"profile_id": wanted, "limit": "8"})
+    for s in sessions:
+        first, last = parse_time(s["first_ts"], "first"), parse_time(s["last_ts"], "last")
+        span = max(last - first, 1)
+        events = reads.events(con, pid, {"session_id": s["session_id"], "limit": "200"})
+        events.sort(key=lambda e: (e["ts"], e["name"] == "Session Concluded"))
+        for e in events:
+            e["at"] = round(100 * (parse_time(e["ts"], "ts") - first) / span, 2)
+            e["local"] = fmt.local_time(e["ts"], tz)
+        s["events_list"] = events
+        s["local_first"] = fmt.local_time(s["first_ts"], tz)
+        s["local_last"] = fmt.local_time(s["last_ts"], tz)
+    found["local_first_seen"] = fmt.local_time(found["first_seen"], tz)
+    found["local_last_seen"] = fmt.local_time(found["last_seen"], tz)
+    return {"profile": found, "sessions": sessions, "timezone": tz}

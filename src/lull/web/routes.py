@@ -1,0 +1,52 @@
+"""The web app's routes, mounted into the server's Starlette app (server/app.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from lull.store.users import session_secret
+from lull.web.data import Data
+from lull.web.pages import HERE, Pages
+
+if TYPE_CHECKING:
+    from lull.server.app import Server
+
+SESSION_HOURS = 12
+
+
+def web_routes(server: Server) -> list[BaseRoute]:
+    """Every page and its JSON under one mount, the signed session cookie on them only."""
+    pages, data = Pages(server), Data(server)
+    g = pages.guarded
+    routes = [
+        Route("/", g(pages.home)),
+        Route("/signin", g(pages.signin_page), methods=["GET"]),
+        Route("/signin", g(pages.signin), methods=["POST"]),
+        Route("/signout", g(pages.signout), methods=["POST"]),
+        Route("/p/{project}/board", g(pages.board)),
+        Route("/p/{project}/settings", g(pages.settings_page), methods=["GET"]),
+        Route("/p/{project}/settings", g(pages.settings_save), methods=["POST"]),
+        Route("/p/{project}/profile", g(pages.profile)),
+        Route("/p/{project}/events", g(pages.events)),
+        Route("/web/api/p/{project}/board", data.board),
+        Route("/web/api/p/{project}/whatif", data.whatif),
+        Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    cursor = server.con.cursor()
+    try:
+        secret = session_secret(cursor)
+    finally:
+        cursor.close()
+    cookie = Middleware(
+        SessionMiddleware,
+        secret_key=secret,
+        session_cookie="lull_session",
+        max_age=SESSION_HOURS * 3600,
+        same_site="lax",
+    )
+    return [Mount("", routes=routes, middleware=[cookie])]

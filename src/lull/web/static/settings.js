@@ -1,0 +1,59 @@
+// Settings: the what-if preview of a new timeout, side by side with the current one.
+"use strict";
+(function () {
+  const form = document.getElementById("settings-form");
+  if (!form) return;
+  const input = document.getElementById("timeout");
+  const box = document.getElementById("whatif");
+  const errorBox = document.getElementById("whatif-error");
+  const table = document.getElementById("whatif-table");
+  let timer = null;
+
+  const { number, length } = window.lullFormat;
+  function row(cells, head) {
+    const tr = document.createElement("tr");
+    cells.forEach((text, i) => {
+      const cell = document.createElement(i === 0 ? "th" : "td");
+      if (i === 0) cell.scope = "row";
+      cell.textContent = text;
+      tr.append(cell);
+    });
+    if (head) tr.className = "total";
+    return tr;
+  }
+  const cells = (label, x) => [label, number(x.current.sessions), number(x.proposed.sessions),
+    length(x.current.median_length_s), length(x.proposed.median_length_s)];
+
+  async function preview() {
+    const proposed = input.value.trim();
+    if (!proposed) return;
+    box.hidden = false;
+    box.setAttribute("aria-busy", "true");
+    document.getElementById("whatif-proposed").textContent = proposed;
+    table.querySelector(".cur").textContent = form.dataset.current;
+    errorBox.hidden = true;
+    try {
+      const answer = await fetch(form.dataset.whatif + "?timeout=" + encodeURIComponent(proposed),
+        { headers: { Accept: "application/json" } });
+      const body = await answer.json();
+      if (!answer.ok) throw new Error(body.error || "no preview");
+      table.tBodies[0].replaceChildren(...body.per_day.map((d) => row(cells(d.day, d))));
+      table.tFoot.replaceChildren(row(cells("All days", body.total), true));
+      table.hidden = false;
+      box.dataset.state = "ready";
+    } catch (e) {
+      errorBox.textContent = e.message;
+      errorBox.hidden = false;
+      table.hidden = true;
+      box.dataset.state = "error";
+    } finally {
+      box.setAttribute("aria-busy", "false");
+    }
+  }
+
+  document.getElementById("preview").addEventListener("click", preview);
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    if (input.value.trim() !== form.dataset.current) timer = setTimeout(preview, 500);
+  });
+})();

@@ -1,0 +1,265 @@
+"""The web pages end to end: a real `lull serve`, real Chromium, events sent through the
+HTTP API. Each test saves a screenshot of its page to docs/screenshots/."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from browser import (
+    PASSWORD,
+    Watched,
+    chromium,
+    make_user,
+    music_month,
+    recent,
+    send_late,
+    send_month,
+    shot,
+    sign_in,
+    watched,
+)
+from lull.model import format_time
+from serverproc import LullServer, bearer
+
+MIN = 60_000
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LullServer]:
+    """`music`: a month of a music app (sessions on); `fresh`: sessions never activated.
+    ann is admin of both, vic a viewer of music."""
+    db = tmp_path_factory.mktemp("web") / "lull.duckdb"
+    with LullServer(db) as server:
+        server.create_project("music", sessions="on")
+        server.create_project("fresh")
+        make_user(server, "ann", "music", "admin")
+        make_user(server, "vic", "music", "viewer")
+        from browser import grant
+
+        grant(server, "ann", "fresh", "admin")
+        server.start()
+        month = music_month(7, 60, recent(3))
+        send_month(server, "music", month)
+        send_late(server, "music", month[:6], days_ago=9)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def tab(browser: Browser) -> Iterator[Watched]:
+    """A fresh browser context (no cookies); fails the test on any JavaScript error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    w = watched(context.new_page())
+    yield w
+    context.close()
+    assert w.errors == []
+
+
+def api_board(server: LullServer, project: str, **params: str) -> dict[str, Any]:
+    got = server.http.get(
+        "/api/v1/board", params=params, headers=bearer(server.projects[project].read_token)
+    )
+    assert got.status_code == 200, got.text
+    result: dict[str, Any] = got.json()
+    return result
+
+
+def headline(page: Page) -> dict[str, str]:
+    expect(page.locator("#charts")).to_have_attribute("data-state", "ready")
+    ids = ("sessions", "users", "median", "p90", "spu", "eps", "late")
+    return {k: page.locator(f"#hl-{k}").inner_text() for k in ids}
+
+
+def number(n: int) -> str:
+    return f"{n:,}"
+
+
+def test_a_stranger_reaches_only_the_sign_in_page(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    for path in ("/", "/p/music/board", "/p/music/settings", "/p/music/events",
+                 "/p/music/profile?id=u-1000", "/p/nothing/board"):  # fmt: skip
+        page.goto(site.base + path)
+        assert page.url.startswith(f"{site.base}/signin?next="), path
+        expect(page.get_by_role("heading", name="Sign in to lull")).to_be_visible()
+    got = page.request.get(f"{site.base}/web/api/p/music/board")
+    assert got.status == 401
+    shot(page, "signin")
+
+
+def test_a_wrong_password_is_refused(site: LullServer, tab: Watched) -> None:
+    sign_in(tab.page, site.base, "ann", "not the password")
+    expect(tab.page.get_by_role("alert")).to_have_text("wrong name or password")
+    assert "/signin" in tab.page.url
+
+
+def test_the_board_shows_the_same_figures_as_the_read_api(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    sign_in(page, site.base, "ann")
+    expect(page.get_by_role("heading", name="Your projects")).to_be_visible()
+    shot(page, "projects")
+    page.get_by_role("link", name="music").click()
+    expected = api_board(site, "music")["headline"]
+    shown = headline(page)
+    assert shown["sessions"] == number(expected["sessions"])
+    assert shown["users"] == number(expected["users"])
+    assert shown["late"] == number(expected["late_events"]) == "6"
+    assert expected["sessions"] > 500
+    # the table behind the chart of sessions per day holds the read API's days
+    per_day = api_board(site, "music")["per_day"]
+    rows = page.locator("#t-count tbody tr")
+    expect(rows).to_have_count(30)
+    assert rows.nth(29).locator("td").text_content() == number(per_day[29]["sessions"])
+    shot(page, "board")
+    page.get_by_label("Source", exact=True).select_option("ios")
+    page.wait_for_url(re.compile(r"source=ios"))
+    ios = api_board(site, "music", source="ios")["headline"]
+    expect(page.locator("#hl-sessions")).to_have_text(number(ios["sessions"]))
+    assert 0 < ios["sessions"] < expected["sessions"]
+
+
+def test_the_board_reads_well_in_a_narrow_window(
+    site: LullServer, browser: Browser, tab: Watched
+) -> None:
+    page = tab.page
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, site.base, "vic")  # one project: straight to its board
+    headline(page)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways ({width} px)"
+    shot(page, "board-narrow")
+
+
+def test_activating_sessions_makes_the_board_and_it_counts_new_events(
+    site: LullServer, tab: Watched
+) -> None:
+    page = tab.page
+    sign_in(page, site.base, "ann", PASSWORD)
+    page.goto(f"{site.base}/p/fresh/board")
+    expect(page.get_by_role("heading", name="No session board yet")).to_be_visible()
+    page.get_by_role("link", name="Activate sessions in Settings").click()
+    page.get_by_label("Activate sessions").check()
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status")).to_have_text("Settings saved.")
+    page.get_by_role("link", name="Session board").click()
+    assert headline(page)["sessions"] == "0"
+    # three visits of one listener two hours ago: 0 s, 90 s, and 4 min long
+    start = recent(2)
+    times = [start, start + 30 * MIN, start + 30 * MIN + 90_000, start + 60 * MIN,
+             start + 62 * MIN, start + 64 * MIN]  # fmt: skip
+    events = [
+        {"message_id": f"f-{i}", "profile_id": "fresh-1", "name": "Song Played",
+         "ts": format_time(t)}
+        for i, t in enumerate(times)
+    ]  # fmt: skip
+    assert site.post_events(site.projects["fresh"].ios, events).status_code == 200
+    for _ in range(50):
+        page.get_by_role("button", name="Show").click()
+        if headline(page)["sessions"] == "3":
+            break
+        page.wait_for_timeout(200)
+    assert headline(page) == {"sessions": "3", "users": "1", "median": "1m 30s",
+                              "p90": "4m 0s", "spu": "3", "eps": "2", "late": "0"}  # fmt: skip
+
+
+def test_a_profile_shows_its_latest_ct_session_id(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    sign_in(page, site.base, "vic")
+    page.get_by_role("link", name="Profiles").click()
+    page.get_by_label("Profile id").fill("u-1003")
+    page.get_by_role("button", name="Find").click()
+    found = site.profile(site.projects["music"], "u-1003", lambda p: bool(p["latest_session_id"]))
+    expect(page.locator("#latest-session")).to_have_text(found["latest_session_id"])
+    expect(page.get_by_role("row", name=re.compile("plan"))).to_be_visible()
+    sessions = page.locator("ol.sessions > li")
+    assert sessions.count() >= 1
+    assert found["latest_session_id"] in sessions.first.inner_text()
+    shot(page, "profile")
+
+
+def test_the_events_page_filters_and_shows_session_lengths(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    sign_in(page, site.base, "vic")
+    page.get_by_role("link", name="Events").click()
+    expect(page.locator("#events-table tbody tr")).to_have_count(100)
+    shot(page, "events", full=False)
+    page.get_by_label("Event name").fill("Session Concluded")
+    page.get_by_role("button", name="Filter").click()
+    first = page.locator("#events-table tbody tr").first
+    concluded = site.events(site.projects["music"], name="Session Concluded", limit=1)[0]
+    length = concluded["properties"]["Session Length"]
+    assert concluded["profile_id"] in first.inner_text()
+    shown = first.locator("td").nth(5).inner_text()
+    assert shown == (f"{length}s" if length < 60 else f"{length // 60}m {length % 60}s")
+    # by CT Session ID: that session's events only, all carrying it
+    first.locator("td").nth(4).get_by_role("link").click()
+    ids = page.locator("#events-table tbody td:nth-child(5) a")
+    assert ids.count() == len(
+        site.events(site.projects["music"], session_id=concluded["session_id"])
+    )
+    assert all(a.get_attribute("title") == concluded["session_id"] for a in ids.all())
+
+
+def test_a_new_timeout_is_previewed_then_applied_with_a_rebuild(
+    site: LullServer, tab: Watched
+) -> None:
+    page = tab.page
+    sign_in(page, site.base, "ann")
+    page.goto(f"{site.base}/p/music/settings")
+    page.get_by_label("Session timeout").fill("2m")
+    preview = page.locator("#whatif")
+    expect(preview).to_have_attribute("data-state", "ready")
+    total = preview.locator("tfoot tr td")
+    current, proposed = (
+        int(total.nth(0).inner_text().replace(",", "")),
+        int(total.nth(1).inner_text().replace(",", "")),
+    )
+    assert proposed > current == api_board(site, "music")["headline"]["sessions"]
+    shot(page, "settings")
+    page.get_by_label("Rebuild history").check()
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status")).to_contain_text("history rebuilt")
+    assert api_board(site, "music")["headline"]["sessions"] == proposed
+    page.get_by_role("link", name="Session board").click()
+    assert headline(page)["sessions"] == number(proposed)
+
+
+def test_a_viewer_cannot_reach_settings(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    sign_in(page, site.base, "vic")
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+    expect(page.get_by_role("link", name="Settings")).to_have_count(0)
+    got = page.goto(f"{site.base}/p/music/settings")
+    assert got is not None and got.status == 403
+    expect(page.get_by_role("alert")).to_contain_text("only an admin")
+    got = page.goto(f"{site.base}/p/fresh/board")
+    assert got is not None and got.status == 403
+
+
+def test_keyboard_reaches_the_board_controls(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    sign_in(page, site.base, "vic")
+    headline(page)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    seen: list[str] = []
+    for _ in range(12):  # a date field takes three stops (month, day, year)
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.id || document.activeElement.textContent")
+        if not seen or seen[-1] != focused:
+            seen.append(focused)
+    assert seen[:5] == ["from", "until", "source", "7 days", "30 days"]
+    page.get_by_role("button", name="7 days").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#from")).to_have_value(re.compile(r"\d{4}-\d{2}-\d{2}"))
+    expect(page.locator("#t-count tbody tr")).to_have_count(7)
