@@ -86,33 +86,28 @@ def start_session(request: Request, user: str) -> None:
 
 @dataclass
 class Throttle:
-    """At most `limit` failed sign-ins per account name and per client address within
-    `window_s`; beyond that, sign-ins for that name or from that address are refused
-    until the oldest failure leaves the window."""
+    """At most `limit` failed sign-ins per key (an account name, or a client address)
+    within `window_s`; beyond that, sign-ins for that key are refused until the oldest
+    failure leaves the window."""
 
-    limit: int = 5
+    limit: int
     window_s: float = 600.0
     clock: Callable[[], float] = time.monotonic
     failures: dict[str, list[float]] = field(default_factory=dict)
 
-    def check(self, *keys: str) -> None:
+    def check(self, key: str) -> None:
         now = self.clock()
-        wait = 0.0
-        for key in keys:
-            recent = [t for t in self.failures.get(key, []) if t > now - self.window_s]
+        recent = [t for t in self.failures.pop(key, []) if t > now - self.window_s]
+        if recent:
             self.failures[key] = recent
-            if len(recent) >= self.limit:
-                wait = max(wait, recent[-self.limit] + self.window_s - now)
-        if wait > 0:
-            minutes = max(1, round(wait / 60))
+        if len(recent) >= self.limit:
+            wait = recent[-self.limit] + self.window_s - now
             raise TooManyRequests(
-                f"too many failed sign-ins: try again in about {minutes} minute(s)"
+                f"too many failed sign-ins: try again in {max(1, round(wait / 60))} minute(s)"
             )
 
-    def failed(self, *keys: str) -> None:
-        now = self.clock()
-        for key in keys:
-            self.failures.setdefault(key, []).append(now)
+    def failed(self, key: str) -> None:
+        self.failures.setdefault(key, []).append(self.clock())
 
     def succeeded(self, key: str) -> None:
         self.failures.pop(key, None)

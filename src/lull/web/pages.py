@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from lull.board import check_source
 from lull.errors import BadInput, LullError, NotFound
 from lull.model import parse_time
 from lull.server import reads
@@ -54,7 +55,10 @@ class Pages:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["duration"] = fmt.length
         self.templates.env.filters["q"] = lambda v: quote(str(v), safe="")
-        self.throttle = Throttle()
+        # Guessing one account's password is stopped after a few tries; one address
+        # trying many accounts (or many people behind one proxy) after more.
+        self.by_name = Throttle(limit=5)
+        self.by_address = Throttle(limit=30)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -123,18 +127,19 @@ class Pages:
         form = await self.form(request)
         name = str(form.get("name", "")).strip()
         password = str(form.get("password", ""))
-        client = request.client.host if request.client else "?"
-        keys = (f"user:{name}", f"addr:{client}")
-        self.throttle.check(*keys)
+        address = request.client.host if request.client else "?"
+        self.by_name.check(name)
+        self.by_address.check(address)
         stored = await self.read(lambda con: password_hash(con, name))
         ok = await run_in_threadpool(
             lambda: verify_password(password, stored or _DUMMY) and stored is not None
         )
         if not ok:
-            self.throttle.failed(*keys)
+            self.by_name.failed(name)
+            self.by_address.failed(address)
             context = {"next": _next(request), "name": name, "error": "wrong name or password"}
             return self.render(request, "signin.html", context, status=401)
-        self.throttle.succeeded(keys[0])
+        self.by_name.succeeded(name)
         start_session(request, name)
         return RedirectResponse(_next(request, form.get("next")), 303)
 
@@ -168,7 +173,7 @@ class Pages:
         context = {
             "first": (until - timedelta(days=days - 1)).isoformat(),
             "until": until.isoformat(),
-            "source": params.get("source", ""),
+            "source": check_source(params.get("source") or None),
             "page": "board",
             "made": bool(created and created[0] is not None),
             "settings": settings,

@@ -1,0 +1,289 @@
+"""The web pages over plain HTTP against a real `lull serve`: who reaches what, CSRF,
+the brake on failed sign-ins, and bad input on every form (a clear message, never a 500)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from browser import PASSWORD, grant, make_user
+from serverproc import LullServer, bearer
+
+PAGES = ("/p/music/board", "/p/music/settings", "/p/music/events", "/p/music/profile?id=u-1")
+DATA = ("/web/api/p/music/board", "/web/api/p/music/whatif?timeout=5m")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LullServer]:
+    db = tmp_path_factory.mktemp("webhttp") / "lull.duckdb"
+    with LullServer(db) as server:
+        server.create_project("music", sessions="on")
+        server.create_project("radio")
+        make_user(server, "ann", "music", "admin")
+        make_user(server, "vic", "music", "viewer")
+        make_user(server, "rex", "radio", "admin")
+        for name in ("locked", "held"):
+            make_user(server, name, "radio", "viewer")
+        grant(server, "ann", "radio", "viewer")
+        server.start()
+        yield server
+
+
+def client(server: LullServer) -> httpx.Client:
+    return httpx.Client(base_url=server.base, timeout=30.0)
+
+
+def token(c: httpx.Client, path: str = "/signin") -> str:
+    page = c.get(path)
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def signed_in(server: LullServer, name: str) -> httpx.Client:
+    c = client(server)
+    got = c.post("/signin", data={"csrf": token(c), "name": name, "password": PASSWORD})
+    assert got.status_code == 303, got.text
+    return c
+
+
+def test_a_stranger_is_sent_to_sign_in_and_data_answers_401(site: LullServer) -> None:
+    c = client(site)
+    for path in ("/", *PAGES, "/p/no-such-project/board"):
+        got = c.get(path)
+        assert got.status_code == 303, path
+        assert got.headers["location"].startswith("/signin?next=%2F"), path
+    for path in DATA:
+        got = c.get(path)
+        assert got.status_code == 401 and got.json() == {"error": "sign in first"}, path
+    assert c.get("/signin").status_code == 200
+    assert c.get("/static/app.css").status_code == 200
+
+
+def test_a_form_without_its_csrf_token_is_refused(site: LullServer) -> None:
+    c = client(site)
+    token(c)  # a session with a token exists, but the form does not carry it
+    for data in ({"name": "ann", "password": PASSWORD}, {"csrf": "forged", "name": "ann",
+                 "password": PASSWORD}):  # fmt: skip
+        got = c.post("/signin", data=data)
+        assert got.status_code == 403 and "did not come from this site" in got.text
+    ann = signed_in(site, "ann")
+    for path, data in (
+        ("/p/music/settings", {"timeout": "5m", "timezone": "UTC"}),
+        ("/signout", {}),
+    ):
+        got = ann.post(path, data=data)
+        assert got.status_code == 403, path
+    assert ann.get("/p/music/board").status_code == 200  # still signed in
+
+
+def test_another_browser_token_does_not_pass(site: LullServer) -> None:
+    ann, vic = signed_in(site, "ann"), client(site)
+    got = vic.post("/signin", data={"csrf": token(ann, "/p/music/board"), "name": "vic",
+                                    "password": PASSWORD})  # fmt: skip
+    assert got.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("name", "password"),
+    [("ann", "wrong password"), ("nobody", PASSWORD), ("", ""), ("x" * 5000, "y" * 5000)],
+)
+def test_a_wrong_sign_in_says_so_and_gives_no_session(
+    site: LullServer, name: str, password: str
+) -> None:
+    c = client(site)
+    got = c.post("/signin", data={"csrf": token(c), "name": name, "password": password})
+    assert got.status_code == 401 and "wrong name or password" in got.text
+    assert c.get("/p/music/board").status_code == 303
+
+
+def test_repeated_failures_hold_back_that_account(site: LullServer) -> None:
+    c = client(site)
+    for _ in range(5):
+        got = c.post("/signin", data={"csrf": token(c), "name": "locked", "password": "nope"})
+        assert got.status_code == 401
+    got = c.post("/signin", data={"csrf": token(c), "name": "locked", "password": PASSWORD})
+    assert got.status_code == 429 and "too many failed sign-ins" in got.text
+    assert signed_in(site, "held").get("/").status_code in (200, 303)  # others go on
+
+
+def test_after_sign_in_only_a_path_of_this_site_is_followed(site: LullServer) -> None:
+    for target, expected in (("/p/music/events", "/p/music/events"), ("//evil.example/", "/"),
+                             ("https://evil.example/", "/"), ("/\\evil.example", "/")):  # fmt: skip
+        c = client(site)
+        got = c.post("/signin", data={"csrf": token(c), "name": "vic", "password": PASSWORD,
+                                      "next": target})  # fmt: skip
+        assert got.headers["location"] == expected
+
+
+def test_signing_out_ends_the_session(site: LullServer) -> None:
+    c = signed_in(site, "vic")
+    old_cookie = c.cookies["lull_session"]
+    got = c.post("/signout", data={"csrf": token(c, "/p/music/board")})
+    assert got.status_code == 303 and got.headers["location"] == "/signin"
+    assert c.get("/p/music/board").status_code == 303
+    assert old_cookie != c.cookies.get("lull_session")
+
+
+def test_a_tampered_cookie_is_a_stranger(site: LullServer) -> None:
+    c = signed_in(site, "ann")
+    value = c.cookies["lull_session"]
+    c.cookies.set("lull_session", value[:-3] + ("AAA" if not value.endswith("AAA") else "BBB"))
+    assert c.get("/p/music/board").status_code == 303
+
+
+def test_an_account_sees_only_its_projects(site: LullServer) -> None:
+    vic = signed_in(site, "vic")
+    assert vic.get("/").headers["location"] == "/p/music/board"  # one project: its board
+    for path in ("/p/radio/board", "/p/radio/events", "/p/ghost/board"):
+        got = vic.get(path)
+        assert got.status_code == 403 and "has no access to project" in got.text, path
+    got = vic.get("/web/api/p/radio/board")
+    assert got.status_code == 403 and "no access" in got.json()["error"]
+    ann = signed_in(site, "ann")
+    picker = ann.get("/")
+    assert picker.status_code == 200
+    assert 'href="/p/music/board"' in picker.text and 'href="/p/radio/board"' in picker.text
+    assert "/p/music/board" not in signed_in(site, "rex").get("/").headers["location"]
+
+
+def test_a_viewer_gets_no_settings(site: LullServer) -> None:
+    vic = signed_in(site, "vic")
+    board = vic.get("/p/music/board")
+    assert board.status_code == 200 and "/p/music/settings" not in board.text
+    assert vic.get("/p/music/settings").status_code == 403
+    got = vic.post("/p/music/settings", data={"csrf": token(vic, "/p/music/board"),
+                                              "timeout": "5m", "timezone": "UTC"})  # fmt: skip
+    assert got.status_code == 403 and "only an admin" in got.text
+    ann = signed_in(site, "ann")
+    assert ann.get("/p/radio/settings").status_code == 403  # a viewer there
+
+
+def settings_page(c: httpx.Client) -> str:
+    page = c.get("/p/music/settings")
+    assert page.status_code == 200
+    return page.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("timeout", "soon", "bad duration"),
+        ("timeout", "30s", "out of range"),
+        ("timeout", "25h", "out of range"),
+        ("timeout", "", "bad duration"),
+        ("timezone", "Mars/Olympus", "unknown time zone"),
+        ("timezone", "../../etc/passwd", "unknown time zone"),
+        ("sessions", "maybe", "must be on or off"),
+        ("excluded", "\n".join(f"E{i}" for i in range(201)), "at most 200"),
+        ("excluded", "x" * 300, "over 200 characters"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_message_and_change_nothing(
+    site: LullServer, field: str, value: str, message: str
+) -> None:
+    ann = signed_in(site, "ann")
+    form = {"csrf": token(ann, "/p/music/settings"), "sessions": "on", "timeout": "20m",
+            "timezone": "UTC", "excluded": "App Installed", field: value}  # fmt: skip
+    got = ann.post("/p/music/settings", data=form)
+    assert got.status_code == 400 and message in got.text
+    assert 'role="alert"' in got.text
+    assert 'value="20m"' in settings_page(ann)
+    assert (
+        site.http.get("/api/v1/board", headers=bearer(site.projects["music"].read_token)).json()[
+            "timezone"
+        ]
+        == "UTC"
+    )
+
+
+def test_settings_are_saved_and_shown(site: LullServer) -> None:
+    ann = signed_in(site, "ann")
+    form = {"csrf": token(ann, "/p/music/settings"), "sessions": "on", "timeout": "45m",
+            "timezone": "Europe/Lisbon", "excluded": "App Installed\nPush Opened\n\n"}  # fmt: skip
+    got = ann.post("/p/music/settings", data=form)
+    assert got.status_code == 303 and got.headers["location"] == "/p/music/settings"
+    page = settings_page(ann)
+    assert "Settings saved." in page
+    assert 'value="45m"' in page and 'value="Europe/Lisbon"' in page
+    assert ">App Installed\nPush Opened</textarea>" in page
+    read = bearer(site.projects["music"].read_token)
+    assert site.http.get("/api/v1/board", headers=read).json()["timezone"] == "Europe/Lisbon"
+    form |= {"timeout": "20m", "timezone": "UTC", "excluded": "App Installed"}
+    assert ann.post("/p/music/settings", data=form).status_code == 303
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["days=abc", "days=0", "days=99999", "until=2026-13-01", "until=yesterday",
+     "from=2026-11-10&until=2026-11-01", "source=tv", "until=9999-12-31"],
+)  # fmt: skip
+def test_bad_board_ranges_are_a_400_with_a_message(site: LullServer, query: str) -> None:
+    vic = signed_in(site, "vic")
+    got = vic.get(f"/web/api/p/music/board?{query}")
+    assert got.status_code == 400 and got.json()["error"], query
+    page = vic.get(f"/p/music/board?{query}")
+    assert page.status_code == 400 and 'role="alert"' in page.text, query
+
+
+@pytest.mark.parametrize("timeout", ["", "abc", "0m", "30s", "25h", "9" * 30])
+def test_a_bad_what_if_timeout_is_a_400(site: LullServer, timeout: str) -> None:
+    got = signed_in(site, "ann").get("/web/api/p/music/whatif", params={"timeout": timeout})
+    assert got.status_code == 400 and got.json()["error"]
+
+
+def test_profile_and_event_searches_take_any_text(site: LullServer) -> None:
+    vic = signed_in(site, "vic")
+    missing = vic.get("/p/music/profile", params={"id": "nobody/here?%"})
+    assert missing.status_code == 404 and "no profile" in missing.text
+    for params in ({"name": "<script>alert(1)</script>"}, {"profile_id": "ü/ß"},
+                   {"session_id": "'; DROP TABLE events; --"}):  # fmt: skip
+        got = vic.get("/p/music/events", params=params)
+        assert got.status_code == 200 and "No events match." in got.text
+        assert "<script>alert(1)</script>" not in got.text
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.dictionaries(
+        st.sampled_from(["sessions", "timeout", "timezone", "excluded", "rebuild", "csrf"]),
+        st.text(max_size=60),
+    )
+)
+def test_no_settings_form_is_a_500(site: LullServer, form: dict[str, str]) -> None:
+    ann = _ann(site)
+    form = {"csrf": token(ann, "/p/music/board"), **{k: v for k, v in form.items() if k != "csrf"}}
+    form.setdefault("timeout", "nonsense")  # never save: every example is refused
+    got = ann.post("/p/music/settings", data=form)
+    assert got.status_code in (303, 400), got.text
+    if got.status_code == 303:  # it was valid after all: put the defaults back
+        ann.post("/p/music/settings", data={"csrf": form["csrf"], "sessions": "on",
+                                            "timeout": "20m", "timezone": "UTC"})  # fmt: skip
+
+
+_CLIENTS: dict[str, httpx.Client] = {}
+
+
+def _ann(site: LullServer) -> httpx.Client:
+    if site.base not in _CLIENTS:
+        _CLIENTS[site.base] = signed_in(site, "ann")
+    return _CLIENTS[site.base]
+
+
+def test_a_malformed_form_body_is_not_a_500(site: LullServer) -> None:
+    c = client(site)
+    token(c)
+    for headers, body in (
+        ({"content-type": "multipart/form-data; boundary=xyz"}, b"--xyz\r\ngarbage"),
+        ({"content-type": "application/x-www-form-urlencoded"}, b"%%%&&&==="),
+        ({"content-type": "application/json"}, b'{"name": "ann"}'),
+    ):
+        got = c.post("/signin", content=body, headers=headers)
+        assert got.status_code in (400, 403), (headers, got.status_code)
