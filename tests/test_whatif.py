@@ -157,16 +157,17 @@ def test_read_api_gives_what_the_cli_gives(tmp_path: Path) -> None:
 def test_a_session_that_began_days_before_the_range_keeps_its_whole_length(
     db_path: Path, tmp_path: Path
 ) -> None:
-    # one event every 50 s from 3 days before 2026-10-02 until its noon: one session
+    # one event every 50 s from 2 days before 2026-10-01 until its noon: one session
     start, stop = T0 - 2 * DAY, T0 + DAY + DAY // 2
+    times = range(start, stop + 1, 50_000)
     records = [
         {"message_id": f"m{i}", "profile_id": "bot", "name": "Song Played", "ts": t,
          "source": "web"}
-        for i, t in enumerate(range(start, stop + 1, 50_000))
+        for i, t in enumerate(times)
     ]  # fmt: skip
     assert lull(db_path, "settings", "--sessions", "on", "--timeout", "1m").code == 0
     assert lull(db_path, "import", str(write_events(tmp_path / "e.ndjson", records))).code == 0
     got = lull(db_path, "whatif", "--timeout", "2m", "--until", "2026-10-02", "--days", "1")
-    length = (records[-1]["ts"] - start) // 1000
+    length = (times[-1] - start) // 1000
     both = {"sessions": 1, "median_length_s": length}
     assert got.json()["total"] == {"current": both, "proposed": both}
