@@ -437,11 +437,11 @@ def demo(
     if output is not None:
         made_up.write_ndjson(made_up.generate(users=users, days=days, seed=seed, until=end), output)
         return
-    explicit = ctx.parent is not None and ctx.parent.get_parameter_source("project") not in (
-        click.core.ParameterSource.DEFAULT,
-        None,
+    # its own project unless one is named: never the one a user works in by default
+    named = ctx.parent is not None and (
+        ctx.parent.get_parameter_source("project") == click.core.ParameterSource.COMMANDLINE
     )
-    name = project or (ctx.obj["project"] if explicit else "demo")
+    name = project or (ctx.obj["project"] if named else "demo")
     con = _connect(db or ctx.obj["db"])
     try:
         pid, keys = prepare(con, name)

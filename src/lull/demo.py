@@ -284,6 +284,8 @@ def _session(run: _Run, user: User, at: int, pushed: bool) -> None:
         emit("Identity Set", name=user.name, city=user.city, plan=user.plan, platform=source)
     while now[0] - at < target:
         wait(_action(rng, user, run.songs, emit))
+    if user.known and rng.random() < 0.003:  # signs out (a shared device)
+        emit("Identity Reset")
     if held:
         back = now[0] + between(rng, 30 * MINUTE, 6 * HOUR)
         for uid, name, ts, props in held:

@@ -64,8 +64,8 @@ class Song:
 def catalog(rng: random.Random) -> dict[str, list[Song]]:
     """Songs by genre; a few artists and songs are far more popular (first in the lists)."""
     by_genre: dict[str, list[Song]] = {g: [] for g in GENRES}
-    for i in range(240):
-        artist = f"{WORDS[i % len(WORDS)]} {NOUNS[(i * 7 + i // 20) % len(NOUNS)]}"
+    for i in range(len(WORDS) * len(NOUNS) * 3 // 4):
+        artist = f"{WORDS[i % len(WORDS)]} {NOUNS[i // len(WORDS)]}"  # all different
         genre = GENRES[below(rng, len(GENRES))]
         for _ in range(between(rng, 6, 16)):
             title = f"{rng.choice(WORDS)} {rng.choice(NOUNS)}"
