@@ -102,6 +102,19 @@ def grant(server: LullServer, name: str, project: str, role: str) -> None:
     assert done.code == 0, done.err
 
 
+def populate(
+    server: LullServer, projects: dict[str, str | None], roles: list[tuple[str, str, str]]
+) -> None:
+    """With the server down: projects (name -> sessions on/off/None), then each (user,
+    project, role), made on its first mention and granted on the later ones."""
+    for name, sessions in projects.items():
+        server.create_project(name, sessions=sessions)
+    made: set[str] = set()
+    for user, project, role in roles:
+        (grant if user in made else make_user)(server, user, project, role)
+        made.add(user)
+
+
 def shot(page: Page, name: str, full: bool = True) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full)

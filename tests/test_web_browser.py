@@ -14,8 +14,8 @@ from browser import (
     PASSWORD,
     Watched,
     chromium,
-    make_user,
     music_month,
+    populate,
     recent,
     send_late,
     send_month,
@@ -35,13 +35,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LullServer]:
     ann is admin of both, vic a viewer of music."""
     db = tmp_path_factory.mktemp("web") / "lull.duckdb"
     with LullServer(db) as server:
-        server.create_project("music", sessions="on")
-        server.create_project("fresh")
-        make_user(server, "ann", "music", "admin")
-        make_user(server, "vic", "music", "viewer")
-        from browser import grant
-
-        grant(server, "ann", "fresh", "admin")
+        populate(
+            server,
+            {"music": "on", "fresh": None},
+            [("ann", "music", "admin"), ("vic", "music", "viewer"), ("ann", "fresh", "admin")],
+        )
         server.start()
         month = music_month(7, 60, recent(3))
         send_month(server, "music", month)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from browser import PASSWORD, grant, make_user
+from browser import PASSWORD, populate
 from serverproc import LullServer, bearer
 
 PAGES = ("/p/music/board", "/p/music/settings", "/p/music/events", "/p/music/profile?id=u-1")
@@ -22,14 +22,9 @@ DATA = ("/web/api/p/music/board", "/web/api/p/music/whatif?timeout=5m")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LullServer]:
     db = tmp_path_factory.mktemp("webhttp") / "lull.duckdb"
     with LullServer(db) as server:
-        server.create_project("music", sessions="on")
-        server.create_project("radio")
-        make_user(server, "ann", "music", "admin")
-        make_user(server, "vic", "music", "viewer")
-        make_user(server, "rex", "radio", "admin")
-        for name in ("locked", "held"):
-            make_user(server, name, "radio", "viewer")
-        grant(server, "ann", "radio", "viewer")
+        users = [("ann", "music", "admin"), ("vic", "music", "viewer"), ("rex", "radio", "admin")]
+        users += [("locked", "radio", "viewer"), ("held", "radio", "viewer")]
+        populate(server, {"music": "on", "radio": None}, [*users, ("ann", "radio", "viewer")])
         server.start()
         yield server
 
