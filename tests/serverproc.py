@@ -90,6 +90,7 @@ class LullServer:
         self.default_keys: Keys | None = None
         self.projects: dict[str, Keys] = {}  # made by create_project, or printed at start
         self.starts = 0
+        self.serve_args: list[str] = []  # more `lull serve` options, e.g. --events-sink
         self.http = httpx.Client(base_url=self.base, timeout=30.0)
 
     # -- before start ----------------------------------------------------------------
@@ -118,9 +119,10 @@ class LullServer:
         err = self.db.with_name(f"{self.db.name}.serve{self.starts}.err")
         env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
         env.update({"LULL_DB": "", "LULL_THREADS": "2"})
+        command = [LULL, "--db", str(self.db), "serve", "--host", HOST, "--port", str(self.port)]
         with out.open("wb") as stdout, err.open("wb") as stderr:
             self.proc = subprocess.Popen(
-                [LULL, "--db", str(self.db), "serve", "--host", HOST, "--port", str(self.port)],
+                [*command, *self.serve_args],
                 stdout=stdout,
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,

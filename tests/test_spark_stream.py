@@ -60,11 +60,14 @@ def land(folder: Path, records: list[Record], parts: int, start: int = 0) -> Non
         tmp.rename(folder / f"{start + k:04d}.ndjson")
 
 
-def stream(db: Path, landing: Path, out: Path, checkpoint: Path, *extra: str) -> None:
+def stream(
+    db: Path, landing: Path, out: Path, checkpoint: Path, *extra: str, timeout: str = "10m"
+) -> None:
+    """`lull spark stream ... --until-idle` in this process (on the tests' Spark)."""
     done = lull(
         db,
         *("spark", "stream", "--landing", str(landing), "--out", str(out)),
-        *("--checkpoint", str(checkpoint), "--timeout", "10m", "--until-idle"),
+        *("--checkpoint", str(checkpoint), "--timeout", timeout, "--until-idle"),
         *("--partitions", "2", *extra),
     )
     assert done.code == 0, done.err
@@ -86,9 +89,9 @@ def read(out: Path, what: str) -> list[Record]:
     return rows
 
 
-def outcome(out: Path) -> dict[str, Any]:
-    """What the stream made, in the shape of `lull export`: events, sessions (concluded,
-    then the latest snapshot of each still open one) and Session Concluded events."""
+def sessions_of(out: Path) -> list[Record]:
+    """The stream's sessions as `lull export sessions` has them: the concluded ones, and
+    the latest snapshot of each one still open."""
     concluded = read(out, "sessions")
     done = {s["session_id"] for s in concluded}
     latest: dict[str, Record] = {}
@@ -97,10 +100,15 @@ def outcome(out: Path) -> dict[str, Any]:
             latest[s["session_id"]] = s
     keep = ("session_id", "profile_id", "first_ts", "last_ts", "length_s", "events", "source",
             "concluded")  # fmt: skip
-    sessions = [{k: s[k] for k in keep} for s in [*concluded, *latest.values()]]
+    return [{k: s[k] for k in keep} for s in [*concluded, *latest.values()]]
+
+
+def outcome(out: Path) -> dict[str, Any]:
+    """What the stream made, in the shape of `lull export`: events, sessions and Session
+    Concluded events."""
     return {
         "events": _events(read(out, "events")),
-        "sessions": sorted(sessions, key=lambda s: s["session_id"]),
+        "sessions": sorted(sessions_of(out), key=lambda s: s["session_id"]),
         "concluded": _events(read(out, "concluded")),
     }
 

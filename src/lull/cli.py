@@ -282,12 +282,24 @@ def whatif(
 @_common
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option(
+    "--events-sink",
+    default=None,
+    help="also write every stored event as NDJSON files to DIR/<project>/ (for lull spark stream)",
+)
 @click.pass_context
-def serve(ctx: click.Context, db: str | None, project: str | None, host: str, port: int) -> None:
+def serve(
+    ctx: click.Context,
+    db: str | None,
+    project: str | None,
+    host: str,
+    port: int,
+    events_sink: str | None,
+) -> None:
     """The server: ingestion API, session timer, read API."""
     from lull.server.run import serve as run_server
 
-    run_server(db or ctx.obj["db"], host, port)
+    run_server(db or ctx.obj["db"], host, port, events_sink=events_sink)
 
 
 @cli.group()

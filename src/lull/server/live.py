@@ -26,6 +26,7 @@ from lull.engine.state import Arrival, ProfileState, Session
 from lull.ingest.records import corrected_time
 from lull.model import Settings
 from lull.server import control
+from lull.server.sink import EventsSink
 from lull.server.writes import EVENT_COLUMNS, Rows, write, write_profiles
 from lull.store.db import transaction
 from lull.store.profiles import refresh_from_sessions
@@ -78,9 +79,12 @@ class _Project:
 class LiveEngine:
     """The single writer. `submit` is thread-safe; everything else runs on its thread."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, clock: Clock = now_ms) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, clock: Clock = now_ms, sink: EventsSink | None = None
+    ) -> None:
         self.con = con
         self.clock = clock
+        self.sink = sink  # --events-sink: stored events also go to a landing directory
         self.queue: queue.Queue[_Request | control.SettingsChange | None] = queue.Queue()
         self.projects: dict[int, _Project] = {}
         self.due: list[tuple[int, int, str]] = []  # (due time, project, profile)
@@ -151,9 +155,13 @@ class LiveEngine:
                 first = self.queue.get(timeout=0.25)
             except queue.Empty:
                 self._conclude_due()
+                if self.sink is not None:
+                    self.sink.tick(self.clock())
                 continue
             if first is None:
                 self.flush_profiles()
+                if self.sink is not None:
+                    self.sink.close()
                 return
             group: list[_Request] = []
             change: control.SettingsChange | None = None
@@ -262,6 +270,8 @@ class LiveEngine:
                 request.future.set_exception(e)
             return
         self._remember(rows)
+        if self.sink is not None and rows.events["seq"]:
+            self.sink.write(rows.events)  # committed: stored events only, before the answers
         for request, outcome in zip(group, outcomes, strict=True):
             request.future.set_result(outcome)
 

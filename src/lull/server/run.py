@@ -6,20 +6,23 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
 from lull.server.app import Server, build
 from lull.server.live import LiveEngine
+from lull.server.sink import EventsSink, project_names
 from lull.store.db import connect, transaction
 from lull.store.keys import create_project
 from lull.store.projects import get_settings, project_id, save_settings
 
 
-def serve(db: str, host: str, port: int) -> None:
+def serve(db: str, host: str, port: int, events_sink: str | None = None) -> None:
     """Serve until interrupted. On a store with no keys yet, make a ready project
-    (`default`, sessions on) and print its keys once."""
+    (`default`, sessions on) and print its keys once. With `events_sink`, every stored
+    event is also written to that landing directory (server/sink.py)."""
     con = connect(db)
     if con.execute("SELECT count(*) FROM project_keys").fetchone() == (0,):
         with transaction(con):
@@ -35,7 +38,8 @@ def serve(db: str, host: str, port: int) -> None:
     # DuckDB's block cache would otherwise grow with the store; the server's working set
     # is the engine's state in Python, so keep DuckDB's share small.
     con.execute("SET memory_limit = '128MB'")
-    engine = LiveEngine(con)
+    sink = None if events_sink is None else EventsSink(Path(events_sink), project_names(con))
+    engine = LiveEngine(con, sink=sink)
     engine.start()
     app = build(Server(con, engine))
     print(f"lull: serving http://{host}:{port}/ (store {db})", file=sys.stderr, flush=True)

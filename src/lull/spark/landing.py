@@ -3,7 +3,9 @@ turned into rows, each either a valid event or a rejected line with its reason.
 
 Lines are checked by lull's own validator (`ingest.records.to_record`), so the stream
 accepts exactly what `lull import` accepts, and additionally needs `received_at` (the
-stream's clock reads it).
+stream's clock reads it). A line `{"clock": TIME}` (in `.clock` files, which `lull serve
+--events-sink` writes while no events arrive) is no event: it only moves the clock on, so
+that sessions are concluded when they fall due even when traffic stops.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import msgspec
 
 from lull.errors import BadInput
 from lull.ingest.records import corrected_time, to_record
+from lull.model import parse_time
 
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
-# The key of rejected rows in the keyed step: a profile id is never empty.
+# The key of rejected rows and clock lines: a profile id is never empty.
 REJECTED_KEY = ""
 
 PARSED_SCHEMA = (
@@ -41,7 +44,11 @@ def parse_line(text: str, origin: str, pos: int) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(_COLUMNS)
     row.update(origin=origin, pos=pos)
     try:
-        rec = to_record(_decode(text))
+        obj = _decode(text)
+        if isinstance(obj, dict) and obj.keys() == {"clock"}:
+            row.update(key=REJECTED_KEY, r=parse_time(obj["clock"], "field 'clock'"))
+            return row
+        rec = to_record(obj)
         if rec.received_at is None:
             raise BadInput("field 'received_at' is missing: the stream's clock reads it")
     except msgspec.DecodeError as e:
@@ -109,7 +116,7 @@ def read_landing(spark: SparkSession, landing: str) -> DataFrame:
     files = (
         spark.readStream.format("text")
         .option("wholetext", "true")
-        .option("pathGlobFilter", "*.ndjson")
+        .option("pathGlobFilter", "*.{ndjson,clock}")
         .load(landing)
         .select("value", F.col("_metadata.file_path").alias("origin"))
     )

@@ -1,7 +1,7 @@
 """`lull spark stream`: the session rules as a Spark Structured Streaming job.
 
-landing NDJSON (or Kafka) -> parsed rows (`landing`) -> duplicates dropped (R6) ->
-watermark on received_at (the stream's clock) -> keyed by profile through lull's engine
+landing NDJSON (or Kafka) -> parsed rows (`landing`) -> watermark on received_at (the
+stream's clock) -> duplicates dropped (R6) -> keyed by profile through lull's engine
 with its state in Spark's state store (`sessionizer`) -> Parquet, one directory per
 micro-batch under each output (`batch=N`), overwritten if Spark runs a batch again after
 a restart, so nothing is written twice.
@@ -58,15 +58,18 @@ def sessionized(spark: SparkSession, config: StreamConfig) -> DataFrame:
         parsed = read_kafka(spark, config.kafka_bootstrap, config.kafka_topic or "")
     else:
         parsed = read_landing(spark, config.landing or "")
-    clocked = (
-        parsed.dropDuplicates(["dedupe"])
-        .withColumn("arrived", F.timestamp_millis("r"))
-        .withWatermark("arrived", "0 seconds")
+    clocked = parsed.withColumn("arrived", F.timestamp_millis("r")).withWatermark(
+        "arrived", "0 seconds"
     )
     never = F.timestamp_millis(F.lit(_NEVER_LATE_MS)).alias(
         "arrived", metadata={"spark.watermarkDelayMs": 0}
     )
-    keyed = clocked.select(*[c for c in parsed.columns if c != "dedupe"], never)
+    keyed = (
+        clocked.select(*parsed.columns, never)
+        .where(F.col("dedupe").isNotNull())  # clock lines have moved the watermark: done
+        .dropDuplicates(["dedupe"])
+        .drop("dedupe")
+    )
     return keyed.groupBy("key").applyInPandasWithState(
         Sessionizer(config.timeout_ms, config.excluded),
         OUTPUT_SCHEMA,
