@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -282,3 +283,20 @@ def test_a_malformed_form_body_is_not_a_500(site: LullServer) -> None:
     ):
         got = c.post("/signin", content=body, headers=headers)
         assert got.status_code in (400, 403), (headers, got.status_code)
+
+
+def test_a_new_store_gets_an_admin_whose_password_is_shown_once(tmp_path: Path) -> None:
+    with LullServer(tmp_path / "lull.duckdb") as server:
+        server.start()
+        printed = server.db.with_name(f"{server.db.name}.serve1.err").read_text()
+        found = re.search(r"made user 'admin' .* shown once: (\S+)", printed)
+        assert found, printed
+        c = client(server)
+        got = c.post("/signin", data={"csrf": token(c), "name": "admin",
+                                      "password": found.group(1)})  # fmt: skip
+        assert got.status_code == 303
+        assert c.get("/").headers["location"] == "/p/default/board"
+        server.stop()
+        server.start()  # not made again
+        again = server.db.with_name(f"{server.db.name}.serve2.err").read_text()
+        assert "made user" not in again

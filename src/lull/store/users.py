@@ -143,3 +143,14 @@ def session_secret(con: duckdb.DuckDBPyConnection) -> str:
     secret = secrets.token_urlsafe(48)
     con.execute("INSERT INTO lull_meta VALUES ('session_secret', ?)", [secret])
     return secret
+
+
+def first_admin(con: duckdb.DuckDBPyConnection) -> str | None:
+    """On a store with no accounts, make `admin`, an admin of every project, and return
+    its new random password (to be shown once); otherwise None."""
+    if con.execute("SELECT count(*) FROM users").fetchone() != (0,):
+        return None
+    password = secrets.token_urlsafe(12)
+    con.execute("INSERT INTO users VALUES ('admin', ?, ?)", [hash_password(password), now_ms()])
+    con.execute("INSERT INTO memberships SELECT 'admin', id, 'admin' FROM projects")
+    return password

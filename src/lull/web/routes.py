@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from starlette.middleware import Middleware
@@ -9,7 +10,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from lull.store.users import session_secret
+from lull.store.db import transaction
+from lull.store.users import first_admin, session_secret
 from lull.web.data import Data
 from lull.web.pages import HERE, Pages
 
@@ -39,9 +41,18 @@ def web_routes(server: Server) -> list[BaseRoute]:
     ]
     cursor = server.con.cursor()
     try:
-        secret = session_secret(cursor)
+        with transaction(cursor):
+            secret = session_secret(cursor)
+            password = first_admin(cursor)
     finally:
         cursor.close()
+    if password is not None:
+        print(
+            f"lull: made user 'admin' (admin of every project) to sign in at /; its "
+            f"password, shown once: {password}",
+            file=sys.stderr,
+            flush=True,
+        )
     cookie = Middleware(
         SessionMiddleware,
         secret_key=secret,
