@@ -81,7 +81,6 @@ class Demo:
 
     records: list[Record]
     aliases: list[tuple[str, str]]
-    users: int
 
 
 @dataclass(slots=True)
@@ -121,7 +120,7 @@ def generate(*, users: int, days: int, seed: int, until: int) -> Demo:
     for user in people:
         _listen(run, user)
     run.rows.sort(key=lambda row: row[:3])
-    return Demo([row[3] for row in run.rows], run.aliases, users)
+    return Demo([row[3] for row in run.rows], run.aliases)
 
 
 def _uuid(rng: random.Random) -> str:
@@ -167,9 +166,9 @@ def _local_midnight(zone: ZoneInfo, day: date) -> int:
 
 def _listen(run: _Run, user: User) -> None:
     """All of one user's sessions, pushes, charges and, maybe, the uninstall."""
-    rng, out, start, until = run.rng, run, run.start, run.until
-    first_day = datetime.fromtimestamp(start / 1000, user.zone).date()
-    last_day = datetime.fromtimestamp(until / 1000, user.zone).date()
+    rng = run.rng
+    first_day = datetime.fromtimestamp(run.start / 1000, user.zone).date()
+    last_day = datetime.fromtimestamp(run.until / 1000, user.zone).date()
     starts: list[tuple[int, bool]] = []  # (start, from a push notification)
     day = first_day
     while day <= last_day:
@@ -181,30 +180,31 @@ def _listen(run: _Run, user: User) -> None:
             starts.append((midnight + hour * HOUR + below(rng, HOUR), False))
         if user.platform != "web" and rng.random() < 0.12:  # a push at 18:xx local
             sent = midnight + 18 * HOUR + below(rng, 20 * MINUTE)
-            if _present(user, sent, until):
+            if _present(run, user, sent):
                 campaign = CAMPAIGNS[0] if day.weekday() == 4 else rng.choice(CAMPAIGNS[1:])
                 recv = sent + between(rng, 30, 300)
-                out.add(_id(user), "Notification Sent", sent, "api", recv, campaign=campaign)
+                run.add(_id(user), "Notification Sent", sent, "api", recv, campaign=campaign)
                 if rng.random() < 0.1:
                     starts.append((sent + between(rng, 10 * SECOND, 40 * MINUTE), True))
         day += timedelta(days=1)
     if user.joined is not None:
         starts.append((user.joined, False))
+    _charges(run, user)  # before the visits, in which a free user may upgrade
+    busy = 0  # the end of the user's last visit: visits do not overlap
     for at, pushed in sorted(starts):
-        if _present(user, at, until) and not user.away[0] <= at < user.away[1]:
-            _session(run, user, at, pushed)
-    _charges(run, user)
+        if at > busy and _present(run, user, at) and not user.away[0] <= at < user.away[1]:
+            busy = _session(run, user, at, pushed) + MINUTE
     if user.uninstalls is not None and user.platform != "web":
         at = user.uninstalls
-        out.add(_id(user), "App Uninstalled", at, "api", at + between(rng, 1, 60) * SECOND)
+        run.add(_id(user), "App Uninstalled", at, "api", at + between(rng, 1, 60) * SECOND)
 
 
-def _present(user: User, at: int, until: int) -> bool:
-    """Installed (or joined) by `at`, and not yet gone."""
+def _present(run: _Run, user: User, at: int) -> bool:
+    """In the period, installed (or joined) by `at`, and not yet gone."""
     return (
-        (user.joined is None or at >= user.joined)
+        run.start <= at < run.until
+        and (user.joined is None or at >= user.joined)
         and (user.uninstalls is None or at < user.uninstalls)
-        and at < until
     )
 
 
@@ -237,10 +237,11 @@ class _Delivery:
         return ts + lag
 
 
-def _session(run: _Run, user: User, at: int, pushed: bool) -> None:
+def _session(run: _Run, user: User, at: int, pushed: bool) -> int:
     """One visit: launch, screens, songs (played, skipped, liked), searches, maybe a
-    sign-up or a purchase; an offline device sends what it held hours later."""
-    rng, out = run.rng, run
+    sign-up or a purchase; an offline device sends what it held hours later. Returns
+    the time it ended."""
+    rng = run.rng
     source = user.platform if rng.random() > 0.08 else "web"  # desktop now and then
     local = datetime.fromtimestamp(at / 1000, user.zone)
     weekend = local.weekday() >= 5
@@ -258,7 +259,7 @@ def _session(run: _Run, user: User, at: int, pushed: bool) -> None:
         if recv is None:
             held.append((_id(user), event, ts, props))
         else:
-            out.add(_id(user), event, ts, source, recv, **props)
+            run.add(_id(user), event, ts, source, recv, **props)
 
     def wait(ms: int) -> None:
         now[0] += ms
@@ -283,19 +284,24 @@ def _session(run: _Run, user: User, at: int, pushed: bool) -> None:
         user.identified = True
         emit("Identity Set", name=user.name, city=user.city, plan=user.plan, platform=source)
     while now[0] - at < target:
-        wait(_action(rng, user, run.songs, emit))
+        wait(_action(rng, user, run.songs, emit, at + int(target) - now[0]))
     if user.known and rng.random() < 0.003:  # signs out (a shared device)
         emit("Identity Reset")
     if held:
         back = now[0] + between(rng, 30 * MINUTE, 6 * HOUR)
         for uid, name, ts, props in held:
-            out.add(uid, name, ts, source, back + between(rng, 0, 50), **props)
+            run.add(uid, name, ts, source, back + between(rng, 0, 50), **props)
+    return now[0]
 
 
 def _action(
-    rng: random.Random, user: User, songs: dict[str, list[Song]], emit: Callable[..., None]
+    rng: random.Random,
+    user: User,
+    songs: dict[str, list[Song]],
+    emit: Callable[..., None],
+    left: int,
 ) -> int:
-    """One step of a session; returns how long it took (ms)."""
+    """One step of a session with `left` ms of it to go; returns how long it took (ms)."""
     r = rng.random()
     if r < 0.72:
         genre = rng.choice(user.genres) if rng.random() < 0.8 else rng.choice(GENRES)
@@ -304,11 +310,15 @@ def _action(
         about = {"song": song.title, "artist": song.artist, "genre": genre,
                  "duration": song.seconds}  # fmt: skip
         heard = song.seconds if rng.random() > 0.25 else between(rng, 3, 60)
+        stops = left < heard * SECOND  # the listener is done: pauses, mid-song
+        heard = max(1, left // SECOND) if stops else heard
         if heard >= 30:  # a play counts after 30 seconds of it
             emit("Song Played", 30 * SECOND, **about)
         if rng.random() < 0.05:
             emit("Song Liked", between(rng, 1, heard) * SECOND, **about)
-        if heard < song.seconds:
+        if stops:
+            emit("Song Paused", heard * SECOND, **about, position=heard)
+        elif heard < song.seconds:
             emit("Song Skipped", heard * SECOND, **about, position=heard)
         return heard * SECOND + between(rng, 200, 2000)
     if r < 0.84:
@@ -337,18 +347,17 @@ def _price(user: User) -> dict[str, Any]:
 
 
 def _charges(run: _Run, user: User) -> None:
-    """Monthly renewals of paid plans, charged by the billing server at night."""
-    rng, out, start, until = run.rng, run, run.start, run.until
-    if not user.known or user.plan == "free" or user.joined is not None:
+    """Monthly renewals of the paid plans held when the period began, charged by the
+    billing server at night (UTC)."""
+    if user.joined is not None or user.plan == "free":
         return
-    first = datetime.fromtimestamp(start / 1000, UTC).date()
-    billing_day = between(rng, 1, 28)
-    day = first
-    while (at := _local_midnight(ZoneInfo("UTC"), day) + 4 * HOUR) < until:
-        if day.day == billing_day and at >= start and _present(user, at, until):
-            at += below(rng, HOUR)
-            recv = at + between(rng, 30, 300)
-            out.add(user.profile_id, "Subscription Charged", at, "api", recv, plan=user.plan,
+    billing_day = between(run.rng, 1, 28)
+    day = datetime.fromtimestamp(run.start / 1000, UTC).date()
+    while (midnight := _local_midnight(ZoneInfo("UTC"), day)) < run.until:
+        at = midnight + 4 * HOUR + below(run.rng, HOUR)
+        if day.day == billing_day and _present(run, user, at):
+            recv = at + between(run.rng, 30, 300)
+            run.add(user.profile_id, "Subscription Charged", at, "api", recv, plan=user.plan,
                     **_price(user))  # fmt: skip
         day += timedelta(days=1)
 
