@@ -238,6 +238,12 @@ def _last_day(s: Settings, until: str | None) -> date:
 @cli.command()
 @_common
 @_board_range
+@click.option(
+    "--from-parquet",
+    "from_parquet",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="read the --out folder of `lull spark resessionize` instead of the store",
+)
 @click.pass_context
 def board(
     ctx: click.Context,
@@ -246,10 +252,18 @@ def board(
     days: int,
     until: str | None,
     source: str | None,
+    from_parquet: Path | None,
 ) -> None:
     """The session board as JSON."""
     from lull.board import board as make_board
 
+    if from_parquet is not None:
+        from lull.spark.output import PID, open_output
+
+        con, s = open_output(from_parquet)
+        with con:
+            _print_json(make_board(con, PID, s, _last_day(s, until), days, source))
+        return
     with _open(ctx, db, project, read_only=True) as (con, pid):
         s = get_settings(con, pid)
         _print_json(make_board(con, pid, s, _last_day(s, until), days, source))

@@ -115,14 +115,18 @@ def read_events(spark: SparkSession, path: str) -> DataFrame:
     """The Parquet events at `path`, with `ts_ms` (epoch ms, capped at `received_at` as R5
     says) and `arrival` (the `seq` column, else the files' row order) added."""
     from pyspark.sql import functions as F
-    from pyspark.errors import AnalysisException
 
     if not Path(path).exists() and "://" not in path:
         raise BadInput(f"--events {path}: no such file or directory")
+    # A file that is not Parquet fails in a task, which Spark logs with a stack trace:
+    # quiet while reading the footers, and say it in one line.
+    spark.sparkContext.setLogLevel("OFF")
     try:
         frame = spark.read.parquet(path)
-    except AnalysisException as e:
-        raise BadInput(f"--events {path}: not readable as Parquet ({_first_line(e)})") from None
+    except Exception as e:  # AnalysisException, or Py4JJavaError from the task
+        raise BadInput(f"--events {path}: not readable as Parquet ({_reason(e)})") from None
+    finally:
+        spark.sparkContext.setLogLevel("ERROR")
     types = dict(frame.dtypes)
     missing = [c for c in REQUIRED if c not in types]
     if missing:
@@ -133,29 +137,34 @@ def read_events(spark: SparkSession, path: str) -> DataFrame:
     for name in ("message_id", "profile_id", "name", "source"):
         if types[name] != "string":
             raise BadInput(f"--events {path}: column {name} is {types[name]}, expected string")
-    ts = _epoch_ms(F.col("ts"), types["ts"], path, "ts")
+    # Times are written as ISO text (as `lull export` does): given text passes through
+    # unless R5's cap moved it.
+    given = _epoch_ms(F.col("ts"), types["ts"], path, "ts")
+    ts_ms, shown = given, F.col("ts") if types["ts"] == "string" else _iso(given)
+    received: Column = _null("string")
     if "received_at" in types:
-        received = _epoch_ms(F.col("received_at"), types["received_at"], path, "received_at")
-        ts = F.least(ts, F.coalesce(received, ts))
-    else:
-        frame = frame.withColumn("received_at", _null("string"))
-    if "seq" in types:
-        if types["seq"] not in ("bigint", "int"):
-            raise BadInput(f"--events {path}: column seq is {types['seq']}, expected an integer")
-        arrival = F.col("seq").cast("bigint")
-    else:
-        frame = frame.withColumn("seq", _null("bigint"))
-        arrival = F.monotonically_increasing_id()
-    for name in ("properties", "late"):
-        if name not in types:
-            frame = frame.withColumn(name, _null("string" if name == "properties" else "boolean"))
+        received_ms = _epoch_ms(F.col("received_at"), types["received_at"], path, "received_at")
+        ts_ms = F.least(given, F.coalesce(received_ms, given))
+        shown = F.when(ts_ms == given, shown).otherwise(_iso(ts_ms))
+        string = types["received_at"] == "string"
+        received = F.col("received_at") if string else _iso(received_ms)
+    if "seq" in types and types["seq"] not in ("bigint", "int"):
+        raise BadInput(f"--events {path}: column seq is {types['seq']}, expected an integer")
+    seq = F.col("seq").cast("bigint") if "seq" in types else _null("bigint")
+    arrival = seq if "seq" in types else F.monotonically_increasing_id()
+    properties = F.col("properties") if "properties" in types else _null("string")
     if types.get("properties", "string") != "string":
-        frame = frame.withColumn("properties", F.to_json("properties"))
-    return (
-        frame.where(F.col("name") != SESSION_CONCLUDED)
-        .withColumn("ts_ms", ts)
-        .withColumn("arrival", arrival)
-    )
+        properties = F.to_json("properties")
+    # All computed from the columns as read (withColumns evaluates them side by side).
+    added = {
+        "ts_ms": ts_ms,
+        "ts": shown,
+        "received_at": received,
+        "seq": seq,
+        "arrival": arrival,
+        "properties": properties,
+    }
+    return frame.where(F.col("name") != SESSION_CONCLUDED).withColumns(added)
 
 
 def sessionized(eligible: DataFrame, timeout: int) -> DataFrame:
@@ -271,5 +280,8 @@ def _null(dtype: str) -> Column:
     return F.lit(None).cast(dtype)
 
 
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+def _reason(e: Exception) -> str:
+    """The innermost cause's message, on one line."""
+    causes = [line for line in str(e).splitlines() if "Exception: " in line]
+    text = causes[-1].split("Exception: ", 1)[1] if causes else str(e).strip()
+    return (text.splitlines() or [type(e).__name__])[0][:200]
