@@ -84,6 +84,17 @@ def test_same_seed_same_file_other_seed_other_file(tmp_path: Path) -> None:
     assert not db.exists()  # -o only writes the file
 
 
+def test_the_file_imported_gives_the_demos_sessions(tmp_path: Path) -> None:
+    db, out = tmp_path / "lull.duckdb", tmp_path / "demo.ndjson"
+    args = ("--users", "40", "--seed", "5", "--until", UNTIL)
+    assert lull(db, "demo", *args, "-o", str(out)).code == 0
+    assert lull(db, "--project", "file", "settings", "--sessions", "on").code == 0
+    assert lull(db, "--project", "file", "import", str(out)).code == 0
+    assert lull(db, "--project", "direct", "demo", *args).code == 0
+    assert export(db, "file", "sessions") == export(db, "direct", "sessions")
+    assert export(db, "file", "events") == export(db, "direct", "events")
+
+
 def test_prints_a_summary_and_the_new_projects_keys(demo_db: tuple[Path, Result]) -> None:
     db, made = demo_db
     summary, keys_line = made.out.splitlines()
