@@ -436,8 +436,14 @@ def user_list(ctx: click.Context, db: str | None) -> None:
 @cli.command()
 @_common
 @click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True)
-@click.option("--users", type=click.IntRange(1, 1_000_000), default=2000, show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--users",
+    type=click.IntRange(1, 10_000),
+    default=2000,
+    show_default=True,
+    help="~150 events each a month (bigger sets: bench/generate.py)",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="same seed, same events")
 @click.option("--until", help="end: YYYY-MM-DD (that day's end, UTC) or an ISO time; default now")
 @click.option("-o", "--output", help="only write the events to this NDJSON file")
 @click.pass_context
