@@ -300,3 +300,13 @@ def test_a_new_store_gets_an_admin_whose_password_is_shown_once(tmp_path: Path) 
         server.start()  # not made again
         again = server.db.with_name(f"{server.db.name}.serve2.err").read_text()
         assert "made user" not in again
+
+
+def test_pages_allow_no_inline_script_no_framing_and_no_caching(site: LullServer) -> None:
+    for got in (client(site).get("/signin"), signed_in(site, "vic").get("/p/music/board")):
+        assert "script-src" not in got.headers["content-security-policy"]  # default: 'self'
+        assert "default-src 'self'" in got.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in got.headers["content-security-policy"]
+        assert got.headers["x-frame-options"] == "DENY"
+        assert got.headers["cache-control"] == "no-store"
+        assert "<script>" not in got.text  # every script is a file under /static/

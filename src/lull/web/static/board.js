@@ -107,6 +107,10 @@
     errorBox.hidden = true;
     try {
       const answer = await fetch(form.dataset.api + "?" + params, { headers: { Accept: "application/json" } });
+      if (answer.status === 401) {  // the session ended: sign in again, then come back
+        location.href = "/signin?next=" + encodeURIComponent(location.pathname + location.search);
+        return;
+      }
       const body = await answer.json();
       if (!answer.ok) throw new Error(body.error || "the board could not be loaded");
       show(body);

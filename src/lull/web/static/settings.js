@@ -35,6 +35,10 @@
     try {
       const answer = await fetch(form.dataset.whatif + "?timeout=" + encodeURIComponent(proposed),
         { headers: { Accept: "application/json" } });
+      if (answer.status === 401) {  // the session ended: sign in again, then come back
+        location.href = "/signin?next=" + encodeURIComponent(location.pathname + location.search);
+        return;
+      }
       const body = await answer.json();
       if (!answer.ok) throw new Error(body.error || "no preview");
       table.tBodies[0].replaceChildren(...body.per_day.map((d) => row(cells(d.day, d))));
