@@ -86,7 +86,7 @@ def test_same_seed_same_file_other_seed_other_file(tmp_path: Path) -> None:
 
 def test_the_file_imported_gives_the_demos_sessions(tmp_path: Path) -> None:
     db, out = tmp_path / "lull.duckdb", tmp_path / "demo.ndjson"
-    args = ("--users", "40", "--seed", "5", "--until", UNTIL)
+    args = ("--users", "20", "--seed", "5", "--until", UNTIL)
     assert lull(db, "demo", *args, "-o", str(out)).code == 0
     assert lull(db, "--project", "file", "settings", "--sessions", "on").code == 0
     assert lull(db, "--project", "file", "import", str(out)).code == 0

@@ -242,7 +242,8 @@ def _session(run: _Run, user: User, at: int, pushed: bool) -> int:
     sign-up or a purchase; an offline device sends what it held hours later. Returns
     the time it ended."""
     rng = run.rng
-    source = user.platform if rng.random() > 0.08 else "web"  # desktop now and then
+    desktop = not pushed and rng.random() < 0.08  # the web app now and then
+    source = "web" if desktop else user.platform
     local = datetime.fromtimestamp(at / 1000, user.zone)
     weekend = local.weekday() >= 5
     target = rng.lognormvariate(0.0, 1.0) * user.length * (WEEKEND_LENGTH if weekend else 1.0)
