@@ -212,24 +212,28 @@ def _session(rnd: random.Random, add: Any, t: int, genre: str) -> int:
 
 
 def send_month(server: LullServer, project: str, profiles: list[Profile]) -> int:
-    """Each profile's month in one request with its source's key (so every session is
-    whole when it arrives), its traits in a Segment identify call; returns the count."""
+    """The profiles' months with their sources' keys, a few profiles a request (each
+    profile's events whole in one request, so its sessions are whole when they arrive),
+    and their traits in Segment identify calls; returns the number of events."""
     keys = server.projects[project]
-    sent = 0
+    by_key: dict[str, list[Profile]] = {}
     for p in profiles:
         key = {"web": keys.web, "ios": keys.ios, "android": keys.android}[p.source]
-        got = server.post_events(key, p.events)
-        assert got.status_code == 200 and got.json()["accepted"] == len(p.events), got.text
-        sent += len(p.events)
-        identify = {
-            "type": "identify",
-            "userId": p.profile_id,
-            "traits": p.traits,
-            "messageId": f"{p.profile_id}-identify",
-            "timestamp": p.events[0]["ts"],
-        }
+        by_key.setdefault(key, []).append(p)
+    sent = 0
+    for key, group in by_key.items():
+        for start in range(0, len(group), 8):  # ~2,000 events, well under 500 KB
+            events = [e for p in group[start : start + 8] for e in p.events]
+            got = server.post_events(key, events)
+            assert got.status_code == 200 and got.json()["accepted"] == len(events), got.text
+            sent += len(events)
+        identify = [
+            {"type": "identify", "userId": p.profile_id, "traits": p.traits,
+             "messageId": f"{p.profile_id}-identify", "timestamp": p.events[0]["ts"]}
+            for p in group
+        ]  # fmt: skip
         auth = base64.b64encode(f"{key}:".encode()).decode()
-        done = server.http.post("/v1/batch", json={"batch": [identify]},
+        done = server.http.post("/v1/batch", json={"batch": identify},
                                 headers={"Authorization": f"Basic {auth}"})  # fmt: skip
         assert done.status_code == 200, done.text
     return sent
