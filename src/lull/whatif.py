@@ -35,7 +35,7 @@ def _sessions_sql(side: str) -> str:
         SELECT profile_id, seq, ts, source, after,
                before IS NULL OR before >= {t} AS is_first,
                after IS NULL OR after >= {t} AS is_last
-        FROM gaps WHERE before IS NULL OR before >= {t} OR after IS NULL OR after >= {t}),
+        FROM bounds WHERE before IS NULL OR before >= {t} OR after IS NULL OR after >= {t}),
     ends_{side} AS (
         SELECT is_last, ts AS last_ts,
                CASE WHEN is_first THEN ts ELSE lag(ts) OVER w END AS first_ts,
@@ -57,7 +57,7 @@ def _figures_sql(side: str, span: Span) -> str:
 
 def _query(eligible: str, span: Span) -> str:
     return f"""
-    WITH near AS MATERIALIZED (
+    WITH near AS (
         SELECT profile_id, seq, ts, source FROM events
         WHERE project_id = $pid AND {eligible} AND ts >= $start AND ts < $stop),
     firsts AS (
@@ -71,10 +71,14 @@ def _query(eligible: str, span: Span) -> str:
         SELECT profile_id, seq, ts, source FROM events
         WHERE project_id = $pid AND {eligible} AND ts < $start
         AND profile_id IN (SELECT profile_id FROM continued)),
-    gaps AS MATERIALIZED (
+    gaps AS (
         SELECT profile_id, seq, ts, source,
                ts - lag(ts) OVER w AS before, lead(ts) OVER w - ts AS after
         FROM picked WINDOW w AS (PARTITION BY profile_id ORDER BY ts, seq)),
+    -- the rows that begin or end a session under either timeout (fewer than a third)
+    bounds AS MATERIALIZED (
+        SELECT * FROM gaps WHERE before IS NULL OR before >= $t_min
+        OR after IS NULL OR after >= $t_min),
     {",".join(_sessions_sql(side) for side in _SIDES)}
     {" UNION ALL ".join(_figures_sql(side, span) for side in _SIDES)}"""
 
@@ -109,6 +113,7 @@ def preview(
             "start": span.days.lo - t_max,
             "stop": span.days.hi + 1 + t_max,
             "t_max": t_max,
+            "t_min": min(current, timeout_ms),
             "t_current": current,
             "t_proposed": timeout_ms,
             "now": now_ms() if now is None else now,

@@ -19,6 +19,17 @@ _EVENT = {
     },
 }
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
+_SETTINGS_CHANGE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "sessions_enabled": {"type": "boolean"},
+        "timeout": {"type": "string", "description": "90s, 20m, 1h (1m to 24h)"},
+        "timezone": {"type": "string", "description": "IANA zone, e.g. Europe/Paris"},
+        "excluded": {"type": "array", "items": {"type": "string"}},
+        "rebuild": {"type": "boolean", "description": "re-sessionize history (default false)"},
+    },
+}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -54,6 +65,7 @@ OPENAPI: dict[str, Any] = {
         "securitySchemes": {
             "write": {"type": "http", "scheme": "bearer"},
             "read": {"type": "http", "scheme": "bearer"},
+            "admin": {"type": "http", "scheme": "bearer"},
             "segment": {"type": "http", "scheme": "basic"},
         }
     },
@@ -89,7 +101,26 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json({"type": "object"}, "the profile"), **_ERRORS},
             }
         },
-        "/api/v1/board": _read("the session board", ["days", "until"]),
+        "/api/v1/board": _read("the session board", ["days", "until", "source"]),
+        "/api/v1/whatif": _read(
+            "sessions and median length under the current and a proposed timeout",
+            ["timeout", "days", "until", "source"],
+        ),
+        "/api/v1/settings": {
+            **_read("the project's session settings", []),
+            "put": {
+                "summary": "change the session settings (and rebuild history if asked)",
+                "security": [{"admin": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _SETTINGS_CHANGE}},
+                },
+                "responses": {
+                    "200": _json({"type": "object"}, "the settings, and what was rebuilt"),
+                    **_ERRORS,
+                },
+            },
+        },
         "/v1/batch": {
             "post": {
                 "summary": "Segment-compatible batch",
