@@ -5,7 +5,7 @@ NASA ?= ../shared/data/nasa-http-19950801/nasa_19950801.tsv
 DB ?= lull.duckdb
 PORT ?= 8000
 
-.PHONY: setup setup-all run test lint bench bench-server
+.PHONY: setup setup-all run test lint bench bench-server bench-board
 
 $(UV):
 	python3 -m venv .venv-tools && .venv-tools/bin/pip install -q uv==0.13.8
@@ -48,3 +48,6 @@ bench: setup
 
 bench-server: setup
 	.venv/bin/python bench/server.py
+
+bench-board: setup
+	.venv/bin/python bench/board.py

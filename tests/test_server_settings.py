@@ -171,6 +171,7 @@ def unchanged(
         ({"excluded": ["A", 3]}, "field 'excluded'"),
         ({"sessions_enabled": "yes"}, "field 'sessions_enabled': expected true or false"),
         ({"rebuild": 1, "timeout": "2m"}, "field 'rebuild': expected true or false"),
+        ({"sessions_enabled": False, "rebuild": True}, "field 'rebuild': sessions are off"),
     ],
 )
 def test_bad_bodies_are_refused_naming_the_field_and_change_nothing(

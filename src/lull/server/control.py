@@ -63,7 +63,11 @@ def parse_change(current: Settings, body: object) -> tuple[Settings, bool]:
             raise BadInput(f"field 'excluded': expected {FIELDS['excluded']}")
         changes["excluded"] = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
     rebuild = _flag(body, "rebuild") if "rebuild" in body else False
-    return replace(current, **changes), rebuild
+    settings = replace(current, **changes)
+    if rebuild and not settings.sessions_enabled:
+        # R1: while sessions are off no event gets a session, so there is nothing to build
+        raise BadInput("field 'rebuild': sessions are off; turn them on to rebuild history")
+    return settings, rebuild
 
 
 def _flag(body: dict[str, object], name: str) -> bool:
