@@ -194,6 +194,9 @@ def test_only_the_admin_key_of_the_project_changes_its_settings(
     # another project's admin key changes that project, not this one
     assert put(server, served[1]["busy"].admin, {"timezone": "Europe/Paris"}).status_code == 200
     assert server.read(p.keys, "settings") == before
+    # the admin key reads too
+    board = server.http.get("/api/v1/board", headers=bearer(p.admin))
+    assert board.status_code == 200 and "headline" in board.json()
     spec = server.http.get("/openapi.json").json()
     assert spec["paths"]["/api/v1/settings"]["put"]["security"] == [{"admin": []}]
     assert "source" in str(spec["paths"]["/api/v1/board"]) and "/api/v1/whatif" in spec["paths"]

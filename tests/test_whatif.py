@@ -67,7 +67,7 @@ def median_by_day(
     return {d: sorted(v)[math.ceil(len(v) / 2) - 1] for d, v in by_day.items()}
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=12, deadline=None)  # each example runs `lull` 12 times
 @given(
     records=histories(),
     current=TIMEOUTS,
