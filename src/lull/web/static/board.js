@@ -106,7 +106,8 @@
     headline.setAttribute("aria-busy", "true");
     errorBox.hidden = true;
     try {
-      const answer = await fetch(form.dataset.api + "?" + params, { headers: { Accept: "application/json" } });
+      // no extra headers: the first fetch is the one the page preloaded
+      const answer = await fetch(form.dataset.api + "?" + params);
       if (answer.status === 401) {  // the session ended: sign in again, then come back
         location.href = "/signin?next=" + encodeURIComponent(location.pathname + location.search);
         return;
