@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 def spark_session(master: str | None = None, app: str = "lull") -> SparkSession:
-    """The active session, or a new one on `master` (default local[*]).
+    """The active session, or a new one on `master` (default local[*]; under
+    spark-submit, the master it was given).
 
     Local mode stays on 127.0.0.1 with no web UI, and its Python workers run this
     interpreter (so they see lull and pyarrow from the same environment)."""
@@ -25,6 +26,9 @@ def spark_session(master: str | None = None, app: str = "lull") -> SparkSession:
     active = SparkSession.getActiveSession()
     if active is not None and master is None:
         return active
+    if master is None and "PYSPARK_GATEWAY_PORT" in os.environ:
+        # Started by spark-submit: its --master and --conf rule.
+        return SparkSession.builder.appName(app).getOrCreate()
     master = master or os.environ.get("LULL_SPARK_MASTER", "local[*]")
     builder = SparkSession.builder.master(master).appName(app)
     if master.startswith("local"):
