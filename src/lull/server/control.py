@@ -70,17 +70,23 @@ def parse_change(current: Settings, body: object) -> tuple[Settings, bool]:
     return settings, rebuild
 
 
+def _shown(value: object) -> str:
+    """A value as the error names it: short, whatever was sent."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _flag(body: dict[str, object], name: str) -> bool:
     value = body[name]
     if not isinstance(value, bool):
-        raise BadInput(f"field {name!r}: expected {FIELDS[name]}, got {value!r}")
+        raise BadInput(f"field {name!r}: expected {FIELDS[name]}, got {_shown(value)}")
     return value
 
 
 def _parsed(body: dict[str, object], name: str, parse: Callable[[str], T]) -> T:
     value = body[name]
-    if not isinstance(value, str):
-        raise BadInput(f"field {name!r}: expected {FIELDS[name]}, got {value!r}")
+    if not isinstance(value, str) or len(value) > 64:
+        raise BadInput(f"field {name!r}: expected {FIELDS[name]}, got {_shown(value)}")
     try:
         return parse(value)
     except BadInput as e:
