@@ -4,9 +4,11 @@ under a proposed one, side by side, before anything is rebuilt.
 Both sides are R2 over the events R1 admits with sessions on (late events included):
 what `lull resessionize` would make with that timeout. They are computed the same way,
 so the comparison is like with like (the stored sessions may differ from the current
-side where events came late). The work is one pass of window functions over the events
-near the range: those from a timeout before it to a timeout after it, plus the earlier
-history of the few profiles whose first event there may continue an earlier session.
+side where events came late). The work is one sort of the events near the range (from
+a day and a timeout before it to a day and a timeout after it, plus the earlier history
+of the few profiles whose first event there may continue an earlier session) for the
+gaps before and after each event, and a second, smaller one per side to pair each
+session's first and last events.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ _SIDES = ("current", "proposed")
 
 
 def _sessions_sql(side: str) -> str:
-    """R2's sessions for one side's timeout ($t_<side>), from the gaps in `gaps`: a
+    """R2's sessions for one side's timeout ($t_<side>), from the gaps in `bounds`: a
     session's first event has a gap of at least the timeout before it (or none), its
     last one a gap of at least the timeout after it (or none)."""
     t = f"$t_{side}"
@@ -130,7 +132,9 @@ def preview(
     per_day = []
     day = first
     while day <= until:
-        per_day.append({"day": day.isoformat(), **{s: found.get((s, day), empty) for s in _SIDES}})
+        per_day.append(
+            {"day": day.isoformat(), **{s: dict(found.get((s, day), empty)) for s in _SIDES}}
+        )
         day += timedelta(days=1)
     return {
         "from": first.isoformat(),
