@@ -36,6 +36,7 @@ from lull.web.auth import (
     start_session,
 )
 from lull.web.data import span
+from lull.web.events import latest, of_sessions
 from lull.web.forms import settings_from_form
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 T = TypeVar("T")
+MAX_TIMELINE = 300  # events drawn a session on the profile page
 
 
 class Pages:
@@ -247,10 +249,11 @@ class Pages:
         filters = {
             k: request.query_params.get(k, "").strip() for k in ("name", "profile_id", "session_id")
         }
-        params = {k: v for k, v in filters.items() if v} | {"limit": "100"}
+        given = {k: v or None for k, v in filters.items()}
 
         def look(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], str]:
-            return reads.events(con, pid, params), get_settings(con, pid).timezone
+            found = latest(con, pid, given["name"], given["profile_id"], given["session_id"])
+            return found, get_settings(con, pid).timezone
 
         rows, tz = await self.read(look)
         for e in rows:
@@ -285,11 +288,11 @@ def _profile(con: duckdb.DuckDBPyConnection, pid: int, wanted: str) -> dict[str,
     found = reads.profile(con, pid, wanted)
     tz = get_settings(con, pid).timezone
     sessions = reads.sessions(con, pid, {"profile_id": wanted, "limit": "8"})
+    events_of = of_sessions(con, pid, wanted, [s["session_id"] for s in sessions])
     for s in sessions:
         first, last = parse_time(s["first_ts"], "first"), parse_time(s["last_ts"], "last")
         span = max(last - first, 1)
-        events = reads.events(con, pid, {"session_id": s["session_id"], "limit": "200"})
-        events.sort(key=lambda e: (e["ts"], e["name"] == "Session Concluded"))
+        events = events_of[s["session_id"]][:MAX_TIMELINE]
         for e in events:
             e["at"] = round(100 * (parse_time(e["ts"], "ts") - first) / span, 2)
             e["local"] = fmt.local_time(e["ts"], tz)
