@@ -5,7 +5,7 @@ NASA ?= ../shared/data/nasa-http-19950801/nasa_19950801.tsv
 DB ?= lull.duckdb
 PORT ?= 8000
 
-.PHONY: setup setup-all run test lint bench bench-server bench-board
+.PHONY: setup setup-all run test lint bench bench-server bench-board bench-page
 
 $(UV):
 	python3 -m venv .venv-tools && .venv-tools/bin/pip install -q uv==0.13.8
@@ -51,3 +51,6 @@ bench-server: setup
 
 bench-board: setup
 	.venv/bin/python bench/board.py
+
+bench-page: setup
+	.venv/bin/python bench/page.py

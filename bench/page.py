@@ -8,7 +8,8 @@ the board shows 2026-10-01..2026-10-30. Each run opens the board in a fresh tab 
 already signed-in browser and reads `performance.mark("lull:board-ready")`, which the
 page sets once its figures and charts are drawn (the time counts from the start of the
 navigation: HTML, CSS, Chart.js, the board's JSON and drawing). For comparison, the same
-run times the board's JSON alone over HTTP and `lull.board.board` in this process.
+run times the board's JSON alone over HTTP and `lull.board.board` in this process, and
+the Events and Profile pages (navigation to their load event).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ LULL = str(Path(sys.executable).with_name("lull"))
 EVENTS = HERE / "out" / "events-10000000-p200000-d30-s1.ndjson"
 UNTIL, DAYS = "2026-10-30", 30
 PASSWORD = "bench password"
+LOADED = "performance.getEntriesByType('navigation')[0].loadEventEnd"
 
 
 def lull(db: Path, *args: str, stdin: str | None = None) -> str:
@@ -112,6 +114,8 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     proc = serve(args.db, port)
     page_ms, json_s, board = [], [], f"{base}/p/default/board?from=2026-10-01&until={UNTIL}"
+    events_ms: list[float] = []
+    profile_ms: list[float] = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -128,6 +132,15 @@ def main() -> int:
                 sessions = tab.locator("#hl-sessions").inner_text()
                 page_ms.append(float(mark))
                 tab.close()
+            for path, times in (
+                ("/p/default/events", events_ms),
+                ("/p/default/profile?id=u00054276", profile_ms),
+            ):
+                for _ in range(args.runs):
+                    tab = context.new_page()
+                    tab.goto(base + path)
+                    times.append(float(tab.evaluate(LOADED)))
+                    tab.close()
             with httpx.Client(base_url=base, cookies=cookies, timeout=60) as c:
                 for _ in range(args.runs):
                     started = time.perf_counter()
@@ -146,6 +159,8 @@ def main() -> int:
         "page_ms_first": round(page_ms[0]),
         "page_ms_max": round(max(page_ms)),
         "json_ms_median": round(1000 * statistics.median(json_s)),
+        "events_page_ms_median": round(statistics.median(events_ms)),
+        "profile_page_ms_median": round(statistics.median(profile_ms)),
         "board_fn_ms_median": round(1000 * statistics.median(direct)),
     }
     print(json.dumps(result, indent=2))

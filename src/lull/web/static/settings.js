@@ -7,7 +7,9 @@
   const box = document.getElementById("whatif");
   const errorBox = document.getElementById("whatif-error");
   const table = document.getElementById("whatif-table");
+  const status = document.getElementById("whatif-status");
   let timer = null;
+  let asked = 0;  // only the answer to the latest question is shown
 
   const { number, length } = window.lullFormat;
   function row(cells, head) {
@@ -29,6 +31,9 @@
     if (!proposed) return;
     box.hidden = false;
     box.setAttribute("aria-busy", "true");
+    box.dataset.state = "loading";
+    status.textContent = "Computing the preview over the last 30 days…";
+    const mine = ++asked;
     document.getElementById("whatif-proposed").textContent = proposed;
     table.querySelector(".cur").textContent = form.dataset.current;
     errorBox.hidden = true;
@@ -40,12 +45,16 @@
         return;
       }
       const body = await answer.json();
+      if (mine !== asked) return;
       if (!answer.ok) throw new Error(body.error || "no preview");
       table.tBodies[0].replaceChildren(...body.per_day.map((d) => row(cells(d.day, d))));
       table.tFoot.replaceChildren(row(cells("All days", body.total), true));
       table.hidden = false;
       box.dataset.state = "ready";
+      status.textContent = "";
     } catch (e) {
+      if (mine !== asked) return;
+      status.textContent = "";
       errorBox.textContent = e.message;
       errorBox.hidden = false;
       table.hidden = true;
