@@ -7,8 +7,8 @@ so the comparison is like with like (the stored sessions may differ from the cur
 side where events came late). The work is one sort of the events near the range (from
 a day and a timeout before it to a day and a timeout after it, plus the earlier history
 of the few profiles whose first event there may continue an earlier session) for the
-gaps before and after each event, and a second, smaller one per side to pair each
-session's first and last events.
+gaps before and after each event, and a second, smaller one (of the events that begin
+or end a session under either timeout) to find where each session began.
 """
 
 from __future__ import annotations
@@ -27,26 +27,30 @@ from lull.store.projects import eligible_sql, now_ms
 _SIDES = ("current", "proposed")
 
 
+def _first_sql(side: str, col: str) -> str:
+    """`col` of the latest row up to this one that begins a session under this side's
+    timeout ($t_<side>): a gap of at least the timeout before it, or none."""
+    t = f"$t_{side}"
+    return (
+        f"last_value(CASE WHEN before IS NULL OR before >= {t} THEN {col} END IGNORE NULLS) OVER w"
+    )
+
+
+def _began_sql(side: str) -> str:
+    return (
+        f"{_first_sql(side, 'ts')} AS first_{side}, {_first_sql(side, 'source')} AS source_{side}"
+    )
+
+
 def _sessions_sql(side: str) -> str:
-    """R2's sessions for one side's timeout ($t_<side>), from the gaps in `bounds`: a
-    session's first event has a gap of at least the timeout before it (or none), its
-    last one a gap of at least the timeout after it (or none)."""
+    """R2's sessions for one side's timeout: they end at rows with a gap of at least
+    the timeout after them (or none)."""
     t = f"$t_{side}"
     return f"""
-    bounds_{side} AS (
-        SELECT profile_id, seq, ts, source, after,
-               before IS NULL OR before >= {t} AS is_first,
-               after IS NULL OR after >= {t} AS is_last
-        FROM bounds WHERE before IS NULL OR before >= {t} OR after IS NULL OR after >= {t}),
-    ends_{side} AS (
-        SELECT is_last, ts AS last_ts,
-               CASE WHEN is_first THEN ts ELSE lag(ts) OVER w END AS first_ts,
-               CASE WHEN is_first THEN source ELSE lag(source) OVER w END AS source,
-               after IS NOT NULL OR ts + {t} <= $now AS concluded
-        FROM bounds_{side} WINDOW w AS (PARTITION BY profile_id ORDER BY ts, seq)),
     sessions_{side} AS (
-        SELECT $pid AS project_id, first_ts, last_ts, source, concluded
-        FROM ends_{side} WHERE is_last)"""
+        SELECT $pid AS project_id, first_{side} AS first_ts, ts AS last_ts,
+               source_{side} AS source, after IS NOT NULL OR ts + {t} <= $now AS concluded
+        FROM ends WHERE after IS NULL OR after >= {t})"""
 
 
 def _figures_sql(side: str, span: Span) -> str:
@@ -78,9 +82,15 @@ def _query(eligible: str, span: Span) -> str:
                ts - lag(ts) OVER w AS before, lead(ts) OVER w - ts AS after
         FROM picked WINDOW w AS (PARTITION BY profile_id ORDER BY ts, seq)),
     -- the rows that begin or end a session under either timeout (fewer than a third)
-    bounds AS MATERIALIZED (
+    bounds AS (
         SELECT * FROM gaps WHERE before IS NULL OR before >= $t_min
         OR after IS NULL OR after >= $t_min),
+    -- for each of those rows, where its session began under each timeout
+    ends AS MATERIALIZED (
+        SELECT ts, after, {", ".join(_began_sql(side) for side in _SIDES)}
+        FROM bounds
+        WINDOW w AS (PARTITION BY profile_id ORDER BY ts, seq
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)),
     {",".join(_sessions_sql(side) for side in _SIDES)}
     {" UNION ALL ".join(_figures_sql(side, span) for side in _SIDES)}"""
 
