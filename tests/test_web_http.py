@@ -310,3 +310,8 @@ def test_pages_allow_no_inline_script_no_framing_and_no_caching(site: LullServer
         assert got.headers["x-frame-options"] == "DENY"
         assert got.headers["cache-control"] == "no-store"
         assert "<script>" not in got.text  # every script is a file under /static/
+
+
+def test_the_sign_in_page_sends_a_signed_in_user_on(site: LullServer) -> None:
+    got = signed_in(site, "vic").get("/signin", params={"next": "/p/music/events"})
+    assert got.status_code == 303 and got.headers["location"] == "/p/music/events"

@@ -132,6 +132,8 @@ class Pages:
     # -- sign-in ---------------------------------------------------------------------
 
     async def signin_page(self, request: Request) -> Response:
+        if isinstance(request.session.get("user"), str):  # signed in already
+            return RedirectResponse(_next(request), 303)
         return self.render(request, "signin.html", {"next": _next(request), "name": ""})
 
     async def signin(self, request: Request) -> Response:
