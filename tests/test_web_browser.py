@@ -24,6 +24,7 @@ from browser import (
     watched,
 )
 from lull.model import format_time
+from lull.web.format import length
 from serverproc import LullServer, bearer
 
 MIN = 60_000
@@ -111,6 +112,10 @@ def test_the_board_shows_the_same_figures_as_the_read_api(site: LullServer, tab:
     assert shown["sessions"] == number(expected["sessions"])
     assert shown["users"] == number(expected["users"])
     assert shown["late"] == number(expected["late_events"]) == "6"
+    assert shown["median"] == length(expected["median_length_s"])
+    assert shown["p90"] == length(expected["p90_length_s"])
+    assert shown["spu"] == f"{expected['sessions_per_user']:,.2f}".rstrip("0").rstrip(".")
+    assert shown["eps"] == f"{expected['events_per_session']:,.2f}".rstrip("0").rstrip(".")
     assert expected["sessions"] > 500
     # the table behind the chart of sessions per day holds the read API's days
     per_day = api_board(site, "music")["per_day"]
@@ -135,6 +140,10 @@ def test_the_board_reads_well_in_a_narrow_window(
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways ({width} px)"
     shot(page, "board-narrow")
+    for path in ("/p/music/events", "/p/music/profile?id=u-1001"):
+        page.goto(site.base + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} scrolls sideways ({width} px)"
 
 
 def test_activating_sessions_makes_the_board_and_it_counts_new_events(
@@ -261,3 +270,7 @@ def test_keyboard_reaches_the_board_controls(site: LullServer, tab: Watched) -> 
     page.keyboard.press("Enter")
     expect(page.locator("#from")).to_have_value(re.compile(r"\d{4}-\d{2}-\d{2}"))
     expect(page.locator("#t-count tbody tr")).to_have_count(7)
+    until = page.locator("#until").input_value()
+    week = api_board(site, "music", until=until, days="7")["headline"]
+    expect(page.locator("#hl-sessions")).to_have_text(number(week["sessions"]))
+    assert page.url.endswith(f"until={until}") and "from=" in page.url
