@@ -22,6 +22,7 @@ PROJECTS = {  # name: settings made before the server starts
     "timer": ("on", "20m"),
     "bad": ("on", "20m"),
     "busy": ("on", "1h"),
+    "both": ("on", "20m"),
 }
 
 
@@ -128,6 +129,29 @@ def test_activation_and_deactivation_take_effect_at_once(
     assert off.status_code == 200 and off.json()["settings"]["sessions"] == "off"
     assert server.post_events(p.keys.ios, [event("c", "u", now + 2)]).status_code == 200
     assert session_of("c") is None
+    refused = put(server, p.admin, {"rebuild": True})  # sessions are off: nothing to build
+    assert refused.status_code == 400 and "sessions are off" in refused.json()["error"]
+
+
+def test_two_changes_sent_at_once_both_take_effect(
+    served: tuple[LullServer, dict[str, Project]],
+) -> None:
+    server, projects = served
+    p = projects["both"]
+    sent = [event(f"m{i}", f"u{i % 50}", now_ms() - 60 * MIN + i * 1_000) for i in range(2000)]
+    assert server.post_events(p.keys.web, sent).status_code == 200
+    answers: list[httpx.Response] = []
+    # the rebuild holds the writer while the second change is read and queued
+    slow = threading.Thread(
+        target=lambda: answers.append(put(server, p.admin, {"timeout": "2m", "rebuild": True}))
+    )
+    slow.start()
+    time.sleep(0.05)
+    answers.append(put(server, p.admin, {"timezone": "Asia/Tokyo"}))
+    slow.join()
+    assert [a.status_code for a in answers] == [200, 200]
+    final = server.read(p.keys, "settings")
+    assert (final["timeout"], final["timezone"]) == ("2m", "Asia/Tokyo")
 
 
 def test_a_shorter_timeout_concludes_open_sessions_that_are_now_due(

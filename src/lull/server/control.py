@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from lull.server.live import LiveEngine
 
 T = TypeVar("T")
+# New settings, or how to make them from the settings in force when the change is made.
+NewSettings = Settings | Callable[[Settings], Settings]
 
 # The fields a settings change may carry (PUT /api/v1/settings), with what each holds.
 FIELDS = {
@@ -37,14 +39,15 @@ class SettingsChange:
     """A request for the writer: new settings for a project, and whether to rebuild."""
 
     project_id: int
-    settings: Settings
+    settings: NewSettings
     rebuild: bool
     future: Future[dict[str, object]]
 
 
-def parse_change(current: Settings, body: object) -> tuple[Settings, bool]:
-    """A settings change as sent over HTTP (a JSON object with any of FIELDS) -> the new
-    settings and whether to rebuild. Fields left out keep their value."""
+def parse_change(body: object) -> tuple[Callable[[Settings], Settings], bool]:
+    """A settings change as sent over HTTP (a JSON object with any of FIELDS) -> how to
+    change the settings in force (fields left out keep their value) and whether to
+    rebuild. Applied by the writer, so two changes sent at once both take effect."""
     if not isinstance(body, dict):
         raise BadInput("body must be a JSON object with any of: " + ", ".join(FIELDS))
     for name in body:
@@ -63,11 +66,14 @@ def parse_change(current: Settings, body: object) -> tuple[Settings, bool]:
             raise BadInput(f"field 'excluded': expected {FIELDS['excluded']}")
         changes["excluded"] = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
     rebuild = _flag(body, "rebuild") if "rebuild" in body else False
-    settings = replace(current, **changes)
-    if rebuild and not settings.sessions_enabled:
-        # R1: while sessions are off no event gets a session, so there is nothing to build
-        raise BadInput("field 'rebuild': sessions are off; turn them on to rebuild history")
-    return settings, rebuild
+    if rebuild and changes.get("sessions_enabled") is False:
+        raise _no_rebuild()
+    return lambda current: replace(current, **changes), rebuild
+
+
+def _no_rebuild() -> BadInput:
+    # R1: while sessions are off no event gets a session, so there is nothing to build
+    return BadInput("field 'rebuild': sessions are off; turn them on to rebuild history")
 
 
 def _shown(value: object) -> str:
@@ -100,8 +106,11 @@ def apply(engine: LiveEngine, change: SettingsChange) -> None:
     engine.flush_profiles()
     try:
         old = get_settings(con, pid)
+        new = change.settings(old) if callable(change.settings) else change.settings
+        if change.rebuild and not new.sessions_enabled:
+            raise _no_rebuild()
         with transaction(con):
-            save_settings(con, pid, change.settings)
+            save_settings(con, pid, new)
         rebuilt = None
         if change.rebuild:
             try:

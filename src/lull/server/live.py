@@ -121,10 +121,11 @@ class LiveEngine:
         return future
 
     def change_settings(
-        self, project_id: int, settings: Settings, *, rebuild: bool
+        self, project_id: int, settings: control.NewSettings, *, rebuild: bool
     ) -> Future[dict[str, object]]:
         """Save a project's settings (and rebuild its sessions if `rebuild`) between two
-        group commits; the future resolves to the settings and what was rebuilt."""
+        group commits; the future resolves to the settings and what was rebuilt.
+        `settings` may be a function of the settings in force then (a partial change)."""
         future: Future[dict[str, object]] = Future()
         self.queue.put(control.SettingsChange(project_id, settings, rebuild, future))
         return future
