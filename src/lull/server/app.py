@@ -245,8 +245,8 @@ def build(server: Server) -> Starlette:
     async def change_settings(request: Request) -> Response:
         grant = server.grant(_bearer(request), ("admin",))
         body = parse_json(await read_body(request))
-        change, rebuild = parse_change(body)
-        done = server.engine.change_settings(grant.project_id, change, rebuild=rebuild)
+        new, rebuild = parse_change(server.engine.settings(grant.project_id), body)
+        done = server.engine.change_settings(grant.project_id, new, rebuild=rebuild)
         return JSONResponse(await asyncio.wrap_future(done))
 
     async def openapi(request: Request) -> Response:
@@ -286,7 +286,7 @@ def build(server: Server) -> Starlette:
             read(lambda c, p, r: server.engine.settings(p).as_json()),
             methods=["GET"],
         ),
-        *web_routes(server),  # the web pages at / (last: they mount at the root)
+        *web_routes(server),  # the web pages at /
     ]
     return Starlette(
         routes=routes,

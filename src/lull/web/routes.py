@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 from lull.store.db import transaction
 from lull.store.users import first_admin, session_secret
 from lull.web.data import Data
-from lull.web.pages import HERE, Pages
+from lull.web.pages import HERE, Page, Pages
 
 if TYPE_CHECKING:
     from lull.server.app import Server
@@ -22,23 +22,34 @@ SESSION_HOURS = 12
 
 
 def web_routes(server: Server) -> list[BaseRoute]:
-    """Every page and its JSON under one mount, the signed session cookie on them only."""
+    """Every page and its JSON, each with the signed session cookie (routes of their own,
+    not a mount at the root, so the server's other paths keep their 404s and 405s)."""
     pages, data = Pages(server), Data(server)
+    cookie = [_cookie(server)]
     g = pages.guarded
-    routes = [
-        Route("/", g(pages.home)),
-        Route("/signin", g(pages.signin_page), methods=["GET"]),
-        Route("/signin", g(pages.signin), methods=["POST"]),
-        Route("/signout", g(pages.signout), methods=["POST"]),
-        Route("/p/{project}/board", g(pages.board)),
-        Route("/p/{project}/settings", g(pages.settings_page), methods=["GET"]),
-        Route("/p/{project}/settings", g(pages.settings_save), methods=["POST"]),
-        Route("/p/{project}/profile", g(pages.profile)),
-        Route("/p/{project}/events", g(pages.events)),
-        Route("/web/api/p/{project}/board", data.board),
-        Route("/web/api/p/{project}/whatif", data.whatif),
+
+    def page(path: str, endpoint: Page, method: str = "GET") -> Route:
+        return Route(path, endpoint, methods=[method], middleware=cookie)
+
+    return [
+        page("/", g(pages.home)),
+        page("/signin", g(pages.signin_page)),
+        page("/signin", g(pages.signin), "POST"),
+        page("/signout", g(pages.signout), "POST"),
+        page("/p/{project}/board", g(pages.board)),
+        page("/p/{project}/settings", g(pages.settings_page)),
+        page("/p/{project}/settings", g(pages.settings_save), "POST"),
+        page("/p/{project}/profile", g(pages.profile)),
+        page("/p/{project}/events", g(pages.events)),
+        page("/web/api/p/{project}/board", data.board),
+        page("/web/api/p/{project}/whatif", data.whatif),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
+
+
+def _cookie(server: Server) -> Middleware:
+    """The session cookie, signed with the store's secret (made, with the first admin
+    of a store without accounts, on the first start)."""
     cursor = server.con.cursor()
     try:
         with transaction(cursor):
@@ -53,11 +64,10 @@ def web_routes(server: Server) -> list[BaseRoute]:
             file=sys.stderr,
             flush=True,
         )
-    cookie = Middleware(
+    return Middleware(
         SessionMiddleware,
         secret_key=secret,
         session_cookie="lull_session",
         max_age=SESSION_HOURS * 3600,
         same_site="lax",
     )
-    return [Mount("", routes=routes, middleware=[cookie])]
