@@ -245,8 +245,8 @@ def build(server: Server) -> Starlette:
     async def change_settings(request: Request) -> Response:
         grant = server.grant(_bearer(request), ("admin",))
         body = parse_json(await read_body(request))
-        new, rebuild = parse_change(server.engine.settings(grant.project_id), body)
-        done = server.engine.change_settings(grant.project_id, new, rebuild=rebuild)
+        change, rebuild = parse_change(body)
+        done = server.engine.change_settings(grant.project_id, change, rebuild=rebuild)
         return JSONResponse(await asyncio.wrap_future(done))
 
     async def openapi(request: Request) -> Response:
