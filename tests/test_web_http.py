@@ -315,3 +315,12 @@ def test_pages_allow_no_inline_script_no_framing_and_no_caching(site: LullServer
 def test_the_sign_in_page_sends_a_signed_in_user_on(site: LullServer) -> None:
     got = signed_in(site, "vic").get("/signin", params={"next": "/p/music/events"})
     assert got.status_code == 303 and got.headers["location"] == "/p/music/events"
+
+
+def test_a_rebuild_with_sessions_off_is_refused_on_the_form(site: LullServer) -> None:
+    ann = signed_in(site, "ann")
+    form = {"csrf": token(ann, "/p/music/settings"), "timeout": "20m", "timezone": "UTC",
+            "excluded": "App Installed", "rebuild": "on"}  # fmt: skip
+    got = ann.post("/p/music/settings", data=form)
+    assert got.status_code == 400 and "sessions are off" in got.text
+    assert 'id="sessions" name="sessions" value="on" checked' in settings_page(ann)

@@ -218,16 +218,16 @@ class Pages:
         current = await self.read(lambda con: get_settings(con, pid))
         try:
             new, rebuild = settings_from_form(form)
-        except BadInput as e:
+            report = await asyncio.wrap_future(
+                self.server.engine.change_settings(pid, new, rebuild=rebuild)
+            )
+        except BadInput as e:  # the form's, or the writer's (a rebuild with sessions off)
             values: dict[str, object] = {
                 k: form.get(k, "") for k in ("timeout", "timezone", "excluded")
             }
             values["sessions"] = form.get("sessions") == "on"
             context = {"page": "settings", "values": values, "current": current, "error": e.message}
             return self.render(request, "settings.html", context, status=400, who=who)
-        report = await asyncio.wrap_future(
-            self.server.engine.change_settings(pid, new, rebuild=rebuild)
-        )
         request.session["flash"] = _saved(rebuild, report)
         return RedirectResponse(f"/p/{quote(who.project.project, safe='')}/settings", 303)
 
@@ -278,11 +278,13 @@ def _next(request: Request, sent: object = None) -> str:
 
 
 def _saved(rebuild: bool, report: dict[str, Any]) -> str:
-    if not rebuild:
+    rebuilt = report.get("rebuilt")
+    if not rebuild or not isinstance(rebuilt, dict):
         return "Settings saved."
-    sessions = report.get("sessions")
-    extra = f" ({sessions} sessions)" if isinstance(sessions, int) else ""
-    return f"Settings saved and history rebuilt{extra}."
+    return (
+        f"Settings saved and history rebuilt: {rebuilt['sessions']:,} sessions from "
+        f"{rebuilt['events']:,} events in {rebuilt['seconds']:.1f} s."
+    )
 
 
 def _profile(con: duckdb.DuckDBPyConnection, pid: int, wanted: str) -> dict[str, Any]:
