@@ -4,6 +4,7 @@ the brake on failed sign-ins, and bad input on every form (a clear message, neve
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -324,3 +325,24 @@ def test_a_rebuild_with_sessions_off_is_refused_on_the_form(site: LullServer) ->
     got = ann.post("/p/music/settings", data=form)
     assert got.status_code == 400 and "sessions are off" in got.text
     assert 'id="sessions" name="sessions" value="on" checked' in settings_page(ann)
+
+
+def test_old_history_opens_on_its_latest_30_days(site: LullServer) -> None:
+    radio = site.projects["radio"]
+    ann = signed_in(site, "rex")
+    assert "board-note" not in ann.get("/p/radio/board").text  # no sessions at all yet
+    got = ann.post("/p/radio/settings", data={"csrf": token(ann, "/p/radio/settings"),
+                   "sessions": "on", "timeout": "20m", "timezone": "UTC"})  # fmt: skip
+    assert got.status_code == 303
+    old = [{"message_id": f"old-{i}", "profile_id": "p-1", "name": "Page Viewed",
+            "ts": f"1995-08-01T10:0{i}:00Z"} for i in range(3)]  # fmt: skip
+    assert site.post_events(radio.web, old).status_code == 200
+    for _ in range(100):
+        page = ann.get("/p/radio/board")
+        if "board-note" in page.text:
+            break
+        time.sleep(0.1)  # until the timer concludes the session
+    assert 'id="until" name="until" value="1995-08-01"' in page.text
+    assert 'id="from" name="from" value="1995-07-03"' in page.text
+    chosen = ann.get("/p/radio/board", params={"until": "2026-11-01"})
+    assert "board-note" not in chosen.text and 'value="2026-11-01"' in chosen.text

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import duckdb
 from starlette.concurrency import run_in_threadpool
@@ -176,14 +177,27 @@ class Pages:
         assert who.project is not None
         pid = who.project.project_id
 
-        def look(con: duckdb.DuckDBPyConnection) -> tuple[Any, Any]:
-            row = con.execute("SELECT board_created_at FROM projects WHERE id = ?", [pid])
-            return row.fetchone(), get_settings(con, pid)
+        def look(con: duckdb.DuckDBPyConnection) -> tuple[Any, Any, Any]:
+            made = con.execute("SELECT board_created_at FROM projects WHERE id = ?", [pid])
+            row = made.fetchone()  # read to the end before the next statement
+            last = con.execute(
+                "SELECT max(last_ts) FROM sessions WHERE project_id = ? AND concluded", [pid]
+            ).fetchone()
+            return row, get_settings(con, pid), last
 
-        created, settings = await self.read(look)
+        created, settings, last = await self.read(look)
         params = dict(request.query_params)
         until, days = span(params, settings)
+        note = None
+        if not (params.get("until") or params.get("from")) and last and last[0] is not None:
+            # History imported long ago would leave the last 30 days empty: show the 30
+            # days up to the latest session instead, and say so.
+            latest = datetime.fromtimestamp(last[0] / 1000, ZoneInfo(settings.timezone)).date()
+            if latest < until - timedelta(days=days - 1):
+                until = latest
+                note = f"No sessions in the last {days} days: the {days} days up to the latest."
         context = {
+            "note": note,
             "first": (until - timedelta(days=days - 1)).isoformat(),
             "until": until.isoformat(),
             "source": check_source(params.get("source") or None),
