@@ -43,7 +43,7 @@
       datasets: [{
         label: label, data: values, backgroundColor: color + "cc", borderColor: color,
         borderWidth: type === "line" ? 2 : 0, borderRadius: 4, pointRadius: 2, fill: false,
-        tension: 0.25,
+        tension: 0.25, cubicInterpolationMode: "monotone",  // no swing below zero
       }],
     };
     if (drawn[id]) {
@@ -62,7 +62,9 @@
           tooltip: { callbacks: { label: tooltip } },
         },
         scales: {
-          x: { ticks: { color: ink, maxRotation: 0, autoSkip: true }, grid: { display: false } },
+          // every length bucket is labelled; days are thinned to fit
+          x: { ticks: { color: ink, maxRotation: type === "bar" && id === "c-dist" ? 50 : 0,
+                        autoSkip: id !== "c-dist" }, grid: { display: false } },
           y: { beginAtZero: true, ticks: { color: ink, callback: yTick }, grid: { color: grid } },
         },
       },
