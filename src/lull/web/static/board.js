@@ -6,6 +6,7 @@
   const charts = document.getElementById("charts");
   const errorBox = document.getElementById("board-error");
   const headline = document.getElementById("headline");
+  const updated = document.getElementById("board-updated");
   const hasCharts = typeof window.Chart !== "undefined";
   const drawn = {};
   const ink = "#5b6472";
@@ -119,6 +120,7 @@
       show(body);
       history.replaceState(null, "", "?" + params);
       charts.dataset.state = "ready";
+      updated.textContent = "Updated " + new Date().toLocaleTimeString("en-GB");
       // for bench/page.py: navigation to charts drawn
       if (!performance.getEntriesByName("lull:board-ready").length) performance.mark("lull:board-ready");
     } catch (e) {
@@ -139,4 +141,6 @@
     load();
   }));
   load();
+  // a live board: fetched again every minute while the tab is in view
+  setInterval(() => { if (document.visibilityState === "visible") load(); }, 60_000);
 })();
