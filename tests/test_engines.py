@@ -9,13 +9,15 @@ test_properties.py).
 - `run_import`: `lull import` with sessions on (the live replay, columnar + exact);
 - `run_resessionize`: `lull import` with sessions off, then `lull resessionize`;
 - `run_spark_batch`: `lull import` with sessions off, `lull export events --format
-  parquet` of the store, `lull spark resessionize` on that file (moving up).
+  parquet` of the store, `lull spark resessionize` on that file (moving up);
+- `run_spark_stream`: the records as a landing directory through `lull spark stream`.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,8 @@ from hypothesis import settings as hsettings
 from lull.model import DEFAULT_EXCLUDED, Settings, format_duration, session_id_for
 from lullrun import lull, write_events
 from test_properties import Event, in_order, r2
+from test_spark_stream import land, sessions_of, stream
+from test_spark_stream import read as read_stream
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -150,7 +154,25 @@ def read_parquet(folder: Path) -> list[Record]:
     return rows
 
 
-ENGINES: list[Runner] = [run_import, run_resessionize, run_spark_batch]
+def run_spark_stream(records: list[Record], settings: Settings, space: Workspace) -> Outcome:
+    """`lull spark stream` over a landing directory holding the records (those without
+    received_at arrive now, as in an import) and a clock line at now, so that every
+    session due by now is concluded, as `lull import` concludes them."""
+    project = space.project(settings, sessions=True)  # unused store; names the folders
+    now = time.time_ns() // 1_000_000
+    landing = project.path("landing")
+    land(landing, [{"received_at": now} | r for r in records], parts=2)
+    (landing / "9999.clock").write_text(json.dumps({"clock": now}) + "\n")
+    out = project.path("stream")
+    stream(
+        space.db, landing, out, project.path("checkpoint"),
+        *("--excluded", ",".join(settings.excluded)),
+        timeout=format_duration(settings.timeout_ms),
+    )  # fmt: skip
+    return outcome(sessions_of(out), read_stream(out, "events"))
+
+
+ENGINES: list[Runner] = [run_import, run_resessionize, run_spark_batch, run_spark_stream]
 
 
 def through_every_engine(

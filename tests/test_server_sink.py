@@ -13,7 +13,9 @@ import msgspec
 import pytest
 
 from lull.ingest.records import to_record
-from lull.server.sink import EventsSink
+from lull.server.sink import EventsSink, project_names
+from lull.store.db import connect
+from lull.store.projects import project_id
 from serverproc import Keys, LullServer, export, now_ms
 from test_spark_stream import read, stream
 
@@ -139,3 +141,13 @@ def test_a_quiet_project_gets_clock_files(tmp_path: Path) -> None:
     clocks = list(tmp_path.glob("p1/*.clock"))
     assert [json.loads(f.read_text()) for f in clocks] == [{"clock": "1970-01-01T00:00:09.000Z"}]
     assert sorted(tmp_path.glob("p1/*"))[-1] == clocks[0]  # named after the events file
+
+
+def test_a_project_name_that_is_no_file_name_gets_a_plain_folder(tmp_path: Path) -> None:
+    con = connect(str(tmp_path / "lull.duckdb"))
+    try:
+        shop, odd = project_id(con, "shop.eu"), project_id(con, "../etc")
+        names = project_names(con)
+        assert (names(shop), names(odd)) == ("shop.eu", f"project-{odd}")
+    finally:
+        con.close()

@@ -15,6 +15,7 @@ is the received_at it reads, concludes sessions when they fall due (R4) in quiet
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -30,12 +31,18 @@ from lull.model import format_time
 ProjectName = Callable[[int], str]
 
 
+_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
 def project_names(con: duckdb.DuckDBPyConnection) -> ProjectName:
-    """A project's name by id, from the store (called on the writer thread)."""
+    """A project's folder name by id, from the store (called on the writer thread): its
+    name, or `project-<id>` when the name is not a plain file name (`/`, spaces...)."""
 
     def name(pid: int) -> str:
         row = con.execute("SELECT name FROM projects WHERE id = ?", [pid]).fetchone()
-        return str(row[0]) if row else str(pid)
+        if row and _FOLDER.match(str(row[0])):
+            return str(row[0])
+        return f"project-{pid}"
 
     return name
 

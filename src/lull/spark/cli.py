@@ -58,6 +58,7 @@ def resessionize_cmd(
 @click.option("--checkpoint", required=True, help="Spark's checkpoint (offsets and state)")
 @click.option("--timeout", default="20m", show_default=True, help="90s, 20m, 1h (1m to 24h)")
 @click.option("--excluded", default=None, help='events that never take part: "A,B"')
+@click.option("--timezone", default="UTC", show_default=True, help="for the board's days")
 @click.option("--kafka-bootstrap", default=None, help="HOST:PORT: read Kafka, not a directory")
 @click.option("--kafka-topic", default=None, help="the Kafka topic (with --kafka-bootstrap)")
 @click.option("--trigger", default="5s", show_default=True, help="how often a micro-batch runs")
@@ -72,6 +73,7 @@ def stream_cmd(
     checkpoint: str,
     timeout: str,
     excluded: str | None,
+    timezone: str,
     kafka_bootstrap: str | None,
     kafka_topic: str | None,
     trigger: str,
@@ -81,7 +83,7 @@ def stream_cmd(
 ) -> None:
     """Sessionize a stream of events on Spark (Structured Streaming), as the server would."""
     from lull.errors import BadInput
-    from lull.model import parse_duration, parse_timeout
+    from lull.model import check_timezone, parse_duration, parse_timeout
     from lull.spark.session import spark_session
     from lull.spark.stream import StreamConfig, run
 
@@ -98,6 +100,7 @@ def stream_cmd(
         kafka_topic=kafka_topic,
         timeout_ms=parse_timeout(timeout),
         excluded=names,
+        timezone=check_timezone(timezone),
         trigger=f"{parse_duration(trigger)} milliseconds",
         until_idle=until_idle,
         partitions=partitions,

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 # The key of rejected rows and clock lines: a profile id is never empty.
 REJECTED_KEY = ""
+# The dedupe key of every clock line: they only move the watermark, which is upstream of
+# the duplicates' step, so one of them at most goes on from there (and is not output).
+CLOCK = "\x00clock"
 
 PARSED_SCHEMA = (
     "key string, dedupe string, message_id string, profile_id string, name string, "
@@ -46,7 +49,8 @@ def parse_line(text: str, origin: str, pos: int) -> dict[str, Any]:
     try:
         obj = _decode(text)
         if isinstance(obj, dict) and obj.keys() == {"clock"}:
-            row.update(key=REJECTED_KEY, r=parse_time(obj["clock"], "field 'clock'"))
+            when = parse_time(obj["clock"], "field 'clock'")
+            row.update(key=REJECTED_KEY, dedupe=CLOCK, r=when)
             return row
         rec = to_record(obj)
         if rec.received_at is None:

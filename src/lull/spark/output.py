@@ -21,7 +21,8 @@ PID = 1  # the one project an output folder holds
 def _files(folder: Path, part: str) -> str:
     if not (folder / part).is_dir():
         raise BadInput(f"{folder}: no {part}/ folder; is it the --out of lull spark resessionize?")
-    return "'" + str(folder / part / "*.parquet").replace("'", "''") + "'"
+    # `**`: the stream's outputs are written a folder per micro-batch (batch=N/)
+    return "'" + str(folder / part / "**" / "*.parquet").replace("'", "''") + "'"
 
 
 def _ms(con: duckdb.DuckDBPyConnection, source: str, column: str) -> str:

@@ -62,6 +62,8 @@ class _Out:
                 "properties": row.properties,
                 "session_id": session_id,
                 "late": late,
+                "origin": row.origin,
+                "pos": int(row.pos),
             }
         )
 
@@ -184,6 +186,7 @@ def _rejected(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     import pandas as pd
 
     for frame in frames:
+        frame = frame[frame["error"].notna()]  # not the clock lines
         rows = pd.DataFrame({c: frame[c] for c in ("origin", "pos", "error", "raw")})
         rows["kind"] = "rejected"
         full = rows.reindex(columns=_COLUMNS)

@@ -14,10 +14,12 @@ of open sessions: the latest per session_id not in `sessions/` is still open) an
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lull.model import DEFAULT_EXCLUDED, DEFAULT_TIMEOUT_MS
+from lull.model import DEFAULT_EXCLUDED, DEFAULT_TIMEOUT_MS, Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -41,6 +43,7 @@ class StreamConfig:
     kafka_topic: str | None = None
     timeout_ms: int = DEFAULT_TIMEOUT_MS
     excluded: tuple[str, ...] = DEFAULT_EXCLUDED
+    timezone: str = "UTC"  # for the board's days (`lull board --from-parquet OUT`)
     trigger: str = "5 seconds"
     until_idle: bool = False
     partitions: int | None = None  # of the state; fixed by the checkpoint's first run
@@ -64,12 +67,8 @@ def sessionized(spark: SparkSession, config: StreamConfig) -> DataFrame:
     never = F.timestamp_millis(F.lit(_NEVER_LATE_MS)).alias(
         "arrived", metadata={"spark.watermarkDelayMs": 0}
     )
-    keyed = (
-        clocked.select(*parsed.columns, never)
-        .where(F.col("dedupe").isNotNull())  # clock lines have moved the watermark: done
-        .dropDuplicates(["dedupe"])
-        .drop("dedupe")
-    )
+    # (No filter here for the clock lines: Spark would push it below the watermark.)
+    keyed = clocked.select(*parsed.columns, never).dropDuplicates(["dedupe"]).drop("dedupe")
     return keyed.groupBy("key").applyInPandasWithState(
         Sessionizer(config.timeout_ms, config.excluded),
         OUTPUT_SCHEMA,
@@ -85,21 +84,26 @@ def _iso(col: str) -> Column:
     return F.date_format(F.timestamp_millis(col), _ISO).alias(col)
 
 
-def _outputs() -> dict[str, tuple[list[str], list[Column | str]]]:
+def _outputs(batch_id: int) -> dict[str, tuple[list[str], list[Column | str]]]:
     """Output directory -> (the kinds of row it takes, its columns)."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    event: list[Column | str] = [
+    # `seq`, the arrival order (as the store's): batch N's events in (received_at, file,
+    # line) order, numbered from N * 2^32. One sort per batch, on one partition.
+    arrival = Window.orderBy("received_at", "origin", "pos")
+    seq = (F.lit(batch_id << 32).cast("bigint") + F.row_number().over(arrival) - 1).alias("seq")
+    head: list[Column | str] = [
         "message_id", "profile_id", "name", _iso("ts"), "source", _iso("received_at"),
-        "properties", "session_id", "late", F.lit(None).cast("bigint").alias("seq"),
+        "properties", "session_id", "late",
     ]  # fmt: skip
     length = ((F.col("last_ts") - F.col("first_ts")) / 1000).cast("long").alias("length_s")
     session: list[Column | str] = [
         "session_id", "profile_id", _iso("first_ts"), _iso("last_ts"), length, "events", "source",
     ]  # fmt: skip
     return {
-        "events": (["event"], event),
-        "concluded": (["concluded"], event),
+        "events": (["event"], [*head, seq]),
+        "concluded": (["concluded"], [*head, F.lit(None).cast("bigint").alias("seq")]),
         "sessions": (["concluded"], [*session, F.lit(True).alias("concluded")]),
         "open": (["open"], [*session, F.lit(False).alias("concluded"), _iso("as_of")]),
         "rejected": (["rejected"], [F.col("origin").alias("file"), F.col("pos").alias("line"),
@@ -120,7 +124,7 @@ class BatchWriter:
         frame.persist()
         try:
             kinds = {row["kind"] for row in frame.select("kind").distinct().collect()}
-            for name, (wanted, columns) in _outputs().items():
+            for name, (wanted, columns) in _outputs(batch_id).items():
                 if not kinds.intersection(wanted):
                     continue
                 rows = frame.filter(F.col("kind").isin(wanted)).select(*columns)
@@ -133,6 +137,10 @@ def run(spark: SparkSession, config: StreamConfig) -> None:
     """Run the stream: until stopped, or with `until_idle` until what is there is done."""
     if config.partitions is not None:
         spark.conf.set("spark.sql.shuffle.partitions", str(config.partitions))
+    if "://" not in config.out:  # a local --out: the settings, as the batch job writes them
+        settings = Settings(True, config.timeout_ms, config.excluded, config.timezone)
+        Path(config.out).mkdir(parents=True, exist_ok=True)
+        (Path(config.out) / "settings.json").write_text(json.dumps(settings.as_json()) + "\n")
     writer = (
         sessionized(spark, config)
         .writeStream.foreachBatch(BatchWriter(config.out))
