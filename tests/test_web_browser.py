@@ -79,6 +79,28 @@ def headline(page: Page) -> dict[str, str]:
     return {k: page.locator(f"#hl-{k}").inner_text() for k in ids}
 
 
+def tooltip(page: Page, chart: str, index: int) -> list[str]:
+    """The pointer over point `index` of a chart: its tooltip's title and first line."""
+    page.locator(f"#{chart}").scroll_into_view_if_needed()
+    box = page.locator(f"#{chart}").bounding_box()
+    assert box is not None
+    x, y = page.evaluate(
+        f"(() => {{ const p = Chart.getChart('{chart}').getDatasetMeta(0).data[{index}];"
+        " return [p.x, p.y]; })()"
+    )
+    page.mouse.move(box["x"] + x, box["y"] + max(y, 5))
+    # (wait_for_function would eval a string, which the pages' CSP forbids)
+    for _ in range(50):
+        if page.evaluate(f"Chart.getChart('{chart}').tooltip.opacity") == 1:
+            break
+        page.wait_for_timeout(50)
+    shown: list[str] = page.evaluate(
+        f"(() => {{ const t = Chart.getChart('{chart}').tooltip;"
+        " return [t.title[0], t.body[0].lines[0]]; })()"
+    )
+    return shown
+
+
 def number(n: int) -> str:
     return f"{n:,}"
 
@@ -123,6 +145,14 @@ def test_the_board_shows_the_same_figures_as_the_read_api(site: LullServer, tab:
     expect(rows).to_have_count(30)
     assert rows.nth(29).locator("td").text_content() == number(per_day[29]["sessions"])
     shot(page, "board")
+    assert tooltip(page, "c-count", 20) == [
+        per_day[20]["date"][5:],
+        f" {number(per_day[20]['sessions'])} sessions",
+    ]
+    assert (
+        tooltip(page, "c-total", 20)[1]
+        == f" {length(per_day[20]['total_length_s'])} in all sessions"
+    )
     page.get_by_label("Source", exact=True).select_option("ios")
     page.wait_for_url(re.compile(r"source=ios"))
     ios = api_board(site, "music", source="ios")["headline"]
