@@ -107,3 +107,16 @@ def test_the_cookie_secret_is_made_once_and_kept(db_path: Path) -> None:
     con.close()
     con = connect(db_path)
     assert session_secret(con) == first and len(first) >= 48
+
+
+def test_the_password_prompt_asks_twice(db_path: Path) -> None:
+    made = lull_process(db_path, "user", "create", "pat", "--project", "music",
+                        stdin="first password\nfirst password\n")  # fmt: skip
+    assert made.code == 0, made.err
+    refused = lull_process(db_path, "user", "create", "pia", "--project", "music",
+                           stdin="one password\nanother one\n")  # fmt: skip
+    assert refused.code != 0 and "do not match" in refused.out + refused.err
+    con = connect(db_path, read_only=True)
+    stored = password_hash(con, "pat")
+    assert stored is not None and verify_password("first password", stored)
+    assert password_hash(con, "pia") is None
