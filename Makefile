@@ -25,14 +25,17 @@ $(VENDOR)/chart.umd.min.js: web/package-lock.json
 	mkdir -p $(VENDOR)
 	cp web/node_modules/chart.js/dist/chart.umd.min.js $(VENDOR)/
 
-# The main job on the embedded default: the real NASA day imported (once) and its
-# session board printed, then the server on http://127.0.0.1:8000/ with a ready project.
+# The main job on the embedded default, made once: a `demo` project with 30 days of a music
+# app (`lull demo`) and the real NASA day as project `nasa`; the NASA board is printed, then
+# the server opens on http://127.0.0.1:8000/ (sign in as `admin`: its password is printed
+# by the first start).
 run: setup
 	@if [ ! -f $(DB) ]; then \
+	  .venv/bin/lull --db $(DB) demo && \
 	  .venv/bin/lull convert-nasa $(NASA) -o nasa.ndjson && \
-	  .venv/bin/lull --db $(DB) settings --sessions on > /dev/null && \
-	  .venv/bin/lull --db $(DB) import nasa.ndjson; fi
-	.venv/bin/lull --db $(DB) board --until 1995-08-01 --days 1
+	  .venv/bin/lull --db $(DB) --project nasa settings --sessions on > /dev/null && \
+	  .venv/bin/lull --db $(DB) --project nasa import nasa.ndjson; fi
+	.venv/bin/lull --db $(DB) --project nasa board --until 1995-08-01 --days 1
 	.venv/bin/lull --db $(DB) serve --host 127.0.0.1 --port $(PORT)
 
 lint: setup-all
