@@ -13,6 +13,7 @@ import duckdb
 from lull.board import check_source
 from lull.errors import BadInput, NotFound
 from lull.model import Settings, format_time, parse_time, parse_timeout
+from lull.store.events import latest
 
 MAX_LIMIT = 10_000
 
@@ -92,42 +93,16 @@ def events(con: duckdb.DuckDBPyConnection, pid: int, params: dict[str, str]) -> 
     """Events (Session Concluded included), newest first; filter by profile, session id,
     name and a time range (on the event time)."""
     lo, hi = _range(params)
-    filters = [params.get(k) for k in ("profile_id", "session_id", "name")]
-    rows = con.execute(
-        """SELECT message_id, profile_id, name, ts, source, received_at,
-                  properties::VARCHAR, session_id, late
-           FROM all_events WHERE project_id = ? AND ts BETWEEN ? AND ?
-           AND (? IS NULL OR profile_id = ?) AND (? IS NULL OR session_id = ?)
-           AND (? IS NULL OR name = ?)
-           ORDER BY ts DESC, seq DESC NULLS FIRST LIMIT ?""",
-        [
-            pid,
-            lo,
-            hi,
-            filters[0],
-            filters[0],
-            filters[1],
-            filters[1],
-            filters[2],
-            filters[2],
-            _limit(params),
-        ],
-    ).fetchall()
-
-    return [
-        {
-            "message_id": m,
-            "profile_id": p,
-            "name": n,
-            "ts": format_time(t),
-            "source": s,
-            "received_at": format_time(r),
-            "properties": json.loads(props or "{}"),
-            "session_id": sid,
-            "late": late,
-        }
-        for m, p, n, t, s, r, props, sid, late in rows
-    ]
+    return latest(
+        con,
+        pid,
+        name=params.get("name"),
+        profile_id=params.get("profile_id"),
+        session_id=params.get("session_id"),
+        limit=_limit(params),
+        lo=lo,
+        hi=hi,
+    )
 
 
 def profile(con: duckdb.DuckDBPyConnection, pid: int, profile_id: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from lull.board import check_source
 from lull.errors import BadInput, LullError, NotFound
 from lull.model import parse_time
 from lull.server import reads
+from lull.store.events import latest, of_sessions
 from lull.store.projects import get_settings
 from lull.store.users import password_hash, verify_password
 from lull.web import format as fmt
@@ -37,7 +38,6 @@ from lull.web.auth import (
     start_session,
 )
 from lull.web.data import span
-from lull.web.events import latest, of_sessions
 from lull.web.forms import settings_from_form
 
 if TYPE_CHECKING:

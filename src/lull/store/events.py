@@ -1,6 +1,6 @@
-"""The events the Events and Profile pages list, read fast on a large store.
+"""Reading events back (the read API, the Events and Profile pages), fast on a large store.
 
-They equal what the read API's `reads.events` gives (Session Concluded included, as the
+They equal what the `all_events` view gives (Session Concluded included, as the
 `all_events` view shows it), but each query narrows the events first (the newest N, or
 one profile's) and only then looks up their sessions, instead of joining every event
 with its session before sorting: 0.2 s instead of 13 s for the newest 100 of 10M.
@@ -36,11 +36,15 @@ def latest(
     profile_id: str | None = None,
     session_id: str | None = None,
     limit: int = 100,
+    lo: int | None = None,
+    hi: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The newest `limit` events (by event time) matching every filter given."""
+    """The newest `limit` events (by event time, within [lo, hi] ms when given) matching
+    every filter given."""
     params = {"pid": pid, "name": name, "profile": profile_id, "sid": session_id,
-              "limit": limit}  # fmt: skip
-    match = "($name IS NULL OR name = $name) AND ($profile IS NULL OR profile_id = $profile)"
+              "limit": limit, "lo": lo, "hi": hi}  # fmt: skip
+    match = """($name IS NULL OR name = $name) AND ($profile IS NULL OR profile_id = $profile)
+        AND ($lo IS NULL OR ts >= $lo) AND ($hi IS NULL OR ts <= $hi)"""
     in_session = (
         ""
         if session_id is None
@@ -60,6 +64,7 @@ def latest(
                  AND ($name IS NULL OR $name = '{SESSION_CONCLUDED}')
                  AND ($profile IS NULL OR profile_id = $profile)
                  AND ($sid IS NULL OR session_id = $sid)
+                 AND ($lo IS NULL OR last_ts >= $lo) AND ($hi IS NULL OR last_ts <= $hi)
                  ORDER BY last_ts DESC LIMIT $limit))
             ORDER BY ts DESC, seq DESC NULLS FIRST, message_id LIMIT $limit""",
         params,
