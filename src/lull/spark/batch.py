@@ -5,9 +5,10 @@ admits events (sessions taken as on, late events included), each profile's eligi
 ordered by (event time, arrival), a gap of at least the timeout starts a session, and the
 session id derived from the profile and the first event (`lull.model.session_id_for`).
 
-Built from DataFrame window functions only (no Python on the executors): one sort by
-(profile, time, arrival), `lag`/`lead` for the gaps, running `last(..., ignorenulls)` to
-carry each session's first event down its rows. Input: Parquet of canonical events, as
+Built from DataFrame functions only (no Python on the executors): one sort by (profile,
+eligibility, time, arrival), `lag` for the gaps, a running `last(..., ignorenulls)` to
+carry each session's first event down its rows; the sessions are then an aggregation of
+the events written, by session id. Input: Parquet of canonical events, as
 `lull export events --format parquet` writes them. Output under OUT:
 
 - `events/`: every input event (Session Concluded ones excepted: they are rebuilt) with
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 REQUIRED = ("message_id", "profile_id", "name", "ts", "source")
-# What the outputs carry, in order (as `lull export events` / `lull export sessions`).
+# What events/ and concluded/ carry, in order (as `lull export events --format parquet`).
 EVENT_COLUMNS = (
     "message_id",
     "profile_id",
@@ -47,17 +48,6 @@ EVENT_COLUMNS = (
     "late",
     "seq",
 )
-SESSION_COLUMNS = (
-    "session_id",
-    "profile_id",
-    "first_ts",
-    "last_ts",
-    "length_s",
-    "events",
-    "source",
-    "concluded",
-)
-PARTS = ("events", "sessions", "concluded")
 _ISO = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 
 
@@ -92,21 +82,18 @@ def resessionize(
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     progress(f"reading {events}")
     frame = read_events(spark, events)
-    eligible = _eligible(frame, settings)
-    marked = sessionized(frame.where(eligible), settings.timeout_ms)
-    marked.persist()
-    try:
-        progress("writing events/ (sorting by profile and time)")
-        others = frame.where(~eligible).withColumn("session_id", _null("string"))
-        _events_out(marked).unionByName(_events_out(others)).write.parquet(f"{out}/events")
-        sessions = sessions_of(marked.where("is_last"), settings.timeout_ms, now).persist()
-        progress("writing sessions/")
-        sessions.select(*SESSION_COLUMNS).write.parquet(f"{out}/sessions")
-        progress("writing concluded/")
-        concluded_events(sessions).write.parquet(f"{out}/concluded")
-        sessions.unpersist()
-    finally:
-        marked.unpersist()
+    marked = sessionized(
+        frame.withColumn("eligible", _eligible(frame, settings)), settings.timeout_ms
+    )
+    progress("writing events/ (sorting by profile and time)")
+    _events_out(marked).write.parquet(f"{out}/events")
+    # Sessions from what was written: an aggregation by session (no second sort).
+    progress("writing sessions/")
+    written = spark.read.parquet(f"{out}/events")
+    sessions_of(written, settings.timeout_ms, now).write.parquet(f"{out}/sessions")
+    progress("writing concluded/")
+    written = spark.read.parquet(f"{out}/sessions")
+    concluded_events(written, settings.timeout_ms).write.parquet(f"{out}/concluded")
     (target / "settings.json").write_text(json.dumps(settings.as_json(), indent=2) + "\n")
     return Result(out, time.perf_counter() - started)
 
@@ -150,8 +137,8 @@ def read_events(spark: SparkSession, path: str) -> DataFrame:
         received = F.col("received_at") if string else _iso(received_ms)
     if "seq" in types and types["seq"] not in ("bigint", "int"):
         raise BadInput(f"--events {path}: column seq is {types['seq']}, expected an integer")
-    seq = F.col("seq").cast("bigint") if "seq" in types else _null("bigint")
-    arrival = seq if "seq" in types else F.monotonically_increasing_id()
+    # Without `seq`, the rows' order is the arrival order, and is written as `seq`.
+    arrival = F.col("seq").cast("bigint") if "seq" in types else F.monotonically_increasing_id()
     properties = F.col("properties") if "properties" in types else _null("string")
     if types.get("properties", "string") != "string":
         properties = F.to_json("properties")
@@ -160,63 +147,64 @@ def read_events(spark: SparkSession, path: str) -> DataFrame:
         "ts_ms": ts_ms,
         "ts": shown,
         "received_at": received,
-        "seq": seq,
         "arrival": arrival,
         "properties": properties,
     }
     return frame.where(F.col("name") != SESSION_CONCLUDED).withColumns(added)
 
 
-def sessionized(eligible: DataFrame, timeout: int) -> DataFrame:
-    """Eligible events with their `session_id`, and what their session's figures need:
-    `first_ms`, `events` so far, `session_source`; `is_last` marks a session's last row,
-    `next_ts` is the profile's next event time (null on its last one)."""
+def sessionized(events: DataFrame, timeout: int) -> DataFrame:
+    """The events with their `session_id` (null unless `eligible`).
+
+    Eligible and other events are apart in the window's partitions (by profile and
+    eligibility), so the others neither start nor extend sessions, and one scan and one
+    shuffle serve all events."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    by_time = Window.partitionBy("profile_id").orderBy("ts_ms", "arrival")
+    by_time = Window.partitionBy("profile_id", "eligible").orderBy("ts_ms", "arrival")
     so_far = by_time.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    gaps = (
-        eligible.withColumn("prev_ts", F.lag("ts_ms").over(by_time))
-        .withColumn("next_ts", F.lead("ts_ms").over(by_time))
-        .withColumn("row", F.row_number().over(by_time))
-    )
-    starts = F.col("prev_ts").isNull() | (F.col("ts_ms") - F.col("prev_ts") >= timeout)
-    ends = F.col("next_ts").isNull() | (F.col("next_ts") - F.col("ts_ms") >= timeout)
-    marked = gaps.withColumn("starts", starts).withColumn("is_last", ends)
-
-    def first_of_session(value: str) -> Column:
-        return F.last(F.when(F.col("starts"), F.col(value)), ignorenulls=True).over(so_far)
-
-    session_id = F.md5(F.concat(F.col("profile_id"), F.lit("\x1f"), first_of_session("message_id")))
-    return (
-        marked.withColumn("session_id", session_id)
-        .withColumn("first_ms", first_of_session("ts_ms"))
-        .withColumn("events", F.col("row") - first_of_session("row") + 1)
-        .withColumn("session_source", first_of_session("source"))
-    )
+    previous = F.lag("ts_ms").over(by_time)
+    starts = events.withColumn("starts", previous.isNull() | (F.col("ts_ms") - previous >= timeout))
+    first = F.last(F.when(F.col("starts"), F.col("message_id")), ignorenulls=True).over(so_far)
+    session_id = F.md5(F.concat(F.col("profile_id"), F.lit("\x1f"), first))
+    return starts.withColumn("session_id", F.when(F.col("eligible"), session_id))
 
 
-def sessions_of(ends: DataFrame, timeout: int, now: int) -> DataFrame:
-    """The sessions, from their last rows, as `lull export sessions` has them (plus
-    `due_ms`). A profile's last session is concluded once its due time has passed."""
+def sessions_of(events: DataFrame, timeout: int, now: int) -> DataFrame:
+    """The sessions of events that carry their `session_id`, as `lull export sessions`
+    has them. The source is the first event's (by time, then arrival: `seq`); a
+    profile's last session is concluded once its due time has passed, the others are."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    last_ms, first_ms = F.col("ts_ms"), F.col("first_ms")
-    return ends.select(
+    ts_ms = F.unix_millis(F.to_timestamp("ts"))
+    grouped = (
+        events.where(F.col("session_id").isNotNull())
+        .withColumn("ts_ms", ts_ms)
+        .groupBy("profile_id", "session_id")
+        .agg(
+            F.min("ts_ms").alias("first_ms"),
+            F.max("ts_ms").alias("last_ms"),
+            F.count("*").alias("events"),
+            F.min_by("source", F.struct("ts_ms", "seq")).alias("source"),
+        )
+    )
+    last_ms, first_ms = F.col("last_ms"), F.col("first_ms")
+    latest = last_ms == F.max("last_ms").over(Window.partitionBy("profile_id"))
+    return grouped.select(
         "session_id",
         "profile_id",
         _iso(first_ms).alias("first_ts"),
         _iso(last_ms).alias("last_ts"),
         F.floor((last_ms - first_ms) / 1000).cast("long").alias("length_s"),
         F.col("events").cast("long").alias("events"),
-        F.col("session_source").alias("source"),
-        (F.col("next_ts").isNotNull() | (last_ms + timeout <= F.lit(now))).alias("concluded"),
-        (last_ms + timeout).alias("due_ms"),
+        "source",
+        (~latest | (last_ms + timeout <= F.lit(now))).alias("concluded"),
     )
 
 
-def concluded_events(sessions: DataFrame) -> DataFrame:
+def concluded_events(sessions: DataFrame, timeout: int) -> DataFrame:
     """R4's Session Concluded events of these sessions, as `lull export events` has them:
     at the last event's time, raised at its due time, `sc-` + the id as message id."""
     from pyspark.sql import functions as F
@@ -230,7 +218,7 @@ def concluded_events(sessions: DataFrame) -> DataFrame:
         F.lit(SESSION_CONCLUDED).alias("name"),
         F.col("last_ts").alias("ts"),
         "source",
-        _iso(F.col("due_ms")).alias("received_at"),
+        _iso(F.unix_millis(F.to_timestamp("last_ts")) + timeout).alias("received_at"),
         props.alias("properties"),
         "session_id",
         F.lit(False).alias("late"),
@@ -241,7 +229,8 @@ def concluded_events(sessions: DataFrame) -> DataFrame:
 def _events_out(frame: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
-    return frame.withColumn("late", F.lit(False)).select(*EVENT_COLUMNS)
+    done = {"late": F.lit(False), "seq": F.col("arrival")}
+    return frame.withColumns(done).select(*EVENT_COLUMNS)
 
 
 def _eligible(frame: DataFrame, settings: Settings) -> Column:
