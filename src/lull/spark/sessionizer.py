@@ -15,6 +15,7 @@ that clock reaches the session's due time (last event + timeout), as `lull impor
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -43,33 +44,38 @@ NO_CLOCK = -1
 
 
 class _Out:
-    """The rows one call emits: events, concluded sessions, open-session snapshots."""
+    """The rows one call emits (events, concluded sessions, open-session snapshots), as
+    columns: one cheap frame per call (pandas' typed constructors dominate otherwise)."""
 
     def __init__(self, timeout: int) -> None:
         self.timeout = timeout
-        self.rows: list[dict[str, Any]] = []
+        self.cols: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
 
-    def event(self, row: Any, session_id: str | None, late: bool) -> None:
-        self.rows.append(
+    def _add(self, values: dict[str, Any]) -> None:
+        for c, column in self.cols.items():
+            column.append(values.get(c))
+
+    def event(self, row: _Row, session_id: str | None, late: bool) -> None:
+        self._add(
             {
                 "kind": "event",
                 "message_id": row.message_id,
                 "profile_id": row.profile_id,
                 "name": row.name,
-                "ts": int(row.ts),
+                "ts": row.ts,
                 "source": row.source,
-                "received_at": int(row.r),
+                "received_at": row.r,
                 "properties": row.properties,
                 "session_id": session_id,
                 "late": late,
                 "origin": row.origin,
-                "pos": int(row.pos),
+                "pos": row.pos,
             }
         )
 
     def session(self, kind: str, s: Session, as_of: int | None = None) -> None:
         """A concluded session (with its Session Concluded event, R4) or an open one."""
-        row = {
+        row: dict[str, Any] = {
             "kind": kind,
             "profile_id": s.profile_id,
             "session_id": s.session_id,
@@ -89,16 +95,39 @@ class _Out:
                 properties=_encode(props).decode(),
                 late=False,
             )
-        self.rows.append(row)
+        self._add(row)
 
     def frame(self) -> pd.DataFrame:
         import pandas as pd
 
-        frame = pd.DataFrame(self.rows, columns=_COLUMNS)
-        for c in _INTS:
-            frame[c] = frame[c].astype("Int64")
-        frame["late"] = frame["late"].astype("boolean")
-        return frame
+        # Python objects (ints, None): Arrow types them by OUTPUT_SCHEMA when Spark reads it
+        return pd.DataFrame(self.cols, dtype=object)
+
+
+@dataclass(slots=True)
+class _Row:
+    message_id: str
+    profile_id: str
+    name: str
+    ts: int
+    source: str
+    r: int
+    properties: str
+    origin: str
+    pos: int
+
+
+def _rows(frames: Iterator[pd.DataFrame]) -> list[_Row]:
+    """A profile's new rows in arrival order: received_at, then origin and position."""
+    rows: list[_Row] = []
+    for f in frames:
+        rows.extend(
+            map(_Row, f["message_id"].tolist(), f["profile_id"].tolist(), f["name"].tolist(),
+                f["ts"].tolist(), f["source"].tolist(), f["r"].tolist(),
+                f["properties"].tolist(), f["origin"].tolist(), f["pos"].tolist())
+        )  # fmt: skip
+    rows.sort(key=lambda e: (e.r, e.origin, e.pos))
+    return rows
 
 
 class Sessionizer:
@@ -146,17 +175,13 @@ class Sessionizer:
         self, ps: ProfileState, clock: int, frames: Iterator[pd.DataFrame], out: _Out
     ) -> int:
         """Apply the rows in arrival order, one instant at a time; returns the new clock."""
-        import pandas as pd
-
-        rows = pd.concat(list(frames), ignore_index=True)
-        rows = rows.sort_values(["r", "origin", "pos"], kind="stable")
         timeout, settings = self.settings.timeout_ms, self.settings
-        items = list(rows.itertuples(index=False))
+        items = _rows(frames)
         i, n = 0, len(items)
         while i < n:
-            instant = max(int(items[i].r), clock)  # the clock never runs backwards
+            instant = max(items[i].r, clock)  # the clock never runs backwards
             j = i
-            while j < n and max(int(items[j].r), clock) == instant:
+            while j < n and max(items[j].r, clock) == instant:
                 j += 1
             due = exact.conclude_due(ps, instant, timeout)
             if due is not None:
@@ -166,8 +191,7 @@ class Sessionizer:
             ids: dict[int, str | None] = {}
             if eligible:
                 arrivals = [
-                    Arrival(int(group[k].ts), k, group[k].message_id, group[k].source)
-                    for k in eligible
+                    Arrival(group[k].ts, k, group[k].message_id, group[k].source) for k in eligible
                 ]
                 applied = exact.apply(ps, arrivals, timeout)
                 ids = dict(zip(eligible, applied.session_ids, strict=True))

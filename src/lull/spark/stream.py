@@ -135,8 +135,10 @@ class BatchWriter:
 
 def run(spark: SparkSession, config: StreamConfig) -> None:
     """Run the stream: until stopped, or with `until_idle` until what is there is done."""
+    key = "spark.sql.shuffle.partitions"
+    before = str(spark.conf.get(key))
     if config.partitions is not None:
-        spark.conf.set("spark.sql.shuffle.partitions", str(config.partitions))
+        spark.conf.set(key, str(config.partitions))  # for this query; set back at the end
     if "://" not in config.out:  # a local --out: the settings, as the batch job writes them
         settings = Settings(True, config.timeout_ms, config.excluded, config.timezone)
         Path(config.out).mkdir(parents=True, exist_ok=True)
@@ -151,9 +153,12 @@ def run(spark: SparkSession, config: StreamConfig) -> None:
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=config.trigger)
-    query = writer.start()
     try:
-        query.awaitTermination()
+        query = writer.start()
+        try:
+            query.awaitTermination()
+        finally:
+            if query.isActive:
+                query.stop()
     finally:
-        if query.isActive:
-            query.stop()
+        spark.conf.set(key, before)
