@@ -82,7 +82,9 @@ class LiveEngine:
     def __init__(
         self, con: duckdb.DuckDBPyConnection, clock: Clock = now_ms, sink: EventsSink | None = None
     ) -> None:
-        self.con = con
+        # Its own connection to the store: the thread that made `con` goes on using it
+        # (keys, accounts, readers' cursors) while this one writes.
+        self.con = con.cursor()
         self.clock = clock
         self.sink = sink  # --events-sink: stored events also go to a landing directory
         self.queue: queue.Queue[_Request | control.SettingsChange | None] = queue.Queue()
@@ -105,6 +107,7 @@ class LiveEngine:
     def stop(self) -> None:
         self.queue.put(None)
         self._thread.join()
+        self.con.close()
 
     def submit(
         self,
