@@ -161,6 +161,9 @@ def test_bad_inputs_are_named(tmp_path: Path, spark: SparkSession) -> None:
     bad_ts = tmp_path / "bad_ts.parquet"
     pq.write_table(pa.table({k: ["x"] for k in ("message_id", "profile_id", "name", "source")})
                    .append_column("ts", pa.array([1.5])), bad_ts)  # fmt: skip
+    not_a_time = tmp_path / "not_a_time.parquet"
+    pq.write_table(pa.table({k: ["x"] for k in ("message_id", "profile_id", "name", "source")})
+                   .append_column("ts", pa.array(["yesterday"])), not_a_time)  # fmt: skip
     not_parquet = tmp_path / "events.ndjson"
     not_parquet.write_text('{"message_id": "m"}\n')
     full = tmp_path / "full"
@@ -169,6 +172,7 @@ def test_bad_inputs_are_named(tmp_path: Path, spark: SparkSession) -> None:
         no_ts: "missing column(s) ts, source",
         bad_ts: "column ts is double, expected ISO-8601 text",
         not_parquet: "not readable as Parquet",
+        not_a_time: "the job failed: [CAST_INVALID_INPUT] The value 'yesterday'",
         tmp_path / "nowhere": "no such file or directory",
     }
     for events, message in cases.items():
@@ -176,7 +180,8 @@ def test_bad_inputs_are_named(tmp_path: Path, spark: SparkSession) -> None:
             db, "spark", "resessionize", "--events", str(events), "--out", str(tmp_path / "o")
         )
         assert done.code == 1 and message in done.err, done.err
-        assert not (tmp_path / "o").exists()
+        said = [line for line in done.err.splitlines() if not line.startswith("[")]
+        assert len(said) == 1, done.err  # one line, no stack trace (beside the progress)
     done = lull(db, "spark", "resessionize", "--events", str(no_ts), "--out", str(full))
     assert done.code == 1 and "not empty" in done.err
     done = lull(

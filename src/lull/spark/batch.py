@@ -22,6 +22,7 @@ the events written, by session id. Input: Parquet of canonical events, as
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,20 +81,25 @@ def resessionize(
     if target.exists() and any(target.iterdir()):
         raise BadInput(f"--out {out}: the directory is not empty; choose a new one")
     spark.conf.set("spark.sql.session.timeZone", "UTC")
+    # PySpark logs a failed query as JSON on stderr; the error below says it in one line.
+    logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)
     progress(f"reading {events}")
     frame = read_events(spark, events)
     marked = sessionized(
         frame.withColumn("eligible", _eligible(frame, settings)), settings.timeout_ms
     )
-    progress("writing events/ (sorting by profile and time)")
-    _events_out(marked).write.parquet(f"{out}/events")
-    # Sessions from what was written: an aggregation by session (no second sort).
-    progress("writing sessions/")
-    written = spark.read.parquet(f"{out}/events")
-    sessions_of(written, settings.timeout_ms, now).write.parquet(f"{out}/sessions")
-    progress("writing concluded/")
-    written = spark.read.parquet(f"{out}/sessions")
-    concluded_events(written, settings.timeout_ms).write.parquet(f"{out}/concluded")
+    try:
+        progress("writing events/ (sorting by profile and time)")
+        _events_out(marked).write.parquet(f"{out}/events")
+        # Sessions from what was written: an aggregation by session (no second sort).
+        progress("writing sessions/")
+        written = spark.read.parquet(f"{out}/events")
+        sessions_of(written, settings.timeout_ms, now).write.parquet(f"{out}/sessions")
+        progress("writing concluded/")
+        written = spark.read.parquet(f"{out}/sessions")
+        concluded_events(written, settings.timeout_ms).write.parquet(f"{out}/concluded")
+    except Exception as e:  # bad values (e.g. a time that is not one) fail in a task
+        raise BadInput(f"--events {events}: the job failed: {_reason(e)}") from None
     (target / "settings.json").write_text(json.dumps(settings.as_json(), indent=2) + "\n")
     return Result(out, time.perf_counter() - started)
 
