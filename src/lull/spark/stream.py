@@ -15,6 +15,7 @@ of open sessions: the latest per session_id not in `sessions/` is still open) an
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -160,5 +161,9 @@ def run(spark: SparkSession, config: StreamConfig) -> None:
         finally:
             if query.isActive:
                 query.stop()
+            for p in query.recentProgress:  # a line per micro-batch, for the operator
+                times = ", ".join(f"{k} {v / 1000:.1f}s" for k, v in p["durationMs"].items())
+                print(f"lull: batch {p['batchId']}: {p['numInputRows']} rows; {times}",
+                      file=sys.stderr)  # fmt: skip
     finally:
         spark.conf.set(key, before)
