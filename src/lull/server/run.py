@@ -38,7 +38,9 @@ def serve(db: str, host: str, port: int, events_sink: str | None = None) -> None
     # DuckDB's block cache would otherwise grow with the store; the server's working set
     # is the engine's state in Python, so keep DuckDB's share small.
     con.execute("SET memory_limit = '128MB'")
-    sink = None if events_sink is None else EventsSink(Path(events_sink), project_names(con))
+    sink = None
+    if events_sink is not None:  # its name lookups run on the writer thread: own connection
+        sink = EventsSink(Path(events_sink), project_names(con.cursor()))
     engine = LiveEngine(con, sink=sink)
     engine.start()
     app = build(Server(con, engine))
