@@ -36,6 +36,7 @@ run: setup
 	  .venv/bin/lull --db $(DB) --project nasa settings --sessions on > /dev/null && \
 	  .venv/bin/lull --db $(DB) --project nasa import nasa.ndjson; fi
 	.venv/bin/lull --db $(DB) --project nasa board --until 1995-08-01 --days 1
+	@echo "lull: the demo's Session board: http://127.0.0.1:$(PORT)/p/demo/board (sign in as admin)"
 	.venv/bin/lull --db $(DB) serve --host 127.0.0.1 --port $(PORT)
 
 lint: setup-all
