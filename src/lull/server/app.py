@@ -106,11 +106,12 @@ def build(server: Server) -> Starlette:
         body = await read_body(request)
         records = parse_events(body)
         events, rejected = [], []
+        arrived = server.engine.clock()
         for i, raw in enumerate(records):
             try:
                 if too_big(raw, body):
                     raise TooLarge("event is over 32 KB")
-                rec = to_record(raw, grant.source, arrived=server.engine.clock())
+                rec = to_record(raw, grant.source, arrived=arrived)
                 events.append(
                     Event(rec.message_id, rec.profile_id, rec.name, rec.ts, grant.source,
                           rec.sent_at, rec.properties)
