@@ -18,7 +18,7 @@ import duckdb
 
 from lull import config
 from lull.errors import BadInput, LullError
-from lull.model import Settings, check_timezone, parse_timeout
+from lull.model import Settings, check_timezone, parse_excluded, parse_timeout
 from lull.store.db import connect
 from lull.store.projects import get_settings, now_ms, project_id, save_settings
 
@@ -100,9 +100,7 @@ def settings(
     if timezone is not None:
         changes["timezone"] = check_timezone(timezone)
     if excluded is not None:
-        changes["excluded"] = tuple(
-            dict.fromkeys(x.strip() for x in excluded.split(",") if x.strip())
-        )
+        changes["excluded"] = parse_excluded(excluded)
     with _open(ctx, db, project, read_only=not changes) as (con, pid):
         current = get_settings(con, pid)
         if changes:

@@ -87,6 +87,11 @@ def parse_timeout(text: str) -> int:
     return ms
 
 
+def parse_excluded(text: str) -> tuple[str, ...]:
+    """`--excluded "A,B"` as event names: trimmed, blanks and repeats dropped."""
+    return tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+
+
 def format_duration(ms: int) -> str:
     for unit in ("h", "m", "s"):
         if ms % _UNIT_MS[unit] == 0:

@@ -7,11 +7,9 @@ import click
 
 def excluded_names(text: str | None) -> tuple[str, ...]:
     """`--excluded "A,B"` as names (the default list when not given)."""
-    from lull.model import DEFAULT_EXCLUDED
+    from lull.model import DEFAULT_EXCLUDED, parse_excluded
 
-    if text is None:
-        return DEFAULT_EXCLUDED
-    return tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    return DEFAULT_EXCLUDED if text is None else parse_excluded(text)
 
 
 @click.group()
