@@ -36,6 +36,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON request body."""
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 _ERRORS = {
     "400": _json(_ERROR, "bad input, with what and where"),
     "401": _json(_ERROR, "missing or wrong key"),
@@ -75,10 +80,7 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "send canonical events (a JSON array, or NDJSON)",
                 "security": [{"write": []}],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"type": "array", "items": _EVENT}}},
-                },
+                "requestBody": _body({"type": "array", "items": _EVENT}),
                 "responses": {"200": _json({"type": "object"}, "stored"), **_ERRORS},
             },
             **_read(
@@ -111,10 +113,7 @@ OPENAPI: dict[str, Any] = {
             "put": {
                 "summary": "change the session settings (and rebuild history if asked)",
                 "security": [{"admin": []}],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _SETTINGS_CHANGE}},
-                },
+                "requestBody": _body(_SETTINGS_CHANGE),
                 "responses": {
                     "200": _json({"type": "object"}, "the settings, and what was rebuilt"),
                     **_ERRORS,
@@ -125,22 +124,17 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Segment-compatible batch",
                 "security": [{"segment": []}],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["batch"],
-                                "properties": {
-                                    "batch": {"type": "array", "items": {"type": "object"}},
-                                    "writeKey": {"type": "string"},
-                                    "sentAt": {"type": "string"},
-                                },
-                            }
-                        }
-                    },
-                },
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["batch"],
+                        "properties": {
+                            "batch": {"type": "array", "items": {"type": "object"}},
+                            "writeKey": {"type": "string"},
+                            "sentAt": {"type": "string"},
+                        },
+                    }
+                ),
                 "responses": {"200": _json({"type": "object"}, "stored"), **_ERRORS},
             }
         },
@@ -161,24 +155,15 @@ OPENAPI: dict[str, Any] = {
                         "schema": {"type": "string"},
                     },
                 ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["d"],
-                                "properties": {
-                                    "d": {
-                                        "type": "array",
-                                        "maxItems": 1000,
-                                        "items": {"type": "object"},
-                                    }
-                                },
-                            }
-                        }
-                    },
-                },
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["d"],
+                        "properties": {
+                            "d": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}
+                        },
+                    }
+                ),
                 "responses": {"200": _json({"type": "object"}, "processed"), **_ERRORS},
             }
         },
