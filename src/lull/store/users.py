@@ -89,7 +89,7 @@ def create_user(
     check_name(name)
     check_password(password)
     check_role(role)
-    if con.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone():
+    if user_exists(con, name):
         raise BadInput(f"user {name!r} already exists: use `lull user grant`")
     con.execute("INSERT INTO users VALUES (?, ?, ?)", [name, hash_password(password), now_ms()])
     grant(con, name, project, role)
@@ -98,7 +98,7 @@ def create_user(
 def grant(con: duckdb.DuckDBPyConnection, name: str, project: str, role: str) -> None:
     """Give `name` the role in `project` (replacing the role it had there)."""
     check_role(role)
-    if not con.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone():
+    if not user_exists(con, name):
         raise BadInput(f"no user named {name!r}: make it with `lull user create`")
     pid = project_id(con, project)
     con.execute("DELETE FROM memberships WHERE user_name = ? AND project_id = ?", [name, pid])
@@ -118,6 +118,10 @@ def list_users(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
         if project is not None:
             grants.append({"project": str(project), "role": str(role)})
     return [{"name": n, "projects": g} for n, g in out.items()]
+
+
+def user_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return con.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone() is not None
 
 
 def password_hash(con: duckdb.DuckDBPyConnection, name: str) -> str | None:

@@ -13,7 +13,7 @@ import duckdb
 from starlette.requests import Request
 
 from lull.errors import Forbidden, LullError, TooManyRequests
-from lull.store.users import Membership, memberships
+from lull.store.users import Membership, memberships, user_exists
 
 
 class SignedOut(LullError):
@@ -40,7 +40,7 @@ def signed_in(request: Request, con: duckdb.DuckDBPyConnection) -> Access:
     name = request.session.get("user")
     if not isinstance(name, str):
         raise SignedOut("sign in first")
-    if con.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone() is None:
+    if not user_exists(con, name):
         request.session.clear()  # the account is gone
         raise SignedOut("sign in first")
     return Access(name, memberships(con, name))
