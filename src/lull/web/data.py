@@ -3,9 +3,8 @@ and the what-if preview, from the same functions as `lull board` and the read AP
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 import duckdb
 from starlette.concurrency import run_in_threadpool
@@ -14,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from lull.board import board
 from lull.errors import BadInput
-from lull.model import Settings, parse_timeout
+from lull.model import Settings
 from lull.server import reads
 from lull.store.projects import get_settings
 from lull.web.auth import on_project
@@ -26,28 +25,21 @@ MAX_DAYS = 3660
 
 
 def span(params: dict[str, str], settings: Settings) -> tuple[date, int]:
-    """`until` (default: today in the project's zone) and `days` (default 30), or
-    `from` and `until`, as the last day and the number of days."""
-    try:
-        until = (
-            date.fromisoformat(params["until"])
-            if params.get("until")
-            else datetime.now(ZoneInfo(settings.timezone)).date()
-        )
-        first = date.fromisoformat(params["from"]) if params.get("from") else None
-    except ValueError:
-        raise BadInput("dates must be written YYYY-MM-DD") from None
-    if first is not None:
-        if first > until:
+    """`until` and `days` as the read API takes them (reads.board_range), or `from` and
+    `until`, as the last day and the number of days."""
+    first = params.get("from")
+    ask = {"until": params.get("until", ""), "days": "1" if first else params.get("days", "30")}
+    until, days, _ = reads.board_range(ask, settings)
+    if first:
+        try:
+            start = date.fromisoformat(first)
+        except ValueError:
+            raise BadInput(f"'from' {first!r}: expected a date YYYY-MM-DD") from None
+        if start > until:
             raise BadInput("the first day comes after the last day")
-        days = (until - first).days + 1
-    else:
-        found = reads.whole(params.get("days", "30"))
-        if found is None:
-            raise BadInput(f"'days' must be a whole number from 1 to {MAX_DAYS}")
-        days = found
-    if not 1 <= days <= MAX_DAYS:
-        raise BadInput(f"pick at most {MAX_DAYS} days")
+        days = (until - start).days + 1
+        if days > MAX_DAYS:
+            raise BadInput(f"pick at most {MAX_DAYS} days")
     if until >= date.max - timedelta(days=1):
         raise BadInput("the last day is outside the calendar")
     return until, days
@@ -81,7 +73,7 @@ class Data:
         from lull.whatif import preview
 
         def query(con: duckdb.DuckDBPyConnection, pid: int, s: Settings, p: dict[str, str]) -> Any:
-            timeout = parse_timeout(p.get("timeout", ""))
+            timeout = reads.proposed_timeout(p)
             until, days = span(p, s)
             return preview(con, pid, s, timeout, until, days, source=p.get("source") or None)
 
