@@ -356,12 +356,6 @@ class LiveEngine:
             project.seen.add(hash(e.message_id))
         return fresh
 
-    def _state(self, pid: int, project: _Project, profile: str) -> ProfileState:
-        state = project.states.get(profile)
-        if state is None:
-            state = project.states[profile] = ProfileState(profile)
-        return state
-
     def _sessionize(
         self,
         rows: Rows,
@@ -372,7 +366,9 @@ class LiveEngine:
         r: int,
         timeout: int,
     ) -> int:
-        state = self._state(pid, project, profile)
+        state = project.states.get(profile)
+        if state is None:
+            state = project.states[profile] = ProfileState(profile)
         due = exact.conclude_due(state, r, timeout)
         if due is not None:
             self._concluded(rows, pid, project, due, r)
@@ -399,8 +395,7 @@ class LiveEngine:
         for s in out.concluded:
             self._concluded(rows, pid, project, s, r)
         if state.open is not None:
-            skey = self._skey(project, state.open)
-            rows.session(pid, skey, state.open, None)
+            rows.session(pid, skeys[state.open.session_id], state.open, None)
             if state.open.session_id != was_open:
                 # one timer entry per session; the timer re-arms it if the session grew
                 heapq.heappush(self.due, (state.open.last_ts + timeout, pid, profile))
