@@ -109,6 +109,10 @@ def apply(engine: LiveEngine, change: SettingsChange) -> None:
         new = change.settings(old) if callable(change.settings) else change.settings
         if change.rebuild and not new.sessions_enabled:
             raise _no_rebuild()
+    except BaseException as e:  # refused before anything changed: no state to rebuild
+        change.future.set_exception(e)
+        return
+    try:
         with transaction(con):
             save_settings(con, pid, new)
         rebuilt = None
