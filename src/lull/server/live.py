@@ -352,7 +352,6 @@ class LiveEngine:
                 continue
             seen_here.add(e.message_id)
             fresh.append(e)
-        for e in fresh:
             project.seen.add(hash(e.message_id))
         return fresh
 
