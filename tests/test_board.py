@@ -161,9 +161,15 @@ def test_every_figure_follows_its_definition(
     args = ["board", "--until", last.isoformat(), "--days", str(days)]
     got = lull(shared_db, *run, *args, *(["--source", source] if source else [])).json()
     sessions, events = exported(shared_db, project, tmp)
-    want = expected(sessions, events, tz, last - timedelta(days=days - 1), last, source)
+    first = last - timedelta(days=days - 1)
+    want = expected(sessions, events, tz, first, last, source)
     assert {k: got[k] for k in want} == want
-    assert got["source"] == source
+    assert (got["from"], got["until"], got["timezone"], got["source"]) == (
+        first.isoformat(),
+        last.isoformat(),
+        tz,
+        source,
+    )
 
 
 def exported(db: Path, project: str, tmp: Path) -> tuple[list[Any], list[Any]]:
