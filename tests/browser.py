@@ -85,15 +85,8 @@ def sign_in(page: Page, base: str, name: str, password: str = PASSWORD) -> None:
 
 def make_user(server: LullServer, name: str, project: str, role: str) -> None:
     """`lull user create` with the server down (it holds the store while it runs)."""
-    import io
-    import sys
-
-    stdin, sys.stdin = sys.stdin, io.StringIO(PASSWORD + "\n")
-    try:
-        made = lull(server.db, "user", "create", name, "--project", project, "--role", role,
-                    "--password-stdin")  # fmt: skip
-    finally:
-        sys.stdin = stdin
+    made = lull(server.db, "user", "create", name, "--project", project, "--role", role,
+                "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
     assert made.code == 0, made.err
 
 

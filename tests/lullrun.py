@@ -27,11 +27,17 @@ class Result:
         return json.loads(self.out)
 
 
-def lull(db: Path, *args: str) -> Result:
+def lull(db: Path, *args: str, stdin: str | None = None) -> Result:
     """`lull --db DB ARGS...` in this process (the same code path as the command)."""
     out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main(["--db", str(db), *args])
+    was = sys.stdin
+    if stdin is not None:
+        sys.stdin = io.StringIO(stdin)
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["--db", str(db), *args])
+    finally:
+        sys.stdin = was
     return Result(code, out.getvalue(), err.getvalue())
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import sys
 from pathlib import Path
 
 import pytest
@@ -79,15 +77,8 @@ def test_the_cli_reads_a_password_from_stdin_and_lists_users(db_path: Path) -> N
 def test_bad_input_gets_one_clear_line_and_changes_nothing(
     db_path: Path, args: list[str], password: str, message: str
 ) -> None:
-    stdin, sys.stdin = sys.stdin, io.StringIO(password + "\n")
-    try:
-        done = (
-            lull(db_path, *args, "--password-stdin")
-            if args[1] == "create"
-            else lull(db_path, *args)
-        )
-    finally:
-        sys.stdin = stdin
+    more = ["--password-stdin"] if args[1] == "create" else []
+    done = lull(db_path, *args, *more, stdin=password + "\n")
     assert done.code != 0
     assert message in done.err and len(done.err.strip().splitlines()) == 1
     listed = lull(db_path, "user", "list")
