@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from playwright.sync_api import sync_playwright
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from browser import ARGS, CHROMIUM, sign_in  # noqa: E402 (the tests' Chromium set-up)
+from serverproc import free_port  # noqa: E402
 
 LULL = str(Path(sys.executable).with_name("lull"))
 EVENTS = HERE / "out" / "events-10000000-p200000-d30-s1.ndjson"
@@ -60,12 +60,6 @@ def prepare(db: Path) -> None:
     if not any(u["name"] == "bench" for u in users):
         lull(db, "user", "create", "bench", "--project", "default", "--role", "admin",
              "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve(db: Path, port: int) -> subprocess.Popen[bytes]:
