@@ -24,7 +24,7 @@ from lull.server.bodies import parse_events, parse_json, read_body, too_big
 from lull.server.control import parse_change
 from lull.server.live import Event, LiveEngine, Outcome
 from lull.server.openapi import OPENAPI
-from lull.store.keys import Grant, account_ids, digest, load_grants
+from lull.store.keys import WRITE_KINDS, Grant, account_ids, digest, load_grants
 from lull.web.routes import web_routes
 from lull.whatif import preview
 
@@ -68,9 +68,6 @@ class Server:
             raise Unavailable(f"events could not be stored, retry: {e}") from None
 
 
-WRITE = ("web", "ios", "android", "server")
-
-
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -102,7 +99,7 @@ def build(server: Server) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def native(request: Request) -> Response:
-        grant = server.grant(_bearer(request), WRITE)
+        grant = server.grant(_bearer(request), WRITE_KINDS)
         body = await read_body(request)
         records = parse_events(body)
         events, rejected = [], []
@@ -134,13 +131,13 @@ def build(server: Server) -> Starlette:
             raise NotFound(f"no Segment endpoint /v1/{kind}")
         basic = _basic_user(request)
         if basic:  # a wrong key is a 401 whatever the body holds
-            server.grant(basic, WRITE)
+            server.grant(basic, WRITE_KINDS)
         body = await read_body(request)
         payload = parse_json(body)
         if not isinstance(payload, dict):
             raise BadInput("body must be a JSON object")
         key = basic or payload.get("writeKey")
-        grant = server.grant(key if isinstance(key, str) else None, WRITE)
+        grant = server.grant(key if isinstance(key, str) else None, WRITE_KINDS)
         if kind == "batch":
             messages = payload.get("batch")
             if not isinstance(messages, list):
