@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lull.model import SOURCES
+
 _TIME = {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}
 _EVENT = {
     "type": "object",
@@ -14,7 +16,7 @@ _EVENT = {
         "name": {"type": "string", "minLength": 1, "maxLength": 512},
         "ts": _TIME,
         "sent_at": _TIME,
-        "source": {"type": "string", "enum": ["web", "ios", "android", "api"]},
+        "source": {"type": "string", "enum": list(SOURCES)},
         "properties": {"type": "object"},
     },
 }
