@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playw
 
 from lull.model import format_time
 from lullrun import lull
-from serverproc import LullServer, now_ms
+from serverproc import Keys, LullServer, now_ms
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -211,8 +211,7 @@ def send_month(server: LullServer, project: str, profiles: list[Profile]) -> int
     keys = server.projects[project]
     by_key: dict[str, list[Profile]] = {}
     for p in profiles:
-        key = {"web": keys.web, "ios": keys.ios, "android": keys.android}[p.source]
-        by_key.setdefault(key, []).append(p)
+        by_key.setdefault(_key(keys, p.source), []).append(p)
     sent = 0
     for key, group in by_key.items():
         for start in range(0, len(group), 8):  # ~2,000 events, well under 500 KB
@@ -246,11 +245,15 @@ def send_late(server: LullServer, project: str, profiles: list[Profile], days_ag
         ts = _ms(old[-1]["ts"]) + 1000
         late = {"message_id": f"{p.profile_id}-late", "profile_id": p.profile_id,
                 "name": "Song Liked", "ts": format_time(ts)}  # fmt: skip
-        key = {"web": keys.web, "ios": keys.ios, "android": keys.android}[p.source]
-        got = server.post_events(key, [late])
+        got = server.post_events(_key(keys, p.source), [late])
         assert got.status_code == 200 and got.json()["late"] == 1, got.text
         sent += 1
     return sent
+
+
+def _key(keys: Keys, source: str) -> str:
+    """The project's write key of a profile's source."""
+    return {"web": keys.web, "ios": keys.ios, "android": keys.android}[source]
 
 
 def _ms(iso: str) -> int:
