@@ -122,6 +122,7 @@ def test_activation_and_deactivation_take_effect_at_once(
         "settings": {**on.json()["settings"], "sessions": "on"},
         "rebuilt": None,
     }
+    assert on.json()["settings"] == server.read(p.keys, "settings")
     assert server.post_events(p.keys.ios, [event("b", "u", now + 1)]).status_code == 200
     assert session_of("b") is not None
     assert session_of("a") is None  # no rebuild asked: history stays as it was
@@ -131,6 +132,9 @@ def test_activation_and_deactivation_take_effect_at_once(
     assert session_of("c") is None
     refused = put(server, p.admin, {"rebuild": True})  # sessions are off: nothing to build
     assert refused.status_code == 400 and "sessions are off" in refused.json()["error"]
+    assert server.read(p.keys, "settings") == off.json()["settings"]
+    assert server.post_events(p.keys.ios, [event("d", "u", now + 3)]).status_code == 200
+    assert session_of("d") is None  # the writer carries on, sessions still off
 
 
 def test_two_changes_sent_at_once_both_take_effect(
