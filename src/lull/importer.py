@@ -10,14 +10,13 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lull.engine import exact
 from lull.engine.columnar import NONE, Prior, Runs, sessionize
 from lull.engine.state import Arrival, ProfileState, Session
 from lull.ingest.ndjson import dedupe, load
 from lull.model import session_id_sql
-from lull.store.db import int_column, literal, transaction
+from lull.store.db import in_seq_order, int_column, literal, profile_codes, transaction
 from lull.store.projects import eligible_sql, get_settings, take_seq, take_skey
 from lull.store.sessions import conclude_due
 
@@ -82,10 +81,8 @@ def import_ndjson(
             f"""SELECT seq, received_at AS r, ts, profile_id, {eligible_sql(settings)} AS eligible
                 FROM events WHERE project_id = {p} AND seq >= {literal(seq0)}"""
         ).to_arrow_table()
+        fresh = in_seq_order(fresh)
         seq_all = int_column(fresh, "seq")
-        if len(seq_all) > 1 and not bool(np.all(seq_all[1:] > seq_all[:-1])):
-            fresh = fresh.take(pa.array(np.argsort(seq_all, kind="stable")))
-            seq_all = int_column(fresh, "seq")
         r_all = int_column(fresh, "r")
         clock_all = np.maximum.accumulate(r_all) if len(r_all) else r_all
         end = int(clock_all[-1]) if keep_open and len(clock_all) else now
@@ -180,9 +177,7 @@ class _Plan:
         self.con, self.pid, self.timeout, self.end = con, pid, timeout, end
         self.seq0 = seq0
         self.seq, self.ts, self.clock = seq, ts, clock
-        encoded = pc.dictionary_encode(profiles).combine_chunks()
-        self.code = np.asarray(encoded.indices.to_numpy(), dtype=np.int64)
-        names = encoded.dictionary
+        self.code, names = profile_codes(profiles)
         self.names: list[str] = names.to_pylist()
         con.register(
             "imp_dict_arrow", pa.table({"code": np.arange(len(names)), "profile_id": names})

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lull.engine.order import by_profile_and_time
 from lull.model import session_id_sql
-from lull.store.db import int_column, literal, transaction
+from lull.store.db import in_seq_order, int_column, literal, profile_codes, transaction
 from lull.store.profiles import refresh_from_sessions
 from lull.store.projects import eligible_sql, get_settings, take_skey
 
@@ -48,12 +47,9 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
             f"""SELECT seq, profile_id, ts FROM events
                 WHERE project_id = {p} AND {eligible_sql(settings, as_if_enabled=True)}"""
         ).to_arrow_table()
+        events = in_seq_order(events)
         seq, ts = int_column(events, "seq"), int_column(events, "ts")
-        if len(seq) > 1 and not bool(np.all(seq[1:] > seq[:-1])):
-            events = events.take(pa.array(np.argsort(seq, kind="stable")))
-            seq, ts = int_column(events, "seq"), int_column(events, "ts")
-        encoded = pc.dictionary_encode(events.column("profile_id")).combine_chunks()
-        code = np.asarray(encoded.indices.to_numpy(), dtype=np.int64)
+        code, names = profile_codes(events.column("profile_id"))
         del events
 
         order = by_profile_and_time(code, ts)
@@ -71,9 +67,7 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
 
         con.register(
             "rs_dict",
-            pa.table(
-                {"code": np.arange(len(encoded.dictionary)), "profile_id": encoded.dictionary}
-            ),
+            pa.table({"code": np.arange(len(names)), "profile_id": names}),
         )
         con.register(
             "rs_sessions",

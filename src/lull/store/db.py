@@ -10,6 +10,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lull.errors import Conflict, LullError
 from lull.store.schema import MIGRATIONS, SCHEMA, VERSION
@@ -99,3 +100,17 @@ def literal(value: int | str | list[str] | tuple[str, ...]) -> str:
 def int_column(table: pa.Table, name: str) -> npt.NDArray[np.int64]:
     """A column of a query's Arrow result as an int64 NumPy array."""
     return np.asarray(table.column(name).combine_chunks().to_numpy(), dtype=np.int64)
+
+
+def in_seq_order(table: pa.Table) -> pa.Table:
+    """A query's Arrow result with a `seq` column, sorted by it (when it is not already)."""
+    seq = int_column(table, "seq")
+    if len(seq) > 1 and not bool(np.all(seq[1:] > seq[:-1])):
+        return table.take(pa.array(np.argsort(seq, kind="stable")))
+    return table
+
+
+def profile_codes(profiles: pa.ChunkedArray) -> tuple[npt.NDArray[np.int64], pa.Array]:
+    """Profile ids as int64 codes into a dictionary of the distinct ids."""
+    encoded = pc.dictionary_encode(profiles).combine_chunks()
+    return np.asarray(encoded.indices.to_numpy(), dtype=np.int64), encoded.dictionary
