@@ -221,7 +221,7 @@ def test_settings_are_saved_and_shown(site: LullServer) -> None:
      ("until=2026-13-01", "YYYY-MM-DD"), ("until=yesterday", "YYYY-MM-DD"),
      ("from=soon", "YYYY-MM-DD"), ("from=2026-11-10&until=2026-11-01", "comes after"),
      ("from=1990-01-01&until=2026-11-01", "at most 3660 days"), ("source=tv", "unknown source"),
-     ("until=9999-12-31", "outside the calendar")],
+     ("until=9999-12-31", "outside the calendar"), ("until=0001-01-05", "outside the calendar")],
 )  # fmt: skip
 def test_bad_board_ranges_are_a_400_with_a_message(
     site: LullServer, query: str, message: str

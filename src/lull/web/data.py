@@ -3,7 +3,7 @@ and the what-if preview, from the same functions as `lull board` and the read AP
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from lull.board import board
+from lull.board import board, check_range
 from lull.errors import BadInput
 from lull.model import Settings
 from lull.server import reads
@@ -40,8 +40,7 @@ def span(params: dict[str, str], settings: Settings) -> tuple[date, int]:
         days = (until - start).days + 1
         if days > MAX_DAYS:
             raise BadInput(f"pick at most {MAX_DAYS} days")
-    if until >= date.max - timedelta(days=1):
-        raise BadInput("the last day is outside the calendar")
+    check_range(until, days)  # as board() will: both ends inside the calendar
     return until, days
 
 
