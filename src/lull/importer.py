@@ -334,6 +334,7 @@ class _Plan:
                 state.horizon = int(self.prior.horizon[code])
             keys: dict[str, int] = {}
             run = handed.get(code)  # the open session from before is always a run
+            placeholder = None
             if run is not None:
                 # the regular prefix: its runs before the last are concluded
                 lo = int(np.searchsorted(runs.code, code))
@@ -351,7 +352,7 @@ class _Plan:
             if state.open is not None:
                 finished.append((state.open, False))
             for s, concluded in finished:
-                if run is not None and s.session_id == (runs.sid[run] or f"run:{run}"):
+                if run is not None and s.session_id == placeholder:
                     runs.first_ts[run], runs.last_ts[run] = s.first_ts, s.last_ts
                     runs.events[run], runs.closed[run] = s.events, concluded
                     continue
