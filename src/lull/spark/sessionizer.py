@@ -174,35 +174,29 @@ class Sessionizer:
     def _apply(
         self, ps: ProfileState, clock: int, frames: Iterator[pd.DataFrame], out: _Out
     ) -> int:
-        """Apply the rows in arrival order, one instant at a time; returns the new clock."""
-        timeout, settings = self.settings.timeout_ms, self.settings
+        """Apply the rows in arrival order, one instant at a time (`exact.replay`, as an
+        import does); returns the new clock."""
         items = _rows(frames)
-        i, n = 0, len(items)
-        while i < n:
-            instant = max(items[i].r, clock)  # the clock never runs backwards
-            j = i
-            while j < n and max(items[j].r, clock) == instant:
-                j += 1
-            due = exact.conclude_due(ps, instant, timeout)
-            if due is not None:
-                out.session("concluded", due)
-            group = items[i:j]
-            eligible = [k for k, e in enumerate(group) if settings.is_eligible(e.name, e.source)]
-            ids: dict[int, str | None] = {}
-            if eligible:
-                arrivals = [
-                    Arrival(group[k].ts, k, group[k].message_id, group[k].source) for k in eligible
-                ]
-                applied = exact.apply(ps, arrivals, timeout)
-                ids = dict(zip(eligible, applied.session_ids, strict=True))
-                for s in applied.concluded:
-                    out.session("concluded", s)
-            for k, e in enumerate(group):
-                sid = ids.get(k)
-                out.event(e, sid, k in ids and sid is None)
-            clock = instant
-            i = j
-        return clock
+        if not items:
+            return clock
+        instants = [max(e.r, clock) for e in items]  # the clock never runs backwards
+        eligible = [i for i, e in enumerate(items) if self.settings.is_eligible(e.name, e.source)]
+        arrivals = [Arrival(items[i].ts, i, items[i].message_id, items[i].source) for i in eligible]
+        # end: conclude what fell due before the last instant (no later arrival can join)
+        done = exact.replay(
+            ps,
+            [instants[i] for i in eligible],
+            arrivals,
+            self.settings.timeout_ms,
+            instants[-1] - 1,
+        )
+        for s, _ in done.concluded:
+            out.session("concluded", s)
+        ids = dict(zip(eligible, done.session_ids, strict=True))
+        for i, e in enumerate(items):
+            sid = ids.get(i)
+            out.event(e, sid, i in ids and sid is None)
+        return instants[-1]
 
 
 def _rejected(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
