@@ -133,14 +133,14 @@ def read_events(spark: SparkSession, path: str) -> DataFrame:
     # Times are written as ISO text (as `lull export` does): given text passes through
     # unless R5's cap moved it.
     given = _epoch_ms(F.col("ts"), types["ts"], path, "ts")
-    ts_ms, shown = given, F.col("ts") if types["ts"] == "string" else _iso(given)
+    ts_ms, shown = given, F.col("ts") if types["ts"] == "string" else iso(given)
     received: Column = _null("string")
     if "received_at" in types:
         received_ms = _epoch_ms(F.col("received_at"), types["received_at"], path, "received_at")
         ts_ms = F.least(given, F.coalesce(received_ms, given))
-        shown = F.when(ts_ms == given, shown).otherwise(_iso(ts_ms))
+        shown = F.when(ts_ms == given, shown).otherwise(iso(ts_ms))
         string = types["received_at"] == "string"
-        received = F.col("received_at") if string else _iso(received_ms)
+        received = F.col("received_at") if string else iso(received_ms)
     if "seq" in types and types["seq"] not in ("bigint", "int"):
         raise BadInput(f"--events {path}: column seq is {types['seq']}, expected an integer")
     # Without `seq`, the rows' order is the arrival order, and is written as `seq`.
@@ -201,8 +201,8 @@ def sessions_of(events: DataFrame, timeout: int, now: int) -> DataFrame:
     return grouped.select(
         "session_id",
         "profile_id",
-        _iso(first_ms).alias("first_ts"),
-        _iso(last_ms).alias("last_ts"),
+        iso(first_ms).alias("first_ts"),
+        iso(last_ms).alias("last_ts"),
         F.floor((last_ms - first_ms) / 1000).cast("long").alias("length_s"),
         F.col("events").cast("long").alias("events"),
         "source",
@@ -224,7 +224,7 @@ def concluded_events(sessions: DataFrame, timeout: int) -> DataFrame:
         F.lit(SESSION_CONCLUDED).alias("name"),
         F.col("last_ts").alias("ts"),
         "source",
-        _iso(F.unix_millis(F.to_timestamp("last_ts")) + timeout).alias("received_at"),
+        iso(F.unix_millis(F.to_timestamp("last_ts")) + timeout).alias("received_at"),
         props.alias("properties"),
         "session_id",
         F.lit(False).alias("late"),
@@ -263,7 +263,8 @@ def _epoch_ms(col: Column, dtype: str, path: str, name: str) -> Column:
     )
 
 
-def _iso(ms: Column) -> Column:
+def iso(ms: Column) -> Column:
+    """Epoch ms as ISO-8601 text, as `lull export` writes times."""
     from pyspark.sql import functions as F
 
     return F.date_format(F.timestamp_millis(ms), _ISO)

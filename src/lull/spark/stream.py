@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 # keyed step sees the watermark's column only as this constant, which is never behind.
 # (The watermark itself still follows received_at, set upstream.)
 _NEVER_LATE_MS = 7_258_118_400_000  # 2200-01-01
-_ISO = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +79,12 @@ def sessionized(spark: SparkSession, config: StreamConfig) -> DataFrame:
 
 
 def _iso(col: str) -> Column:
+    """An epoch-ms column as ISO text, as the batch job writes times, under its name."""
     from pyspark.sql import functions as F
 
-    return F.date_format(F.timestamp_millis(col), _ISO).alias(col)
+    from lull.spark.batch import iso
+
+    return iso(F.col(col)).alias(col)
 
 
 def _outputs(batch_id: int) -> dict[str, tuple[list[str], list[Column | str]]]:
