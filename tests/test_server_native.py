@@ -331,9 +331,20 @@ def test_read_api_filters(server: LullServer, shop: Keys) -> None:
     )
 
 
-def test_openapi_and_unknown_paths(server: LullServer) -> None:
+def test_openapi_and_unknown_paths(server: LullServer, shop: Keys) -> None:
     spec = server.http.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.") and "/api/v1/events" in spec["paths"]
+    # Each read GET answers with the JSON type the spec declares.
+    types = {"array": list, "object": dict}
+    queries = {"/api/v1/whatif": {"timeout": "30m"}}
+    for path, ops in spec["paths"].items():
+        get = ops.get("get")
+        if not get or get.get("security") != [{"read": []}] or "{" in path:
+            continue
+        declared = get["responses"]["200"]["content"]["application/json"]["schema"]["type"]
+        got = server.http.get(path, params=queries.get(path), headers=bearer(shop.read_token))
+        assert got.status_code == 200, (path, got.text)
+        assert isinstance(got.json(), types[declared]), path
     assert server.http.get("/nothing-here").status_code == 404
     assert server.http.delete("/api/v1/events").status_code == 405
 

@@ -51,7 +51,8 @@ _ERRORS = {
 }
 
 
-def _read(summary: str, params: list[str]) -> dict[str, Any]:
+def _read(summary: str, params: list[str], answer: str = "array") -> dict[str, Any]:
+    """A GET of the read API; `answer` is the JSON type of its 200 answer."""
     return {
         "get": {
             "summary": summary,
@@ -60,7 +61,7 @@ def _read(summary: str, params: list[str]) -> dict[str, Any]:
                 {"name": p, "in": "query", "required": False, "schema": {"type": "string"}}
                 for p in params
             ],
-            "responses": {"200": _json({"type": "array"}, "results"), **_ERRORS},
+            "responses": {"200": _json({"type": answer}, "results"), **_ERRORS},
         }
     }
 
@@ -105,13 +106,14 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json({"type": "object"}, "the profile"), **_ERRORS},
             }
         },
-        "/api/v1/board": _read("the session board", ["days", "until", "source"]),
+        "/api/v1/board": _read("the session board", ["days", "until", "source"], "object"),
         "/api/v1/whatif": _read(
             "sessions and median length under the current and a proposed timeout",
             ["timeout", "days", "until", "source"],
+            "object",
         ),
         "/api/v1/settings": {
-            **_read("the project's session settings", []),
+            **_read("the project's session settings", [], "object"),
             "put": {
                 "summary": "change the session settings (and rebuild history if asked)",
                 "security": [{"admin": []}],
