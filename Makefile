@@ -5,7 +5,7 @@ NASA ?= ../shared/data/nasa-http-19950801/nasa_19950801.tsv
 DB ?= lull.duckdb
 PORT ?= 8000
 
-.PHONY: setup setup-all run test lint bench bench-server bench-board bench-page
+.PHONY: setup setup-all setup-test run test lint bench bench-server bench-board bench-page
 
 $(UV):
 	python3 -m venv .venv-tools && .venv-tools/bin/pip install -q uv==0.13.8
@@ -39,12 +39,24 @@ run: setup
 	@echo "lull: the demo's Session board: http://127.0.0.1:$(PORT)/p/demo/board (sign in as admin)"
 	.venv/bin/lull --db $(DB) serve --host 127.0.0.1 --port $(PORT)
 
+# What the tests need beyond Python: the browser SDKs they bundle into pages (npm, from
+# tests/sdk/package-lock.json) and Chromium (Debian's package, when it is missing).
+SDK := tests/sdk/node_modules/.package-lock.json
+$(SDK): tests/sdk/package-lock.json
+	npm ci --prefix tests/sdk --no-audit --no-fund --loglevel=error
+
+setup-test: setup-all $(SDK)
+	@command -v chromium > /dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium > /dev/null; }
+
 lint: setup-all
 	.venv/bin/ruff check src tests bench
 	.venv/bin/ruff format --check src tests bench
 	.venv/bin/mypy
 
-test: lint
+test: setup-test lint
 	.venv/bin/pytest -q
 
 bench: setup
