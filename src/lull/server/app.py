@@ -260,6 +260,7 @@ def build(server: Server) -> Starlette:
         Route("/openapi.json", openapi),
         Route("/api/v1/events", native, methods=["POST"]),
         Route("/v1/batch", segment_api, methods=["POST"]),
+        Route("/v1/b", segment_api, methods=["POST"]),  # analytics-next batching: apiHost + /b
         Route("/v1/{kind}", segment_api, methods=["POST"]),
         Route("/b", segment_api, methods=["POST"]),
         Route("/1/upload", upload, methods=["POST"]),

@@ -1,0 +1,248 @@
+"""Real browser SDKs from npm (Segment analytics-next, posthog-js, Amplitude Browser)
+end to end: bundled with esbuild into a page on one origin, run in Chromium, sending to
+a real `lull serve` on another origin through CORS.
+
+Each test checks, from both ends: every event the page sent is stored exactly once, on
+the expected profile, with the expected name, sessionized; and on the wire, every
+request to lull (CORS preflights included) answered 2xx, none was sent twice, and
+nothing went anywhere else. A page on an origin its project does not allow gets
+nothing stored.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from browser import chromium
+from lull.model import parse_time
+from lullrun import lull
+from sdkpage import StaticSite, Wire, build_pages
+from serverproc import Keys, LullServer, now_ms
+
+SDK_PROJECTS = ("segment", "segment_batch", "posthog", "amplitude", "amplitude_batch")
+CONCLUDED = "Session Concluded"
+EXCLUDED = "Identity Set"  # excluded from sessions by default
+
+
+def allow(server: LullServer, project: str, *origins: str) -> None:
+    """`lull settings --allowed-origins`, with the server down."""
+    done = lull(server.db, "--project", project, "settings", "--allowed-origins", ",".join(origins))
+    assert done.code == 0, done.err
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_pages(tmp_path_factory.mktemp("pages"))
+
+
+@pytest.fixture(scope="module")
+def site(pages: Path) -> Iterator[StaticSite]:
+    """The origin the SDK projects allow (they keep the default, `*`; `shop` names it)."""
+    with StaticSite(pages) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def stranger(pages: Path) -> Iterator[StaticSite]:
+    """The same pages on another origin, which `shop` does not allow."""
+    with StaticSite(pages) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, site: StaticSite) -> Iterator[LullServer]:
+    """A project per SDK test (sessions on, allowed origins left at `*`), and `shop`,
+    which allows only `site`'s origin."""
+    with LullServer(tmp_path_factory.mktemp("sdk") / "lull.duckdb") as srv:
+        for name in (*SDK_PROJECTS, "shop"):
+            srv.create_project(name, sessions="on")
+        allow(srv, "shop", site.origin)
+        srv.start()
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def tab(browser: Browser) -> Iterator[Page]:
+    """A fresh context (empty storage: a new visitor) and page."""
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def visit(page: Page, site: StaticSite, sdk: str, lull_origin: str) -> Wire:
+    wire = Wire(page, lull_origin, site.origin)
+    page.goto(f"{site.origin}/{sdk}.html")
+    return wire
+
+
+# -- the checks every SDK goes through -----------------------------------------------
+
+
+def sent_ids(wire: Wire, ids_of: Callable[[Any], list[str]]) -> Counter[str]:
+    """How many POSTs to lull carried each message id."""
+    return Counter(i for post in wire.posts() for i in set(ids_of(post.payload())))
+
+
+def delivered(
+    server: LullServer,
+    keys: Keys,
+    wire: Wire,
+    ids_of: Callable[[Any], list[str]],
+    count: int,
+) -> dict[str, dict[str, Any]]:
+    """Wait until the page has sent `count` events and lull has stored them; check that
+    each was sent in one request only, that every request (preflights too) answered
+    2xx, and that lull holds exactly those events, once each. Gives them by message id."""
+    ids = wire.wait(
+        f"{count} events sent and answered",
+        lambda: (got := sent_ids(wire, ids_of)) and len(got) >= count and wire.settled() and got,
+    )
+    wire.assert_clean()
+    assert len(ids) == count, ids
+    assert all(n == 1 for n in ids.values()), f"sent more than once: {ids}"
+    retried = [
+        p.url for p in wire.posts() if "x-retry-count" in p.headers or "retry_count" in p.query
+    ]
+    assert retried == []
+
+    def stored() -> list[dict[str, Any]] | None:
+        events = [e for e in server.events(keys) if e["name"] != CONCLUDED]
+        return events if len(events) >= count else None
+
+    events = wire.wait(f"{count} events stored", stored)
+    assert Counter(e["message_id"] for e in events) == Counter(set(ids)), events
+    return {e["message_id"]: e for e in events}
+
+
+def check_sessions(events: list[dict[str, Any]]) -> None:
+    """Events that take part in sessions have one, a profile's events (all within
+    seconds) share theirs, and two profiles never share one; excluded events have none."""
+    by_profile: dict[str, set[str]] = {}
+    for e in events:
+        if e["name"] == EXCLUDED:
+            assert e["session_id"] is None, e
+        else:
+            assert e["session_id"], e
+            by_profile.setdefault(e["profile_id"], set()).add(e["session_id"])
+    assert all(len(s) == 1 for s in by_profile.values()), by_profile
+    ids = [next(iter(s)) for s in by_profile.values()]
+    assert len(set(ids)) == len(ids), by_profile
+
+
+def recent(event: dict[str, Any], started: int) -> None:
+    ts = parse_time(event["ts"], "ts")
+    assert started - 5_000 <= ts <= now_ms() + 5_000, event
+
+
+# -- Segment analytics-next ----------------------------------------------------------
+
+SEGMENT_VISIT = """async () => {
+    await analytics.page("Home", {section: "browse"});
+    await analytics.track("Song Played", {genre: "jazz", duration_s: 212});
+    await analytics.identify("u-seg-1", {plan: "premium"});
+    await analytics.track("Song Liked", {genre: "jazz"});
+    await analytics.track("Purchase Completed", {plan: "premium", amount: 9.99});
+    return analytics.user().anonymousId();
+}"""
+
+
+def segment_ids(payload: Any) -> list[str]:
+    messages = payload.get("batch", [payload])
+    return [m["messageId"] for m in messages]
+
+
+@pytest.mark.parametrize("batching", [False, True], ids=["one-per-event", "batching"])
+def test_segment(server: LullServer, site: StaticSite, tab: Page, batching: bool) -> None:
+    """analytics-next sends each call on its own (`/v1/p`, `/v1/t`, `/v1/i`), or in
+    batching mode several together (`/v1/b`), as text/plain with Basic auth."""
+    keys = server.projects["segment_batch" if batching else "segment"]
+    started = now_ms()
+    wire = visit(tab, site, "segment", server.base)
+    tab.evaluate("([o, k, b]) => lullSegment(o, k, b)", [server.base, keys.web, batching])
+    anonymous = tab.evaluate(SEGMENT_VISIT)
+    stored = delivered(server, keys, wire, segment_ids, 5)
+
+    paths = {p.path for p in wire.posts()}
+    assert paths == ({"/v1/b"} if batching else {"/v1/p", "/v1/t", "/v1/i"}), paths
+    for post in wire.posts():
+        assert post.headers["content-type"].startswith("text/plain"), post.headers
+        assert post.headers["authorization"].startswith("Basic "), post.headers
+
+    events = sorted(stored.values(), key=lambda e: (e["ts"], e["message_id"]))
+    got = [(e["name"], e["profile_id"]) for e in events]
+    assert sorted(got) == sorted(
+        [("Page Viewed", anonymous), ("Song Played", anonymous), (EXCLUDED, "u-seg-1"),
+         ("Song Liked", "u-seg-1"), ("Purchase Completed", "u-seg-1")]
+    ), got  # fmt: skip
+    props = {e["name"]: e["properties"] for e in events}
+    assert props["Page Viewed"]["name"] == "Home"
+    assert props["Page Viewed"]["section"] == "browse"
+    assert props["Song Played"]["genre"] == "jazz"
+    assert props["Purchase Completed"]["amount"] == 9.99
+    assert props[EXCLUDED]["plan"] == "premium"
+    assert all(e["source"] == "web" for e in events)
+    for e in events:
+        recent(e, started)
+    check_sessions(events)
+
+
+# -- CORS, from the browser's side ---------------------------------------------------
+
+
+def test_origin_not_allowed_stores_nothing(
+    server: LullServer, site: StaticSite, stranger: StaticSite, browser: Browser
+) -> None:
+    """`shop` allows only `site`'s origin: the same page on another origin is refused
+    (its preflight passes, as other projects allow any origin, but the POST with shop's
+    key is a 403) and nothing is stored; on the allowed origin it is stored."""
+    keys = server.projects["shop"]
+    refused_context = browser.new_context()
+    page = refused_context.new_page()
+    wire = visit(page, stranger, "segment", server.base)
+    page.evaluate("([o, k]) => lullSegment(o, k, false)", [server.base, keys.web])
+    page.evaluate("() => analytics.track('Song Played', {genre: 'jazz'})")
+    refused = wire.wait("the POST answered", lambda: [p for p in wire.posts() if p.status])
+    assert [p.status for p in refused] == [403] * len(refused), refused
+    assert all(p.status == 204 for p in wire.preflights.values()), wire.preflights
+    refused_context.close()
+
+    allowed_context = browser.new_context()
+    page = allowed_context.new_page()
+    wire = visit(page, site, "segment", server.base)
+    page.evaluate("([o, k]) => lullSegment(o, k, false)", [server.base, keys.web])
+    page.evaluate("() => analytics.track('Song Liked', {genre: 'jazz'})")
+    stored = delivered(server, keys, wire, segment_ids, 1)
+    assert [e["name"] for e in stored.values()] == ["Song Liked"]
+    allowed_context.close()
+
+
+def test_no_project_allows_the_origin(
+    tmp_path: Path, site: StaticSite, stranger: StaticSite, tab: Page
+) -> None:
+    """On a server where no project allows the page's origin, the browser's preflight is
+    refused, so the SDK's request never reaches lull and nothing is stored."""
+    with LullServer(tmp_path / "lull.duckdb") as srv:
+        keys = srv.create_project("shop", sessions="on")
+        allow(srv, "shop", site.origin)
+        srv.start()
+        wire = visit(tab, stranger, "segment", srv.base)
+        tab.evaluate("([o, k]) => lullSegment(o, k, false)", [srv.base, keys.web])
+        tab.evaluate("() => analytics.track('Song Played', {genre: 'jazz'})")
+        wire.wait("the preflight refused", lambda: any(p.status for p in wire.preflights.values()))
+        wire.wait("the POST failed", lambda: any(p.failure for p in wire.posts()))
+        assert {p.status for p in wire.preflights.values()} == {403}, wire.preflights
+        assert all(p.status is None and p.failure for p in wire.posts()), wire.posts()
+        assert srv.events(keys) == []
