@@ -59,6 +59,7 @@ class Keys:
     account_id: str
     passcode: str
     read_token: str
+    admin_key: str
 
     @classmethod
     def of(cls, made: dict[str, Any]) -> Keys:
@@ -72,6 +73,7 @@ class Keys:
             made["account_id"],
             made["passcode"],
             made["read_token"],
+            made["admin_key"],
         )
 
 
@@ -82,16 +84,21 @@ def bearer(secret: str) -> dict[str, str]:
 class LullServer:
     """One store, one `lull serve` process at a time on a fixed port."""
 
-    def __init__(self, db: Path, port: int | None = None) -> None:
+    def __init__(
+        self, db: Path, port: int | None = None, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        """`tls`: a (certificate, key) pair to serve HTTPS with (self-signed: not verified)."""
         self.db = db
         self.port = port or free_port()
-        self.base = f"http://{HOST}:{self.port}"
+        self.base = f"{'https' if tls else 'http'}://{HOST}:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.default_keys: Keys | None = None
         self.projects: dict[str, Keys] = {}  # made by create_project, or printed at start
         self.starts = 0
         self.serve_args: list[str] = []  # more `lull serve` options, e.g. --events-sink
-        self.http = httpx.Client(base_url=self.base, timeout=30.0)
+        if tls:
+            self.serve_args += ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
+        self.http = httpx.Client(base_url=self.base, timeout=30.0, verify=not tls)
 
     # -- before start ----------------------------------------------------------------
 

@@ -86,6 +86,8 @@ def test_missing_file_is_refused(db: Path) -> None:
         (["settings", "--timeout", "25h"], "session timeout '25h' is out of range"),
         (["settings", "--timezone", "Mars/Base"], "unknown time zone 'Mars/Base'"),
         (["settings", "--sessions", "maybe"], "Invalid value for '--sessions'"),
+        (["settings", "--allowed-origins", "https://a.example/app"], "bad origin"),
+        (["settings", "--allowed-origins", "a.example"], "bad origin 'a.example'"),
         (["board", "--bogus"], "No such option '--bogus'"),
         (["board", "--until", "2026-02-30"], "--until '2026-02-30': expected a date"),
         (["board", "--days", "0"], "Invalid value for '--days'"),
@@ -118,6 +120,8 @@ def test_settings_round_trip(db: Path) -> None:
         "Europe/Paris",
         "--excluded",
         "A, B,,A",
+        "--allowed-origins",
+        "https://Music.example/, http://127.0.0.1:8080,https://music.example",
     ).json()
     assert changed == {
         "sessions": "on",
@@ -125,8 +129,10 @@ def test_settings_round_trip(db: Path) -> None:
         "timeout_ms": 3_600_000,
         "timezone": "Europe/Paris",
         "excluded": ["A", "B"],
+        "allowed_origins": ["https://music.example", "http://127.0.0.1:8080"],
     }
     assert lull(db, "settings").json() == changed
+    assert lull(db, "settings", "--allowed-origins", "").json()["allowed_origins"] == []
 
 
 def test_default_settings_follow_the_contract(tmp_path: Path) -> None:

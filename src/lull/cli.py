@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import duckdb
 
 from lull import config
 from lull.errors import BadInput, LullError
-from lull.model import Settings, check_timezone, parse_excluded, parse_timeout
+from lull.model import Settings, check_timezone, parse_excluded, parse_origins, parse_timeout
 from lull.store.db import connect
 from lull.store.projects import get_settings, now_ms, project_id, save_settings
 
@@ -81,6 +82,11 @@ def _print_json(value: object) -> None:
 @click.option("--timeout", help="inactivity that ends a session: 90s, 20m, 1h (1m to 24h)")
 @click.option("--timezone", help="IANA time zone for per-day figures")
 @click.option("--excluded", help='events that never take part in sessions: "A,B"')
+@click.option(
+    "--allowed-origins",
+    help='web pages whose browsers may send events: "https://a.example,https://b.example" '
+    'or "*" (any); "" allows none',
+)
 @click.pass_context
 def settings(
     ctx: click.Context,
@@ -90,6 +96,7 @@ def settings(
     timeout: str | None,
     timezone: str | None,
     excluded: str | None,
+    allowed_origins: str | None,
 ) -> None:
     """Change the project's session settings; with no change, print them as JSON."""
     changes: dict[str, Any] = {}
@@ -101,17 +108,12 @@ def settings(
         changes["timezone"] = check_timezone(timezone)
     if excluded is not None:
         changes["excluded"] = parse_excluded(excluded)
+    if allowed_origins is not None:
+        changes["allowed_origins"] = parse_origins(allowed_origins.split(","))
     with _open(ctx, db, project, read_only=not changes) as (con, pid):
         current = get_settings(con, pid)
         if changes:
-            fields = {
-                "sessions_enabled": current.sessions_enabled,
-                "timeout_ms": current.timeout_ms,
-                "excluded": current.excluded,
-                "timezone": current.timezone,
-                **changes,
-            }
-            current = Settings(**fields)
+            current = replace(current, **changes)
             save_settings(con, pid, current)
         _print_json(current.as_json())
 
@@ -299,6 +301,18 @@ def whatif(
     default=None,
     help="also write every stored event as NDJSON files to DIR/<project>/ (for lull spark stream)",
 )
+@click.option(
+    "--ssl-certfile",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="serve HTTPS with this certificate (PEM; CleverTap's web SDK needs https)",
+)
+@click.option(
+    "--ssl-keyfile",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="the certificate's private key (PEM)",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -307,11 +321,22 @@ def serve(
     host: str,
     port: int,
     events_sink: str | None,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
 ) -> None:
     """The server: ingestion API, session timer, read API."""
     from lull.server.run import serve as run_server
 
-    run_server(db or ctx.obj["db"], host, port, events_sink=events_sink)
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
+    run_server(
+        db or ctx.obj["db"],
+        host,
+        port,
+        events_sink=events_sink,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+    )
 
 
 @cli.group()

@@ -23,6 +23,9 @@ DEFAULT_EXCLUDED = (
     "Identity Reset",
     "Identity Error",
 )
+ANY_ORIGIN = ("*",)
+MAX_ORIGINS = 100
+_ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$|^https?://\[[0-9a-f:.]+\](:\d{1,5})?$")
 MINUTE_MS = 60_000
 DEFAULT_TIMEOUT_MS = 20 * MINUTE_MS
 MIN_TIMEOUT_MS = MINUTE_MS
@@ -48,6 +51,9 @@ class Settings:
     timeout_ms: int = DEFAULT_TIMEOUT_MS
     excluded: tuple[str, ...] = DEFAULT_EXCLUDED
     timezone: str = "UTC"
+    # Web pages (origins) whose browsers may send events with the project's keys: see
+    # parse_origins. Ingestion only: reads and the web app never answer other origins.
+    allowed_origins: tuple[str, ...] = ANY_ORIGIN
     excluded_set: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -69,7 +75,12 @@ class Settings:
             "timeout_ms": self.timeout_ms,
             "timezone": self.timezone,
             "excluded": list(self.excluded),
+            "allowed_origins": list(self.allowed_origins),
         }
+
+    def allows_origin(self, origin: str) -> bool:
+        """May a browser on `origin` (its `Origin` header) send this project events?"""
+        return "*" in self.allowed_origins or origin.lower() in self.allowed_origins
 
 
 def parse_duration(text: str) -> int:
@@ -90,6 +101,29 @@ def parse_timeout(text: str) -> int:
 def parse_excluded(text: str) -> tuple[str, ...]:
     """`--excluded "A,B"` as event names: trimmed, blanks and repeats dropped."""
     return tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+
+
+def parse_origins(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Allowed origins as a user gives them -> a checked, lowercased, deduplicated tuple.
+
+    Each is `*` (any page) or a browser origin: `https://example.com`, `http://127.0.0.1:8080`
+    (a scheme, a host and perhaps a port; no path, as a browser's `Origin` header has none).
+    An empty tuple allows no page: only clients that are not browsers can send.
+    """
+    out: dict[str, None] = {}
+    for raw in values:
+        value = raw.strip().lower().rstrip("/")
+        if not value:
+            continue
+        if value != "*" and not _ORIGIN.match(value):
+            raise BadInput(
+                f"bad origin {raw.strip()[:80]!r}: use * or a scheme and host such as "
+                "https://example.com or http://127.0.0.1:8080 (no path)"
+            )
+        out[value] = None
+    if len(out) > MAX_ORIGINS:
+        raise BadInput(f"at most {MAX_ORIGINS} allowed origins")
+    return tuple(out)
 
 
 def format_duration(ms: int) -> str:

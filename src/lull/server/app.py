@@ -6,6 +6,7 @@ import asyncio
 import base64
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -16,12 +17,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lull.board import board
-from lull.errors import BadInput, LullError, NotFound, TooLarge, Unauthorized, Unavailable
-from lull.ingest import clevertap, segment
+from lull.errors import (
+    BadInput,
+    Forbidden,
+    LullError,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
+from lull.ingest import amplitude, clevertap, posthog, segment
 from lull.ingest.records import to_record
 from lull.server import reads
 from lull.server.bodies import parse_events, parse_json, read_body, too_big
 from lull.server.control import parse_change
+from lull.server.cors import IngestCors, check_origin
 from lull.server.live import Event, LiveEngine, Outcome
 from lull.server.openapi import OPENAPI
 from lull.store.keys import WRITE_KINDS, Grant, account_ids, digest, load_grants
@@ -46,6 +56,16 @@ class Server:
         if cursor is None:
             cursor = self._local.cursor = self.con.cursor()
         return cursor
+
+    def writer(self, request: Request, secret: str | None) -> Grant:
+        """The grant of a write key, from a page the key's project allows (CORS)."""
+        found = self.grant(secret, WRITE_KINDS)
+        check_origin(request, self.engine.settings(found.project_id))
+        return found
+
+    def origin_allowed(self, origin: str) -> bool:
+        """Does some project allow pages of `origin` to send? (A preflight names none.)"""
+        return any(p.settings.allows_origin(origin) for p in self.engine.projects.values())
 
     def grant(self, secret: str | None, kinds: tuple[str, ...]) -> Grant:
         found = self.grants.get(digest(secret)) if secret else None
@@ -89,6 +109,57 @@ def _error(index: int, e: LullError) -> dict[str, object]:
     return {"index": index, "error": e.message, "status": e.status}
 
 
+Resolve = Callable[[str], str]
+# An SDK message as lull takes it: the event, an (anonymous id, profile) link it makes,
+# and the profile properties it sets.
+Converted = tuple[Event, tuple[str, str] | None, dict[str, Any] | None]
+
+
+@dataclass(slots=True)
+class Gathered:
+    """A request's messages, converted: what to store, and what was wrong with the rest."""
+
+    events: list[Event] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)
+    traits: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
+    faults: list[tuple[int, Any]] = field(default_factory=list)
+
+    def errors(self) -> list[dict[str, object]]:
+        return [_error(i, e) for i, e in self.faults]
+
+
+def gather(
+    server: Server,
+    pid: int,
+    messages: list[Any],
+    body: bytes,
+    convert: Callable[[object, Resolve], Converted],
+) -> Gathered:
+    """Convert each message of a request; a bad one is noted by its index, the others
+    go on. A link made by a message applies to the request's later messages too."""
+    got = Gathered()
+    linked: dict[str, str] = {}
+
+    def resolve(anonymous: str) -> str:
+        return linked.get(anonymous) or server.engine.resolve(pid, anonymous)
+
+    for i, msg in enumerate(messages):
+        try:
+            if too_big(msg, body):
+                raise TooLarge("event is over 32 KB")
+            event, link, traits = convert(msg, resolve)
+        except (BadInput, TooLarge) as e:
+            got.faults.append((i, e))
+            continue
+        got.events.append(event)
+        if link and resolve(link[0]) != link[1]:
+            got.links.append(link)
+            linked[link[0]] = link[1]
+        if traits:
+            got.traits.append((event.profile_id, traits, event.ts))
+    return got
+
+
 def _refused(rejected: list[dict[str, object]]) -> int:
     """The status of a request none of whose events was taken: 413 when each was too big."""
     return 413 if rejected and all(r["status"] == 413 for r in rejected) else 400
@@ -99,30 +170,29 @@ def build(server: Server) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def native(request: Request) -> Response:
-        grant = server.grant(_bearer(request), WRITE_KINDS)
+        grant = server.writer(request, _bearer(request))
         body = await read_body(request)
         records = parse_events(body)
-        events, rejected = [], []
         arrived = server.engine.clock()
-        for i, raw in enumerate(records):
-            try:
-                if too_big(raw, body):
-                    raise TooLarge("event is over 32 KB")
-                rec = to_record(raw, grant.source, arrived=arrived)
-                events.append(
-                    Event(rec.message_id, rec.profile_id, rec.name, rec.ts, grant.source,
-                          rec.sent_at, rec.properties)
-                )  # fmt: skip
-            except (BadInput, TooLarge) as e:
-                rejected.append(_error(i, e))
-        outcome = await server.store(grant.project_id, events) if events else Outcome()
+
+        def convert(raw: object, resolve: Resolve) -> Converted:
+            rec = to_record(raw, grant.source, arrived=arrived)
+            event = Event(
+                rec.message_id, rec.profile_id, rec.name, rec.ts, grant.source, rec.sent_at,
+                rec.properties,
+            )  # fmt: skip
+            return event, None, None
+
+        got = gather(server, grant.project_id, records, body, convert)
+        rejected = got.errors()
+        outcome = await server.store(grant.project_id, got.events) if got.events else Outcome()
         answer = {
             "accepted": outcome.accepted,
             "duplicates": outcome.duplicates,
             "late": outcome.late,
             "rejected": rejected,
         }
-        return JSONResponse(answer, status_code=_refused(rejected) if not events else 200)
+        return JSONResponse(answer, status_code=_refused(rejected) if not got.events else 200)
 
     async def segment_api(request: Request) -> Response:
         kind = request.path_params.get("kind", "batch")
@@ -137,7 +207,7 @@ def build(server: Server) -> Starlette:
         if not isinstance(payload, dict):
             raise BadInput("body must be a JSON object")
         key = basic or payload.get("writeKey")
-        grant = server.grant(key if isinstance(key, str) else None, WRITE_KINDS)
+        grant = server.writer(request, key if isinstance(key, str) else None)
         if kind == "batch":
             messages = payload.get("batch")
             if not isinstance(messages, list):
@@ -146,35 +216,82 @@ def build(server: Server) -> Starlette:
         else:
             messages, default = [payload], kind
         received = server.engine.clock()
-        pid = grant.project_id
-        events, links, rejected = [], [], []
-        traits: list[tuple[str, dict[str, Any], int]] = []
-        linked: dict[str, str] = {}  # this batch's identify calls apply to its later messages
 
-        def resolve(anonymous: str) -> str:
-            return linked.get(anonymous) or server.engine.resolve(pid, anonymous)
+        def convert(msg: object, resolve: Resolve) -> Converted:
+            event, link = segment.to_event(
+                msg, default, grant.source, resolve, payload.get("sentAt"), received
+            )
+            traits = event.properties if event.name == "Identity Set" else None
+            return event, link, traits or None
 
-        for i, msg in enumerate(messages):
-            try:
-                if too_big(msg, body):
-                    raise TooLarge("message is over 32 KB")
-                event, link = segment.to_event(
-                    msg, default, grant.source, resolve, payload.get("sentAt"), received
-                )
-                events.append(event)
-                if link:
-                    links.append(link)
-                    linked[link[0]] = link[1]
-                if event.name == "Identity Set" and event.properties:
-                    traits.append((event.profile_id, event.properties, event.ts))
-            except (BadInput, TooLarge) as e:
-                rejected.append(_error(i, e))
-        if not events:
+        got = gather(server, grant.project_id, messages, body, convert)
+        if not got.events:
+            rejected = got.errors()
             return JSONResponse(
                 {"success": False, "rejected": rejected}, status_code=_refused(rejected)
             )
-        outcome = await server.store(pid, events, links, traits)
-        return JSONResponse({"success": True, "accepted": outcome.accepted, "rejected": rejected})
+        outcome = await server.store(grant.project_id, got.events, got.links, got.traits)
+        return JSONResponse(
+            {"success": True, "accepted": outcome.accepted, "rejected": got.errors()}
+        )
+
+    async def posthog_capture(request: Request) -> Response:
+        return await posthog_body(request, await read_body(request))
+
+    async def posthog_body(request: Request, body: bytes) -> Response:
+        query = dict(request.query_params)
+        text = posthog.decode(body, query, request.headers.get("content-type", ""))
+        found = posthog.capture(parse_json(text))
+        grant = server.writer(request, found.key or _bearer(request) or query.get("token"))
+        received = server.engine.clock()
+
+        def convert(msg: object, resolve: Resolve) -> Converted:
+            return posthog.to_event(msg, grant.source, resolve, found.sent_at, received)
+
+        got = gather(server, grant.project_id, found.messages, text, convert)
+        rejected = got.errors()
+        if not got.events:
+            return JSONResponse(
+                {"status": 0, "error": "no event was accepted", "rejected": rejected},
+                status_code=_refused(rejected),
+            )
+        await server.store(grant.project_id, got.events, got.links, got.traits)
+        return JSONResponse({"status": 1, "rejected": rejected})
+
+    async def posthog_flags(request: Request) -> Response:
+        return JSONResponse(posthog.FLAGS)
+
+    async def amplitude_api(request: Request) -> Response:
+        body = await read_body(request)
+        if request.url.path == "/batch" and b'"events"' not in body:
+            return await posthog_body(request, body)  # PostHog's /batch/, without its slash
+        payload = parse_json(body)
+        key, messages = amplitude.batch(payload)
+        try:
+            grant = server.writer(request, key)
+        except (Unauthorized, Forbidden) as e:  # Amplitude's SDKs read a 401 as "retry"
+            return JSONResponse({"code": 400, "error": f"Invalid API key: {e.message}"}, 400)
+        received = server.engine.clock()
+
+        def convert(msg: object, resolve: Resolve) -> Converted:
+            return amplitude.to_event(msg, grant.source, resolve, received)
+
+        got = gather(server, grant.project_id, messages, body, convert)
+        if got.faults:  # all or nothing, as Amplitude: the SDK resends the good ones
+            too_big_only = all(isinstance(e, TooLarge) for _, e in got.faults)
+            if too_big_only:
+                return JSONResponse({"code": 413, "error": "an event is over 32 KB"}, 413)
+            return JSONResponse(amplitude.refusal(got.faults), 400)
+        if got.events:
+            await server.store(grant.project_id, got.events, got.links, got.traits)
+        return JSONResponse(
+            {
+                "code": 200,
+                "events_ingested": len(got.events),
+                "payload_size_bytes": len(body),
+                "server_upload_time": received,
+            }
+        )
 
     async def upload(request: Request) -> Response:
         account = request.headers.get("x-clevertap-account-id", "")
@@ -264,6 +381,16 @@ def build(server: Server) -> Starlette:
         Route("/v1/{kind}", segment_api, methods=["POST"]),
         Route("/b", segment_api, methods=["POST"]),
         Route("/1/upload", upload, methods=["POST"]),
+        *[
+            Route(path, posthog_capture, methods=["POST", "GET"])
+            for path in ("/e/", "/e", "/i/v0/e/", "/capture/", "/capture", "/batch/")
+        ],
+        *[
+            Route(path, posthog_flags, methods=["POST", "GET"])
+            for path in ("/flags", "/flags/", "/decide", "/decide/")
+        ],
+        Route("/2/httpapi", amplitude_api, methods=["POST"]),
+        Route("/batch", amplitude_api, methods=["POST"]),
         Route(
             "/api/v1/sessions",
             read(lambda c, p, r: reads.sessions(c, p, dict(r.query_params))),
@@ -287,7 +414,9 @@ def build(server: Server) -> Starlette:
         ),
         *web_routes(server),  # the web pages at /
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={LullError: on_error, Exception: on_error},
     )
+    app.add_middleware(IngestCors, allowed=server.origin_allowed)
+    return app

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lull.errors import BadInput
-from lull.model import Settings, check_timezone, parse_timeout
+from lull.model import Settings, check_timezone, parse_origins, parse_timeout
 from lull.resessionize import resessionize
 from lull.store.db import transaction
 from lull.store.projects import get_settings, save_settings
@@ -30,6 +30,7 @@ FIELDS = {
     "timeout": "a duration such as 90s, 20m, 1h (1m to 24h)",
     "timezone": "an IANA time zone such as Europe/Paris",
     "excluded": "a list of event names",
+    "allowed_origins": 'a list of origins such as "https://example.com", or "*"',
     "rebuild": "true or false",
 }
 
@@ -65,6 +66,14 @@ def parse_change(body: object) -> tuple[Callable[[Settings], Settings], bool]:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise BadInput(f"field 'excluded': expected {FIELDS['excluded']}")
         changes["excluded"] = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
+    if "allowed_origins" in body:
+        origins = body["allowed_origins"]
+        if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+            raise BadInput(f"field 'allowed_origins': expected {FIELDS['allowed_origins']}")
+        try:
+            changes["allowed_origins"] = parse_origins(origins)
+        except BadInput as e:
+            raise BadInput(f"field 'allowed_origins': {e.message}") from None
     rebuild = _flag(body, "rebuild") if "rebuild" in body else False
     if rebuild and changes.get("sessions_enabled") is False:
         raise _no_rebuild()

@@ -19,10 +19,18 @@ from lull.store.keys import create_project
 from lull.store.projects import get_settings, project_id, save_settings
 
 
-def serve(db: str, host: str, port: int, events_sink: str | None = None) -> None:
+def serve(
+    db: str,
+    host: str,
+    port: int,
+    events_sink: str | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+) -> None:
     """Serve until interrupted. On a store with no keys yet, make a ready project
     (`default`, sessions on) and print its keys once. With `events_sink`, every stored
-    event is also written to that landing directory (server/sink.py)."""
+    event is also written to that landing directory (server/sink.py). With a certificate
+    and its key, serve HTTPS (CleverTap's web SDK sends only to https)."""
     con = connect(db)
     if con.execute("SELECT count(*) FROM project_keys").fetchone() == (0,):
         with transaction(con):
@@ -44,13 +52,22 @@ def serve(db: str, host: str, port: int, events_sink: str | None = None) -> None
     engine = LiveEngine(con, sink=sink)
     engine.start()
     app = build(Server(con, engine))
-    print(f"lull: serving http://{host}:{port}/ (store {db})", file=sys.stderr, flush=True)
+    scheme = "https" if ssl_certfile else "http"
+    print(f"lull: serving {scheme}://{host}:{port}/ (store {db})", file=sys.stderr, flush=True)
     if threading.current_thread() is threading.main_thread():
         # uvicorn shuts down gracefully on SIGTERM, then raises it again: end normally
         # then, so the writer stops and the store is closed (checkpointed), not killed.
         signal.signal(signal.SIGTERM, _stop)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+        )
     finally:
         engine.stop()
         con.close()

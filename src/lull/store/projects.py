@@ -27,7 +27,7 @@ def project_id(con: duckdb.DuckDBPyConnection, name: str, *, create: bool = True
     new_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM projects").fetchone()
     assert new_id is not None
     con.execute(
-        "INSERT INTO projects VALUES (?, ?, false, ?, ?, 'UTC', ?, NULL, 0, 0, NULL)",
+        "INSERT INTO projects VALUES (?, ?, false, ?, ?, 'UTC', ?, NULL, 0, 0, NULL, ['*'])",
         [new_id[0], name, DEFAULT_TIMEOUT_MS, list(DEFAULT_EXCLUDED), now_ms()],
     )
     return int(new_id[0])
@@ -35,17 +35,18 @@ def project_id(con: duckdb.DuckDBPyConnection, name: str, *, create: bool = True
 
 def get_settings(con: duckdb.DuckDBPyConnection, pid: int) -> Settings:
     row = con.execute(
-        "SELECT sessions_enabled, timeout_ms, excluded, timezone FROM projects WHERE id = ?",
+        """SELECT sessions_enabled, timeout_ms, excluded, timezone, allowed_origins
+           FROM projects WHERE id = ?""",
         [pid],
     ).fetchone()
     assert row is not None
-    return Settings(bool(row[0]), int(row[1]), tuple(row[2]), str(row[3]))
+    return Settings(bool(row[0]), int(row[1]), tuple(row[2]), str(row[3]), tuple(row[4]))
 
 
 def save_settings(con: duckdb.DuckDBPyConnection, pid: int, s: Settings) -> None:
     con.execute(
         """UPDATE projects SET sessions_enabled = ?, timeout_ms = ?, excluded = ?, timezone = ?,
-           board_created_at = CASE WHEN ? THEN coalesce(board_created_at, ?)
+           allowed_origins = ?, board_created_at = CASE WHEN ? THEN coalesce(board_created_at, ?)
                                    ELSE board_created_at END
            WHERE id = ?""",
         [
@@ -53,6 +54,7 @@ def save_settings(con: duckdb.DuckDBPyConnection, pid: int, s: Settings) -> None
             s.timeout_ms,
             list(s.excluded),
             s.timezone,
+            list(s.allowed_origins),
             s.sessions_enabled,
             now_ms(),
             pid,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-VERSION = 1
+VERSION = 2
 
 # Session Concluded events are not stored twice: they are rows of `sessions` (concluded)
 # and appear as events through the `all_events` view, so a re-sessionization replaces
@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS projects (
     board_created_at BIGINT,
     next_seq BIGINT NOT NULL,
     next_skey BIGINT NOT NULL,
-    account_id VARCHAR               -- the CleverTap-style account id
+    account_id VARCHAR,              -- the CleverTap-style account id
+    allowed_origins VARCHAR[] NOT NULL DEFAULT ['*']  -- pages that may send (CORS)
 );
 -- Secrets are stored as SHA-256 of a random 192-bit token (kind: web, ios, android,
 -- server, passcode, read, admin).
@@ -103,4 +104,6 @@ CREATE OR REPLACE VIEW all_events AS
     FROM sessions WHERE concluded;
 """
 
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    2: "ALTER TABLE projects ADD COLUMN allowed_origins VARCHAR[] NOT NULL DEFAULT ['*']",
+}

@@ -218,6 +218,7 @@ class Pages:
             "timeout": settings.as_json()["timeout"],
             "timezone": settings.timezone,
             "excluded": "\n".join(settings.excluded),
+            "allowed_origins": "\n".join(settings.allowed_origins),
         }
         return self.render(
             request, "settings.html", {"page": "settings", "values": values, "current": settings},
@@ -231,13 +232,13 @@ class Pages:
         form = await self.form(request)
         current = await self.read(lambda con: get_settings(con, pid))
         try:
-            new, rebuild = settings_from_form(form)
+            new, rebuild = settings_from_form(form, current)
             report = await asyncio.wrap_future(
                 self.server.engine.change_settings(pid, new, rebuild=rebuild)
             )
         except BadInput as e:  # the form's, or the writer's (a rebuild with sessions off)
             values: dict[str, object] = {
-                k: form.get(k, "") for k in ("timeout", "timezone", "excluded")
+                k: form.get(k, "") for k in ("timeout", "timezone", "excluded", "allowed_origins")
             }
             values["sessions"] = form.get("sessions") == "on"
             context = {"page": "settings", "values": values, "current": current, "error": e.message}
