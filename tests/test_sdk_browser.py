@@ -106,10 +106,12 @@ def delivered(
     """Wait until the page has sent `count` events and lull has stored them; check that
     each was sent in one request only, that every request (preflights too) answered
     2xx, and that lull holds exactly those events, once each. Gives them by message id."""
-    ids = wire.wait(
-        f"{count} events sent and answered",
-        lambda: (got := sent_ids(wire, ids_of)) and len(got) >= count and wire.settled() and got,
-    )
+
+    def answered() -> Counter[str] | None:
+        ids = sent_ids(wire, ids_of)
+        return ids if len(ids) >= count and wire.settled() else None
+
+    ids = wire.wait(f"{count} events sent and answered", answered)
     wire.assert_clean()
     assert len(ids) == count, ids
     assert all(n == 1 for n in ids.values()), f"sent more than once: {ids}"
@@ -142,6 +144,22 @@ def check_sessions(events: list[dict[str, Any]]) -> None:
     assert len(set(ids)) == len(ids), by_profile
 
 
+def check_profile(
+    server: LullServer, keys: Keys, user: str, events: list[dict[str, Any]], **traits: Any
+) -> None:
+    """The user's profile (written every 2 s) gets the traits identify set, and its
+    latest session is the one its events were given."""
+    session = next(e["session_id"] for e in events if e["profile_id"] == user and e["session_id"])
+    server.profile(
+        keys,
+        user,
+        lambda p: (
+            p["latest_session_id"] == session
+            and all(p["properties"].get(k) == v for k, v in traits.items())
+        ),
+    )
+
+
 def recent(event: dict[str, Any], started: int) -> None:
     ts = parse_time(event["ts"], "ts")
     assert started - 5_000 <= ts <= now_ms() + 5_000, event
@@ -149,13 +167,16 @@ def recent(event: dict[str, Any], started: int) -> None:
 
 # -- Segment analytics-next ----------------------------------------------------------
 
-SEGMENT_VISIT = """async () => {
+# A visit: two events as an anonymous visitor; once they are stored, a sign-in and two more.
+SEGMENT_BROWSE = """async () => {
     await analytics.page("Home", {section: "browse"});
     await analytics.track("Song Played", {genre: "jazz", duration_s: 212});
+    return analytics.user().anonymousId();
+}"""
+SEGMENT_SIGN_IN = """async () => {
     await analytics.identify("u-seg-1", {plan: "premium"});
     await analytics.track("Song Liked", {genre: "jazz"});
     await analytics.track("Purchase Completed", {plan: "premium", amount: 9.99});
-    return analytics.user().anonymousId();
 }"""
 
 
@@ -172,7 +193,9 @@ def test_segment(server: LullServer, site: StaticSite, tab: Page, batching: bool
     started = now_ms()
     wire = visit(tab, site, "segment", server.base)
     tab.evaluate("([o, k, b]) => lullSegment(o, k, b)", [server.base, keys.web, batching])
-    anonymous = tab.evaluate(SEGMENT_VISIT)
+    anonymous = tab.evaluate(SEGMENT_BROWSE)
+    delivered(server, keys, wire, segment_ids, 2)
+    tab.evaluate(SEGMENT_SIGN_IN)
     stored = delivered(server, keys, wire, segment_ids, 5)
 
     paths = {p.path for p in wire.posts()}
@@ -197,6 +220,7 @@ def test_segment(server: LullServer, site: StaticSite, tab: Page, batching: bool
     for e in events:
         recent(e, started)
     check_sessions(events)
+    check_profile(server, keys, "u-seg-1", events, plan="premium")
 
 
 # -- CORS, from the browser's side ---------------------------------------------------
@@ -246,3 +270,63 @@ def test_no_project_allows_the_origin(
         assert {p.status for p in wire.preflights.values()} == {403}, wire.preflights
         assert all(p.status is None and p.failure for p in wire.posts()), wire.posts()
         assert srv.events(keys) == []
+
+
+# -- posthog-js ----------------------------------------------------------------------
+
+# As for Segment: browse (after init's $pageview), and once that is stored, sign in. (Sent
+# at once, posthog-js's $identify, which goes out on its own at once, can reach lull
+# before the batch of the events captured before it: lull, which links profiles in
+# arrival order, would then put them on the user's profile.)
+POSTHOG_BROWSE = """() => {
+    posthog.capture("Song Played", {genre: "jazz", duration_s: 212});
+    posthog.capture("Song Liked", {genre: "jazz"});
+    return posthog.get_distinct_id();
+}"""
+POSTHOG_SIGN_IN = """() => {
+    posthog.identify("u-ph-1", {plan: "premium"});
+    posthog.capture("Purchase Completed", {plan: "premium", amount: 9.99});
+}"""
+
+
+def posthog_ids(payload: Any) -> list[str]:
+    events = payload if isinstance(payload, list) else payload.get("batch", [payload])
+    return [e["uuid"] for e in events]
+
+
+def test_posthog(server: LullServer, site: StaticSite, tab: Page) -> None:
+    """posthog-js (init captures a $pageview) batches events into gzipped text/plain
+    POSTs to /e/?compression=gzip-js; identify ties the anonymous visitor to the user."""
+    keys = server.projects["posthog"]
+    started = now_ms()
+    wire = visit(tab, site, "posthog", server.base)
+    tab.evaluate("([o, k]) => lullPostHog(o, k)", [server.base, keys.web])
+    anonymous = tab.evaluate(POSTHOG_BROWSE)
+    delivered(server, keys, wire, posthog_ids, 3)
+    tab.evaluate(POSTHOG_SIGN_IN)
+    stored = delivered(server, keys, wire, posthog_ids, 5)
+
+    for post in wire.posts():  # simple requests (text/plain, no custom header): no preflight
+        assert post.path == "/e/", post.url
+        assert post.headers["content-type"] == "text/plain", post.headers
+        assert post.body[:2] == b"\x1f\x8b" and "content-encoding" not in post.headers
+        assert post.payload()["api_key"] == keys.web
+    assert wire.preflights == {}
+
+    events = list(stored.values())
+    got = [(e["name"], e["profile_id"]) for e in events]
+    assert sorted(got) == sorted(
+        [("Page Viewed", anonymous), ("Song Played", anonymous), ("Song Liked", anonymous),
+         (EXCLUDED, "u-ph-1"), ("Purchase Completed", "u-ph-1")]
+    ), got  # fmt: skip
+    props = {e["name"]: e["properties"] for e in events}
+    assert props["Page Viewed"]["$current_url"] == f"{site.origin}/posthog.html"
+    assert props["Song Played"]["genre"] == "jazz"
+    assert props["Purchase Completed"]["amount"] == 9.99
+    assert props[EXCLUDED]["$anon_distinct_id"] == anonymous
+    assert all("token" not in p for p in props.values())  # the key is not stored
+    assert all(e["source"] == "web" for e in events)
+    for e in events:
+        recent(e, started)
+    check_sessions(events)
+    check_profile(server, keys, "u-ph-1", events, plan="premium")
