@@ -28,7 +28,7 @@ from lull.errors import (
 )
 from lull.ingest import amplitude, clevertap, posthog, segment
 from lull.ingest.records import to_record
-from lull.server import reads
+from lull.server import clevertap_web, reads
 from lull.server.bodies import parse_events, parse_json, read_body, too_big
 from lull.server.control import parse_change
 from lull.server.cors import IngestCors, check_origin
@@ -412,6 +412,7 @@ def build(server: Server) -> Starlette:
             read(lambda c, p, r: server.engine.settings(p).as_json()),
             methods=["GET"],
         ),
+        *clevertap_web.routes(server),
         *web_routes(server),  # the web pages at /
     ]
     app = Starlette(
