@@ -330,3 +330,60 @@ def test_posthog(server: LullServer, site: StaticSite, tab: Page) -> None:
         recent(e, started)
     check_sessions(events)
     check_profile(server, keys, "u-ph-1", events, plan="premium")
+
+
+# -- Amplitude Browser SDK -----------------------------------------------------------
+
+AMPLITUDE_BROWSE = """async () => {
+    amplitude.track("Song Played", {genre: "jazz", duration_s: 212});
+    await amplitude.track("Song Liked", {genre: "jazz"}).promise;
+    return amplitude.getDeviceId();
+}"""
+AMPLITUDE_SIGN_IN = """async () => {
+    amplitude.setUserId("u-amp-1");
+    amplitude.identify(new amplitude.Identify().set("plan", "premium"));
+    await amplitude.track("Purchase Completed", {plan: "premium", amount: 9.99}).promise;
+}"""
+
+
+def amplitude_ids(payload: Any) -> list[str]:
+    return [e["insert_id"] for e in payload["events"]]
+
+
+@pytest.mark.parametrize("path", ["/2/httpapi", "/batch"])
+def test_amplitude(server: LullServer, site: StaticSite, tab: Page, path: str) -> None:
+    """The Amplitude Browser SDK posts JSON (so the browser sends a preflight first)
+    to its server URL, the HTTP V2 API or the Batch API."""
+    keys = server.projects["amplitude" if path == "/2/httpapi" else "amplitude_batch"]
+    started = now_ms()
+    wire = visit(tab, site, "amplitude", server.base)
+    tab.evaluate("([o, k, p]) => lullAmplitude(o, k, p)", [server.base, keys.web, path])
+    device = tab.evaluate(AMPLITUDE_BROWSE)
+    delivered(server, keys, wire, amplitude_ids, 2)
+    tab.evaluate(AMPLITUDE_SIGN_IN)
+    stored = delivered(server, keys, wire, amplitude_ids, 4)
+
+    for post in wire.posts():
+        assert post.path == path, post.url
+        assert post.headers["content-type"] == "application/json", post.headers
+        assert post.payload()["api_key"] == keys.web
+    # JSON is not a simple request: the first POST waits for a preflight (cached after)
+    assert len(wire.preflights) >= 1
+    assert {p.url for p in wire.preflights.values()} == {server.base + path}
+
+    events = list(stored.values())
+    got = [(e["name"], e["profile_id"]) for e in events]
+    assert sorted(got) == sorted(
+        [("Song Played", device), ("Song Liked", device), (EXCLUDED, "u-amp-1"),
+         ("Purchase Completed", "u-amp-1")]
+    ), got  # fmt: skip
+    props = {e["name"]: e["properties"] for e in events}
+    assert props["Song Played"]["genre"] == "jazz"
+    assert props["Purchase Completed"]["amount"] == 9.99
+    amplitude_sessions = {p["Amplitude Session ID"] for p in props.values()}
+    assert len(amplitude_sessions) == 1, amplitude_sessions  # kept as a property
+    assert all(e["source"] == "web" for e in events)
+    for e in events:
+        recent(e, started)
+    check_sessions(events)
+    check_profile(server, keys, "u-amp-1", events, plan="premium")
