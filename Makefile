@@ -1,7 +1,7 @@
 # The two commands of the README: `make run` and `make test`. Both set up .venv first.
 SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo .venv-tools/bin/uv)
-NASA ?= ../shared/data/nasa-http-19950801/nasa_19950801.tsv
+NASA ?= data/nasa-http-19950801/nasa_19950801.tsv
 DB ?= lull.duckdb
 PORT ?= 8000
 

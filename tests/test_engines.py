@@ -37,7 +37,7 @@ from test_spark_stream import read as read_stream
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-NASA = Path(__file__).resolve().parents[2] / "shared/data/nasa-http-19950801/nasa_19950801.tsv"
+NASA = Path(__file__).resolve().parents[1] / "data/nasa-http-19950801/nasa_19950801.tsv"
 Record = dict[str, Any]
 Sessions = list[dict[str, Any]]
 

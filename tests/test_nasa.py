@@ -11,9 +11,9 @@ import pytest
 from lull.board import BUCKET_EDGES
 from lullrun import export, lull
 
-TSV = Path(__file__).resolve().parents[2] / "shared/data/nasa-http-19950801/nasa_19950801.tsv"
+TSV = Path(__file__).resolve().parents[1] / "data/nasa-http-19950801/nasa_19950801.tsv"
 
-# Written from SESSION_RULES.md alone, straight over the TSV: a gap of 20 minutes or more
+# Written from docs/sessions.md alone, straight over the TSV: a gap of 20 minutes or more
 # between a host's consecutive requests starts a new session.
 INDEPENDENT = """
 WITH hits AS (

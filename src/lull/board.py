@@ -1,4 +1,4 @@
-"""The session board (SESSION_RULES.md): one query per figure.
+"""The session board (docs/sessions.md): one query per figure.
 
 Every figure counts the same sessions: concluded ones whose last event falls, in the
 project's time zone, on a day of the range (R7), of the chosen source if one is given.

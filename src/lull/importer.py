@@ -56,7 +56,7 @@ def import_ndjson(
     keep_open: bool = False,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Import `path` into project `pid` as if received live (SESSION_RULES.md, R5's clock).
+    """Import `path` into project `pid` as if received live (docs/sessions.md, R5's clock).
 
     Events without `received_at` arrive at `now`. After the last event the clock moves
     on to `now` (or, with `keep_open`, stays at the last arrival, so that sessions still

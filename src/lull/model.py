@@ -45,7 +45,7 @@ _UNIT_MS = {"ms": 1, "s": 1000, "m": MINUTE_MS, "h": 60 * MINUTE_MS, "d": 24 * 6
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """A project's session settings (SESSION_RULES.md, "Settings")."""
+    """A project's session settings (docs/sessions.md, "Settings")."""
 
     sessions_enabled: bool = False
     timeout_ms: int = DEFAULT_TIMEOUT_MS

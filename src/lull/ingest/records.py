@@ -1,4 +1,4 @@
-"""The canonical event record (SESSION_RULES.md), validated one record at a time.
+"""The canonical event record (docs/sessions.md), validated one record at a time.
 
 This is the exact validator: the server uses it per event, and a bulk import uses it to
 say precisely which line and field is wrong when the fast columnar check finds a fault.
