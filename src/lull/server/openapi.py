@@ -29,6 +29,11 @@ _SETTINGS_CHANGE = {
         "timeout": {"type": "string", "description": "90s, 20m, 1h (1m to 24h)"},
         "timezone": {"type": "string", "description": "IANA zone, e.g. Europe/Paris"},
         "excluded": {"type": "array", "items": {"type": "string"}},
+        "allowed_origins": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": 'pages that may send (CORS): "https://example.com", or "*"',
+        },
         "rebuild": {"type": "boolean", "description": "re-sessionize history (default false)"},
     },
 }
@@ -140,6 +145,47 @@ OPENAPI: dict[str, Any] = {
                     }
                 ),
                 "responses": {"200": _json({"type": "object"}, "stored"), **_ERRORS},
+            }
+        },
+        "/batch/": {
+            "post": {
+                "summary": "PostHog-compatible capture (also /e/, /i/v0/e/, /capture/)",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "api_key": {"type": "string"},
+                            "batch": {"type": "array", "items": {"type": "object"}},
+                            "sent_at": {"type": "string"},
+                        },
+                    }
+                ),
+                "responses": {"200": _json({"type": "object"}, "stored"), **_ERRORS},
+            }
+        },
+        "/2/httpapi": {
+            "post": {
+                "summary": "Amplitude-compatible HTTP V2 API (also /batch)",
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["api_key", "events"],
+                        "properties": {
+                            "api_key": {"type": "string"},
+                            "events": {
+                                "type": "array",
+                                "maxItems": 2000,
+                                "items": {"type": "object"},
+                            },
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": _json({"type": "object"}, "code, events_ingested"),
+                    "400": _json(
+                        {"type": "object"}, "code, error, events_with_invalid_fields (none stored)"
+                    ),
+                },
             }
         },
         "/1/upload": {
