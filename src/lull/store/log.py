@@ -1,6 +1,6 @@
 """The durable ingest log: validated events appended to segment files, fsynced, replayable.
 
-A 2xx means the accepted events are durable (SESSION_RULES.md, "Acknowledgement"). This
+A 2xx means the accepted events are durable (docs/sessions.md, "Acknowledgement"). This
 module is where that becomes true: `IngestLog.append` returns only once the events are on
 disk (written and fdatasync'ed), and a crash after it loses none of them. Many request
 handlers append at once; one writer thread takes every append that is waiting and writes
@@ -436,6 +436,7 @@ class IngestLog:
         self._size = 0  # its durable end
         self._frames = 0  # batch frames in it
         self._opened = time.monotonic()
+        self._retry_at = 0.0
         self._next_seq = 0
         self._state = threading.Lock()  # (number, size) as readers see them
         self._queue: queue.SimpleQueue[_Append | object] = queue.SimpleQueue()
@@ -617,7 +618,8 @@ class IngestLog:
             if pending is None:
                 wait = None
                 if self.segment_seconds is not None and self._frames:
-                    wait = max(0.0, self._opened + self.segment_seconds - time.monotonic())
+                    due = max(self._opened + self.segment_seconds, self._retry_at)
+                    wait = max(0.0, due - time.monotonic())
                 try:
                     pending = self._queue.get(timeout=wait)
                 except queue.Empty:
@@ -644,8 +646,9 @@ class IngestLog:
     def _rotate_quietly(self) -> None:
         try:
             self._ensure_open()
-        except OSError as e:
+        except Exception as e:
             self._broken(e)
+            self._retry_at = time.monotonic() + 1.0  # no busy loop while the disk is full
 
     def _ensure_open(self) -> None:
         """An open segment with room, reopened after an error, rotated when full or old."""
@@ -722,9 +725,9 @@ class IngestLog:
                 seq += 1
             _pwrite_all(self._fd, b"".join(parts), self._size)
             _fdatasync(self._fd)
-        except OSError as e:
+        except Exception as e:  # OSError, or anything else: nothing of it is durable
             self._broken(e)
-            error = LogWriteError(e)
+            error = LogWriteError(e) if isinstance(e, OSError) else e
             for item in group:
                 item.future.set_exception(error)
             return
@@ -737,11 +740,12 @@ class IngestLog:
         for item, position in zip(group, positions, strict=True):
             item.future.set_result(position)
 
-    def _broken(self, error: OSError) -> None:
+    def _broken(self, error: Exception) -> None:
         """After a failed write or fsync: cut the segment back to its durable end and drop
         the descriptor (after a failed fsync its pages cannot be trusted); the next append
         reopens it."""
-        print(f"lull: ingest log: {LogWriteError(error)}", file=sys.stderr, flush=True)
+        shown = LogWriteError(error) if isinstance(error, OSError) else repr(error)
+        print(f"lull: ingest log: {shown}", file=sys.stderr, flush=True)
         if self._fd is None:
             return
         with contextlib.suppress(OSError):
