@@ -179,6 +179,8 @@ def settings_page(c: httpx.Client) -> str:
         ("sessions", "maybe", "must be on or off"),
         ("excluded", "\n".join(f"E{i}" for i in range(201)), "at most 200"),
         ("excluded", "x" * 300, "over 200 characters"),
+        ("allowed_origins", "https://shop.example/cart", "bad origin"),
+        ("allowed_origins", "\n".join(f"https://e{i}.example" for i in range(101)), "at most 100"),
     ],
 )
 def test_bad_settings_are_refused_with_a_message_and_change_nothing(
@@ -209,6 +211,14 @@ def test_settings_are_saved_and_shown(site: LullServer) -> None:
     assert "Settings saved." in page
     assert 'value="45m"' in page and 'value="Europe/Lisbon"' in page
     assert ">App Installed\nPush Opened</textarea>" in page
+    assert ">*</textarea>" in page  # a form without the allowed origins keeps them
+    origins = {**form, "allowed_origins": "https://Shop.example\n\nhttp://127.0.0.1:5000/"}
+    assert ann.post("/p/music/settings", data=origins).status_code == 303
+    assert ">https://shop.example\nhttp://127.0.0.1:5000</textarea>" in settings_page(ann)
+    admin = bearer(site.projects["music"].admin_key)
+    shown = site.http.get("/api/v1/settings", headers=admin).json()
+    assert shown["allowed_origins"] == ["https://shop.example", "http://127.0.0.1:5000"]
+    form["allowed_origins"] = "*"
     read = bearer(site.projects["music"].read_token)
     assert site.http.get("/api/v1/board", headers=read).json()["timezone"] == "Europe/Lisbon"
     form |= {"timeout": "20m", "timezone": "UTC", "excluded": "App Installed"}
