@@ -225,13 +225,13 @@ class Wire:
         assert self.elsewhere == [], self.elsewhere
 
     def wait(self, what: str, probe: Callable[[], T | bool | None], timeout: float = 20.0) -> T:
-        """Poll `probe` every 0.1 s until it gives something other than None or False.
+        """Poll `probe` every 0.1 s until it gives something true (not None, False, empty).
         The page's events are delivered meanwhile (Playwright's sync API runs its
         handlers only while it is called), so a probe may read `sent` and `preflights`."""
         deadline = time.monotonic() + timeout
         while True:
             got = probe()
-            if got is not None and got is not False:
+            if got:
                 return got  # type: ignore[return-value]
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             self.page.wait_for_timeout(100)

@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page
 from browser import chromium
 from lull.model import parse_time
 from lullrun import lull
-from sdkpage import StaticSite, Wire, build_pages
+from sdkpage import SDKS, StaticSite, Wire, build_pages
 from serverproc import Keys, LullServer, now_ms
 
 SDK_PROJECTS = ("segment", "segment_batch", "posthog", "amplitude", "amplitude_batch")
@@ -43,26 +43,28 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def site(pages: Path) -> Iterator[StaticSite]:
-    """The origin the SDK projects allow (they keep the default, `*`; `shop` names it)."""
+    """The origin the SDK projects allow (they keep the default, `*`; the shops name it)."""
     with StaticSite(pages) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def stranger(pages: Path) -> Iterator[StaticSite]:
-    """The same pages on another origin, which `shop` does not allow."""
+    """The same pages on another origin, which the shops do not allow."""
     with StaticSite(pages) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, site: StaticSite) -> Iterator[LullServer]:
-    """A project per SDK test (sessions on, allowed origins left at `*`), and `shop`,
-    which allows only `site`'s origin."""
+    """A project per SDK test (sessions on, allowed origins left at `*`), and per SDK a
+    `shop-SDK` that allows only `site`'s origin."""
     with LullServer(tmp_path_factory.mktemp("sdk") / "lull.duckdb") as srv:
-        for name in (*SDK_PROJECTS, "shop"):
+        for name in SDK_PROJECTS:
             srv.create_project(name, sessions="on")
-        allow(srv, "shop", site.origin)
+        for sdk in SDKS:
+            srv.create_project(f"shop-{sdk}", sessions="on")
+            allow(srv, f"shop-{sdk}", site.origin)
         srv.start()
         yield srv
 
@@ -223,55 +225,6 @@ def test_segment(server: LullServer, site: StaticSite, tab: Page, batching: bool
     check_profile(server, keys, "u-seg-1", events, plan="premium")
 
 
-# -- CORS, from the browser's side ---------------------------------------------------
-
-
-def test_origin_not_allowed_stores_nothing(
-    server: LullServer, site: StaticSite, stranger: StaticSite, browser: Browser
-) -> None:
-    """`shop` allows only `site`'s origin: the same page on another origin is refused
-    (its preflight passes, as other projects allow any origin, but the POST with shop's
-    key is a 403) and nothing is stored; on the allowed origin it is stored."""
-    keys = server.projects["shop"]
-    refused_context = browser.new_context()
-    page = refused_context.new_page()
-    wire = visit(page, stranger, "segment", server.base)
-    page.evaluate("([o, k]) => lullSegment(o, k, false)", [server.base, keys.web])
-    page.evaluate("() => analytics.track('Song Played', {genre: 'jazz'})")
-    refused = wire.wait("the POST answered", lambda: [p for p in wire.posts() if p.status])
-    assert [p.status for p in refused] == [403] * len(refused), refused
-    assert all(p.status == 204 for p in wire.preflights.values()), wire.preflights
-    refused_context.close()
-
-    allowed_context = browser.new_context()
-    page = allowed_context.new_page()
-    wire = visit(page, site, "segment", server.base)
-    page.evaluate("([o, k]) => lullSegment(o, k, false)", [server.base, keys.web])
-    page.evaluate("() => analytics.track('Song Liked', {genre: 'jazz'})")
-    stored = delivered(server, keys, wire, segment_ids, 1)
-    assert [e["name"] for e in stored.values()] == ["Song Liked"]
-    allowed_context.close()
-
-
-def test_no_project_allows_the_origin(
-    tmp_path: Path, site: StaticSite, stranger: StaticSite, tab: Page
-) -> None:
-    """On a server where no project allows the page's origin, the browser's preflight is
-    refused, so the SDK's request never reaches lull and nothing is stored."""
-    with LullServer(tmp_path / "lull.duckdb") as srv:
-        keys = srv.create_project("shop", sessions="on")
-        allow(srv, "shop", site.origin)
-        srv.start()
-        wire = visit(tab, stranger, "segment", srv.base)
-        tab.evaluate("([o, k]) => lullSegment(o, k, false)", [srv.base, keys.web])
-        tab.evaluate("() => analytics.track('Song Played', {genre: 'jazz'})")
-        wire.wait("the preflight refused", lambda: any(p.status for p in wire.preflights.values()))
-        wire.wait("the POST failed", lambda: any(p.failure for p in wire.posts()))
-        assert {p.status for p in wire.preflights.values()} == {403}, wire.preflights
-        assert all(p.status is None and p.failure for p in wire.posts()), wire.posts()
-        assert srv.events(keys) == []
-
-
 # -- posthog-js ----------------------------------------------------------------------
 
 # As for Segment: browse (after init's $pageview), and once that is stored, sign in. (Sent
@@ -387,3 +340,97 @@ def test_amplitude(server: LullServer, site: StaticSite, tab: Page, path: str) -
         recent(e, started)
     check_sessions(events)
     check_profile(server, keys, "u-amp-1", events, plan="premium")
+
+
+# -- CORS, from the browser's side -------------------------------------------------------
+
+# Each SDK loaded on a page, then one event: (load, send, events sent, refusal status).
+# posthog-js's init captures a $pageview too. Amplitude's SDKs take a 401 or 403 as
+# "retry", so lull refuses them with Amplitude's 400 for a bad key.
+ONE_EVENT: dict[str, tuple[str, str, int, int]] = {
+    "segment": (
+        "([o, k]) => lullSegment(o, k, false)",
+        "() => analytics.track('Song Played', {genre: 'jazz'})",
+        1,
+        403,
+    ),
+    "posthog": (
+        "([o, k]) => lullPostHog(o, k)",
+        "() => { posthog.capture('Song Played', {genre: 'jazz'}); }",
+        2,
+        403,
+    ),
+    "amplitude": (
+        "([o, k]) => lullAmplitude(o, k, '/2/httpapi')",
+        "() => { amplitude.track('Song Played', {genre: 'jazz'}); }",
+        1,
+        400,
+    ),
+}
+IDS = {"segment": segment_ids, "posthog": posthog_ids, "amplitude": amplitude_ids}
+
+
+def send_one(browser: Browser, site: StaticSite, sdk: str, server: LullServer, key: str) -> Wire:
+    """A new visitor on `site` whose SDK sends one event (two for PostHog) with `key`."""
+    load, send, _, _ = ONE_EVENT[sdk]
+    page = browser.new_context().new_page()
+    wire = visit(page, site, sdk, server.base)
+    page.evaluate(load, [server.base, key])
+    page.evaluate(send)
+    return wire
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_origin_not_allowed_stores_nothing(
+    server: LullServer, site: StaticSite, stranger: StaticSite, browser: Browser, sdk: str
+) -> None:
+    """`shop-SDK` allows only `site`'s origin. The same page on another origin is
+    refused: its preflight (if the request needs one) passes, since other projects
+    allow any origin, but the POST with the shop's key is refused, and nothing is
+    stored. On the allowed origin the same SDK's events are stored."""
+    _, _, count, refusal = ONE_EVENT[sdk]
+    keys = server.projects[f"shop-{sdk}"]
+    wire = send_one(browser, stranger, sdk, server, keys.web)
+    refused = wire.wait("the POST answered", lambda: [p for p in wire.posts() if p.status])
+    assert {p.status for p in refused} == {refusal}, refused
+    assert all(p.status == 204 for p in wire.preflights.values()), wire.preflights
+    assert [e for e in server.events(keys) if e["name"] != CONCLUDED] == []
+    wire.page.context.close()
+
+    wire = send_one(browser, site, sdk, server, keys.web)
+    stored = delivered(server, keys, wire, IDS[sdk], count)
+    assert "Song Played" in {e["name"] for e in stored.values()}
+    wire.page.context.close()
+
+
+@pytest.fixture(scope="module")
+def closed(tmp_path_factory: pytest.TempPathFactory, site: StaticSite) -> Iterator[LullServer]:
+    """A server whose every project allows only `site`'s origin."""
+    with LullServer(tmp_path_factory.mktemp("closed") / "lull.duckdb") as srv:
+        for sdk in SDKS:
+            srv.create_project(f"shop-{sdk}", sessions="on")
+            allow(srv, f"shop-{sdk}", site.origin)
+        srv.start()
+        yield srv
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_no_project_allows_the_origin(
+    closed: LullServer, stranger: StaticSite, browser: Browser, sdk: str
+) -> None:
+    """When no project allows the page's origin, a request that needs a preflight
+    (Segment's, with its Authorization header; Amplitude's JSON) never leaves the
+    browser: the preflight is refused. posthog-js's text/plain POST needs none, and is
+    refused by lull itself. Either way nothing is stored."""
+    keys = closed.projects[f"shop-{sdk}"]
+    wire = send_one(browser, stranger, sdk, closed, keys.web)
+    if sdk == "posthog":
+        refused = wire.wait("the POST answered", lambda: [p for p in wire.posts() if p.status])
+        assert {p.status for p in refused} == {403}, refused
+        assert wire.preflights == {}
+    else:
+        wire.wait("the POST failed", lambda: any(p.failure for p in wire.posts()))
+        assert {p.status for p in wire.preflights.values()} == {403}, wire.preflights
+        assert all(p.status is None and p.failure for p in wire.posts()), wire.posts()
+    assert closed.events(keys) == []
+    wire.page.context.close()
