@@ -25,7 +25,9 @@ from lullrun import lull
 from sdkpage import SDKS, StaticSite, Wire, build_pages
 from serverproc import Keys, LullServer, now_ms
 
-SDK_PROJECTS = ("segment", "segment_batch", "posthog", "amplitude", "amplitude_batch")
+SDK_PROJECTS = (
+    "segment", "segment_batch", "posthog", "posthog_json", "amplitude", "amplitude_batch"
+)  # fmt: skip
 CONCLUDED = "Session Concluded"
 EXCLUDED = "Identity Set"  # excluded from sessions by default
 
@@ -247,24 +249,36 @@ def posthog_ids(payload: Any) -> list[str]:
     return [e["uuid"] for e in events]
 
 
-def test_posthog(server: LullServer, site: StaticSite, tab: Page) -> None:
-    """posthog-js (init captures a $pageview) batches events into gzipped text/plain
-    POSTs to /e/?compression=gzip-js; identify ties the anonymous visitor to the user."""
-    keys = server.projects["posthog"]
+@pytest.mark.parametrize("compressed", [True, False], ids=["gzip", "json"])
+def test_posthog(server: LullServer, site: StaticSite, tab: Page, compressed: bool) -> None:
+    """posthog-js (init captures a $pageview) batches events into POSTs to /e/: gzipped
+    JSON as text/plain (a simple request: no preflight), or with compression off (as
+    when its remote config could not be loaded) JSON as application/json, after a
+    preflight. identify ties the anonymous visitor to the user."""
+    keys = server.projects["posthog" if compressed else "posthog_json"]
     started = now_ms()
     wire = visit(tab, site, "posthog", server.base)
-    tab.evaluate("([o, k]) => lullPostHog(o, k)", [server.base, keys.web])
+    more = {} if compressed else {"disable_compression": True}
+    tab.evaluate("([o, k, m]) => lullPostHog(o, k, m)", [server.base, keys.web, more])
     anonymous = tab.evaluate(POSTHOG_BROWSE)
     delivered(server, keys, wire, posthog_ids, 3)
     tab.evaluate(POSTHOG_SIGN_IN)
     stored = delivered(server, keys, wire, posthog_ids, 5)
 
-    for post in wire.posts():  # simple requests (text/plain, no custom header): no preflight
+    for post in wire.posts():
         assert post.path == "/e/", post.url
-        assert post.headers["content-type"] == "text/plain", post.headers
-        assert post.body[:2] == b"\x1f\x8b" and "content-encoding" not in post.headers
         assert post.payload()["api_key"] == keys.web
-    assert wire.preflights == {}
+        assert "content-encoding" not in post.headers
+        if compressed:
+            assert post.headers["content-type"] == "text/plain", post.headers
+            assert post.body[:2] == b"\x1f\x8b"
+        else:
+            assert post.headers["content-type"] == "application/json", post.headers
+            assert post.body[:1] == b"{"
+    if compressed:
+        assert wire.preflights == {}
+    else:
+        assert {p.url for p in wire.preflights.values()} == {f"{server.base}/e/"}
 
     events = list(stored.values())
     got = [(e["name"], e["profile_id"]) for e in events]

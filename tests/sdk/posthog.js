@@ -1,9 +1,9 @@
 // posthog-js, bundled into a test page (tests/sdkpage.py): it sends to lull instead of
-// PostHog. `lullPostHog(origin, token)` initialises it (which captures a $pageview) and
-// resolves once it is loaded; the instance is window.posthog.
+// PostHog. `lullPostHog(origin, token, more)` initialises it (which captures a $pageview)
+// with the options below and `more`, and resolves once it is loaded (window.posthog).
 import posthog from "posthog-js";
 
-window.lullPostHog = (origin, token) =>
+window.lullPostHog = (origin, token, more = {}) =>
   new Promise((resolve) => {
     posthog.init(token, {
       api_host: origin,
@@ -24,6 +24,7 @@ window.lullPostHog = (origin, token) =>
       advanced_disable_flags: true, // no /flags nor remote config (/array/TOKEN/config)
       disable_external_dependency_loading: true,
       person_profiles: "identified_only",
+      ...more,
       loaded: (ph) => {
         window.posthog = ph;
         resolve();
