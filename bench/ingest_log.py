@@ -242,16 +242,21 @@ class SqliteBlob(Candidate):
         return int(pa.Table.from_batches(batches, EVENT_SCHEMA).num_rows)
 
 
-class _Line(msgspec.Struct, array_like=False):
-    project: str
-    message_id: str
-    profile_id: str
-    name: str
-    ts: int
-    source: str
-    received_at: int
-    sent_at: int | None
-    properties: msgspec.Raw
+def _field(f: pa.Field) -> tuple[str, Any]:
+    if f.name == "properties":
+        return f.name, msgspec.Raw  # JSON text, written as it is
+    return f.name, (str if pa.types.is_string(f.type) else int) | None
+
+
+# one NDJSON line per event, with the log's columns (whatever EVENT_SCHEMA holds)
+_Line = msgspec.defstruct("_Line", [_field(f) for f in EVENT_SCHEMA])
+_PROPS = EVENT_SCHEMA.names.index("properties")
+
+
+def _line(row: tuple[Any, ...]) -> Any:
+    values = list(row)
+    values[_PROPS] = msgspec.Raw(values[_PROPS].encode())
+    return _Line(*values)
 
 
 _FRAME = struct.Struct("<II")  # length, crc32
@@ -273,8 +278,7 @@ class NdjsonCrc(Candidate):
 
     def append(self, columns: Columns) -> None:
         lines = b"".join(
-            self.encode(_Line(p, m, u, n, t, s, r, a, msgspec.Raw(props.encode()))) + b"\n"
-            for p, m, u, n, t, s, r, a, props in zip(*columns.values(), strict=True)
+            self.encode(_line(row)) + b"\n" for row in zip(*columns.values(), strict=True)
         )
         self.writer.submit(_FRAME.pack(len(lines), zlib.crc32(lines)) + lines)
 
@@ -291,7 +295,7 @@ class NdjsonCrc(Candidate):
             length, crc = _FRAME.unpack_from(data, at)
             body = data[at + 8 : at + 8 + length]
             assert zlib.crc32(body) == crc
-            lines = decode(body)
+            lines: list[Any] = decode(body)
             batches.append(
                 pa.RecordBatch.from_pylist(
                     [
