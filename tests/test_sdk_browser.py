@@ -207,6 +207,10 @@ def test_segment(server: LullServer, site: StaticSite, tab: Page, batching: bool
     for post in wire.posts():
         assert post.headers["content-type"].startswith("text/plain"), post.headers
         assert post.headers["authorization"].startswith("Basic "), post.headers
+    # the Authorization header makes them preflighted (once per path: cached after)
+    assert wire.preflights and {p.url for p in wire.preflights.values()} <= {
+        server.base + path for path in paths
+    }
 
     events = sorted(stored.values(), key=lambda e: (e["ts"], e["message_id"]))
     got = [(e["name"], e["profile_id"]) for e in events]
