@@ -46,6 +46,7 @@ def events(n: int, tag: str = "a", pad: int = 0) -> pa.RecordBatch:
             "received_at": [1_790_000_001_000] * n,
             "sent_at": [None if i % 2 else 1_790_000_000_900 for i in range(n)],
             "properties": [f'{{"genre": "jazz", "pad": "{"x" * pad}"}}'] * n,
+            "kind": [0] * n,
         },
         schema=EVENT_SCHEMA,
     )

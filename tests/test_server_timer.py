@@ -77,7 +77,6 @@ def test_sessions_concluded_when_due_and_not_before(tmp_path: Path) -> None:
         assert srv.post_events(keys.web, [again]).json() == {
             "accepted": 1,
             "duplicates": 0,
-            "late": 0,
             "rejected": [],
         }
         sessions = srv.sessions(keys, profile_id="early")

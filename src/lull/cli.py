@@ -313,6 +313,12 @@ def whatif(
     default=None,
     help="the certificate's private key (PEM)",
 )
+@click.option(
+    "--log-dir",
+    default=None,
+    help="the ingest log: acknowledged events are durable here before they reach the "
+    "store  [default: <db>.log]",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -323,6 +329,7 @@ def serve(
     events_sink: str | None,
     ssl_certfile: str | None,
     ssl_keyfile: str | None,
+    log_dir: str | None,
 ) -> None:
     """The server: ingestion API, session timer, read API."""
     from lull.server.run import serve as run_server
@@ -336,6 +343,7 @@ def serve(
         events_sink=events_sink,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
+        log_dir=log_dir,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,8 @@ from lull.server import clevertap_web, reads
 from lull.server.bodies import parse_events, parse_json, read_body, too_big
 from lull.server.control import parse_change
 from lull.server.cors import IngestCors, check_origin
-from lull.server.live import Event, LiveEngine, Outcome
+from lull.server.door import RETRY_AFTER_S, Door, Outcome
+from lull.server.live import Event, LiveEngine
 from lull.server.openapi import OPENAPI
 from lull.store.keys import WRITE_KINDS, Grant, account_ids, digest, load_grants
 from lull.web.routes import web_routes
@@ -44,9 +46,10 @@ Handler = Callable[[Request], Awaitable[Response]]
 class Server:
     """Everything the handlers share: the live engine, the keys, a reader per thread."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, engine: LiveEngine) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, engine: LiveEngine, door: Door) -> None:
         self.con = con
         self.engine = engine
+        self.door = door
         self.grants: dict[str, Grant] = load_grants(con)
         self.accounts: dict[str, int] = account_ids(con)
         self._local = threading.local()
@@ -80,12 +83,16 @@ class Server:
         links: list[tuple[str, str]] | None = None,
         traits: list[tuple[str, dict[str, Any], int]] | None = None,
     ) -> Outcome:
-        try:
-            return await asyncio.wrap_future(self.engine.submit(pid, events, links, traits))
-        except LullError:
-            raise
-        except Exception as e:
-            raise Unavailable(f"events could not be stored, retry: {e}") from None
+        """Make the events durable (the ingest log); returns once they are."""
+        return await self.door.take(pid, self.engine.clock(), events, links, traits)
+
+    async def caught_up(self, wait: float = 2.0) -> None:
+        """Wait (a little) until the store holds what was acknowledged before now, so a
+        client reads what it has just sent."""
+        target = self.door.acked
+        deadline = time.monotonic() + wait
+        while self.engine.applied < target and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
 
 
 def _bearer(request: Request) -> str | None:
@@ -167,6 +174,12 @@ def _refused(rejected: list[dict[str, object]]) -> int:
 
 def build(server: Server) -> Starlette:
     async def healthz(request: Request) -> Response:
+        if server.door.failing is not None:  # the ingest log cannot be written now
+            return JSONResponse(
+                {"status": "unavailable", "error": server.door.failing},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         return JSONResponse({"status": "ok"})
 
     async def native(request: Request) -> Response:
@@ -189,7 +202,6 @@ def build(server: Server) -> Starlette:
         answer = {
             "accepted": outcome.accepted,
             "duplicates": outcome.duplicates,
-            "late": outcome.late,
             "rejected": rejected,
         }
         return JSONResponse(answer, status_code=_refused(rejected) if not got.events else 200)
@@ -339,6 +351,7 @@ def build(server: Server) -> Starlette:
     def read(query: Callable[[duckdb.DuckDBPyConnection, int, Request], Any]) -> Handler:
         async def handler(request: Request) -> Response:
             grant = server.grant(_bearer(request), ("read", "admin"))
+            await server.caught_up()
             result = await run_in_threadpool(
                 lambda: query(server.reader(), grant.project_id, request)
             )
@@ -368,6 +381,12 @@ def build(server: Server) -> Starlette:
         return JSONResponse(OPENAPI)
 
     async def on_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, Unavailable):
+            return JSONResponse(
+                {"error": exc.message},
+                status_code=exc.status,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         if isinstance(exc, LullError):
             return JSONResponse({"error": exc.message}, status_code=exc.status)
         return JSONResponse({"error": "internal error"}, status_code=500)

@@ -1,10 +1,12 @@
-"""The live engine: applies arriving requests to the session rules and commits them.
+"""The live engine: applies acknowledged requests to the session rules and the store.
 
-One thread owns the store's write connection. Requests queue up; the thread takes all
-that are waiting, applies each at its arrival instant with `engine.exact`, writes the
-whole group in one transaction (group commit) and only then answers them. The same
-thread concludes sessions as they fall due (R4). State lives in memory and is rebuilt
-from the store at start, so a restart carries on exactly.
+Requests are acknowledged by the front door (server/door.py) once they are in the ingest
+log; this engine follows the log. One thread owns the store's write connection. It takes
+every request waiting (in log order), applies each at its arrival instant with
+`engine.exact`, and writes the whole group in one transaction together with how far in
+the log it has applied. The same thread concludes sessions as they fall due (R4). State
+lives in memory and is rebuilt from the store at start, then the log past what the store
+holds is applied again, so a restart (or a crash) carries on exactly.
 """
 
 from __future__ import annotations
@@ -26,13 +28,18 @@ from lull.engine.state import Arrival, ProfileState, Session
 from lull.ingest.records import corrected_time
 from lull.model import Settings
 from lull.server import control
+from lull.server.door import Batch, from_arrow
 from lull.server.sink import EventsSink
 from lull.server.writes import EVENT_COLUMNS, Rows, write, write_profiles
 from lull.store.db import transaction
+from lull.store.log import START, IngestLog, Position
 from lull.store.profiles import refresh_from_sessions
 from lull.store.projects import get_settings, now_ms
 
 Clock = Callable[[], int]
+# A group commit takes the requests waiting up to about this many events: large enough
+# that DuckDB's per-commit cost is spread thin, small enough to stay well under a second.
+GROUP_EVENTS = 50_000
 _encode = msgspec.json.Encoder().encode
 
 
@@ -50,29 +57,11 @@ class Event:
 
 
 @dataclass(slots=True)
-class Outcome:
-    accepted: int = 0
-    duplicates: int = 0
-    late: int = 0
-
-
-@dataclass(slots=True)
-class _Request:
-    project_id: int
-    events: list[Event]
-    received_at: int
-    future: Future[Outcome]
-    aliases: list[tuple[str, str]] = field(default_factory=list)
-    traits: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class _Project:
     settings: Settings
     next_seq: int
     next_skey: int
     states: dict[str, ProfileState] = field(default_factory=dict)
-    seen: set[int] = field(default_factory=set)  # hash(message_id) of stored events
     aliases: dict[str, str] = field(default_factory=dict)
 
 
@@ -80,14 +69,20 @@ class LiveEngine:
     """The single writer. `submit` is thread-safe; everything else runs on its thread."""
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, clock: Clock = now_ms, sink: EventsSink | None = None
+        self,
+        con: duckdb.DuckDBPyConnection,
+        log: IngestLog,
+        clock: Clock = now_ms,
+        sink: EventsSink | None = None,
     ) -> None:
         # Its own connection to the store: the thread that made `con` goes on using it
         # (keys, accounts, readers' cursors) while this one writes.
         self.con = con.cursor()
         self.clock = clock
         self.sink = sink  # --events-sink: stored events also go to a landing directory
-        self.queue: queue.Queue[_Request | control.SettingsChange | None] = queue.Queue()
+        self.log = log
+        self.applied = 0  # requests applied since start (the door counts those it hands over)
+        self.queue: queue.Queue[Batch | control.SettingsChange | None] = queue.Queue()
         self.projects: dict[int, _Project] = {}
         self.due: list[tuple[int, int, str]] = []  # (due time, project, profile)
         self.ready = threading.Event()
@@ -109,19 +104,9 @@ class LiveEngine:
         self._thread.join()
         self.con.close()
 
-    def submit(
-        self,
-        project_id: int,
-        events: list[Event],
-        aliases: list[tuple[str, str]] | None = None,
-        traits: list[tuple[str, dict[str, Any], int]] | None = None,
-    ) -> Future[Outcome]:
-        """Queue events that arrived now (with identity links and profile properties);
-        the future resolves once they are committed."""
-        future: Future[Outcome] = Future()
-        request = _Request(project_id, events, self.clock(), future, aliases or [], traits or [])
-        self.queue.put(request)
-        return future
+    def enqueue(self, batch: Batch) -> None:
+        """Apply a request that is in the log (called in log order)."""
+        self.queue.put(batch)
 
     def change_settings(
         self, project_id: int, settings: control.NewSettings, *, rebuild: bool
@@ -136,6 +121,12 @@ class LiveEngine:
     def settings(self, project_id: int) -> Settings:
         return self.projects[project_id].settings
 
+    def link(self, project_id: int, links: list[tuple[str, str]]) -> None:
+        """Identity links acknowledged (not yet applied): anonymous id -> profile."""
+        project = self.projects.get(project_id)
+        if project is not None:
+            project.aliases.update(links)
+
     def resolve(self, project_id: int, anonymous_id: str) -> str:
         """The profile an anonymous id was tied to by an identify call, or itself."""
         project = self.projects.get(project_id)
@@ -146,6 +137,7 @@ class LiveEngine:
     def _run(self) -> None:
         try:
             self._load()
+            self._replay()
             self._conclude_due()
         except BaseException as e:  # reported by start()
             self.failed = e
@@ -167,15 +159,17 @@ class LiveEngine:
                 if self.sink is not None:
                     self.sink.close()
                 return
-            group: list[_Request] = []
+            group: list[Batch] = []
             change: control.SettingsChange | None = None
             item = first
+            size = 0
             while True:
                 if isinstance(item, control.SettingsChange):
                     change = item  # applied once the requests before it are committed
                     break
                 group.append(item)
-                if len(group) == 256:
+                size += len(item.events)
+                if size >= GROUP_EVENTS:
                     break
                 try:
                     more = self.queue.get_nowait()
@@ -229,10 +223,6 @@ class LiveEngine:
             state.open.key = skey
             self.due.append((last + project.settings.timeout_ms, pid, profile))
         heapq.heapify(self.due)
-        for pid, mid in con.execute(
-            f"SELECT project_id, message_id FROM events WHERE {mine}"
-        ).fetchall():
-            self.projects[pid].seen.add(hash(mid))
         for pid, anonymous, profile in con.execute(
             f"SELECT * FROM aliases WHERE {mine}"
         ).fetchall():
@@ -257,49 +247,68 @@ class LiveEngine:
             self.projects[pid] = project
         return project
 
-    def _commit(self, group: list[_Request]) -> None:
+    def _replay(self) -> None:
+        """Apply what the log holds past what the store has applied (after a stop or a
+        crash between an acknowledgement and its commit)."""
+        names = {
+            str(name): int(pid)
+            for pid, name in self.con.execute("SELECT id, name FROM projects").fetchall()
+        }
+        group: list[Batch] = []
+        for record in self.log.read(applied_position(self.con, self.log.writer)):
+            for batch in from_arrow(record.batch, names, Event):
+                batch.position = record.position
+                group.append(batch)
+            if sum(len(b.events) for b in group) >= GROUP_EVENTS:
+                self._commit(group, replaying=True)
+                group = []
+        if group:
+            self._commit(group, replaying=True)
+
+    def _commit(self, group: list[Batch], replaying: bool = False) -> None:
         rows = Rows()
-        outcomes: list[Outcome] = []
         try:
             with transaction(self.con):
                 for request in group:
-                    outcomes.append(self._apply(request, rows))
+                    self._apply(request, rows)
                 self._write(rows)
-        except BaseException as e:
-            # Memory may be ahead of the store now: rebuild it from what was committed.
+                last = group[-1].position
+                if last is not None:
+                    save_applied_position(self.con, self.log.writer, last)
+        except BaseException:
+            # Memory may be ahead of the store now: rebuild it from what was committed,
+            # then apply the log again from there (the group is in the log).
+            if replaying:
+                raise
             self.projects.clear()
             self.due.clear()
             self._load()
-            for request in group:
-                request.future.set_exception(e)
+            self._replay()
+            self.applied += len(group)
             return
         self._remember(rows)
         if self.sink is not None and rows.events["seq"]:
-            self.sink.write(rows.events)  # committed: stored events only, before the answers
-        for request, outcome in zip(group, outcomes, strict=True):
-            request.future.set_result(outcome)
+            self.sink.write(rows.events)  # committed: stored events only
+        if not replaying:
+            self.applied += len(group)
 
-    def _apply(self, request: _Request, rows: Rows) -> Outcome:
+    def _apply(self, request: Batch, rows: Rows) -> None:
         pid, r = request.project_id, request.received_at
         project = self._project(pid)
         settings, timeout = project.settings, project.settings.timeout_ms
-        outcome = Outcome()
         for profile, props, at in request.traits:
             rows.traits.append((pid, profile, _encode(props).decode(), at))
-        for anonymous, profile in request.aliases:
+        for anonymous, profile in request.links:
             if project.aliases.get(anonymous) != profile:
                 project.aliases[anonymous] = profile
                 rows.aliases.append((pid, anonymous, profile))
-        fresh = self._fresh(pid, project, request.events, rows)
-        outcome.duplicates = len(request.events) - len(fresh)
-        outcome.accepted = len(fresh)
         by_profile: dict[str, list[tuple[Arrival, int]]] = {}
         ev = rows.events
         (e_pid, e_seq, e_mid, e_profile, e_name, e_ts, e_source, e_r, e_props) = (
             ev[k] for k in EVENT_COLUMNS
         )
         seen = rows.profiles
-        for e in fresh:
+        for e in request.events:
             seq = project.next_seq
             project.next_seq += 1
             ts = corrected_time(e.ts, e.sent_at, r)  # >= 0: checked where it arrived
@@ -320,40 +329,7 @@ class LiveEngine:
                     (Arrival(ts, seq, e.message_id, e.source), seq)
                 )
         for profile, items in by_profile.items():
-            outcome.late += self._sessionize(rows, pid, project, profile, items, r, timeout)
-        return outcome
-
-    def _fresh(self, pid: int, project: _Project, events: list[Event], rows: Rows) -> list[Event]:
-        """R6: drop events whose message_id is stored already, taken by an earlier request
-        of this group (not written yet), or repeated in the request."""
-        seen_here: set[str] = set()
-        maybe: list[str] = []
-        for e in events:
-            if hash(e.message_id) in project.seen:
-                maybe.append(e.message_id)
-        stored: set[str] = set()
-        if maybe:  # a hash match: a retry, or (rarely) a collision; ask the store
-            stored = {
-                m
-                for (m,) in self.con.execute(
-                    "SELECT message_id FROM events WHERE project_id = ? AND message_id IN ?",
-                    [pid, maybe],
-                ).fetchall()
-            }
-            wanted, ev = set(maybe), rows.events
-            stored.update(
-                m
-                for p, m in zip(ev["project_id"], ev["message_id"], strict=True)
-                if p == pid and m in wanted
-            )
-        fresh = []
-        for e in events:
-            if e.message_id in stored or e.message_id in seen_here:
-                continue
-            seen_here.add(e.message_id)
-            fresh.append(e)
-            project.seen.add(hash(e.message_id))
-        return fresh
+            self._sessionize(rows, pid, project, profile, items, r, timeout)
 
     def _sessionize(
         self,
@@ -364,7 +340,7 @@ class LiveEngine:
         items: list[tuple[Arrival, int]],
         r: int,
         timeout: int,
-    ) -> int:
+    ) -> None:
         state = project.states.get(profile)
         if state is None:
             state = project.states[profile] = ProfileState(profile)
@@ -398,15 +374,12 @@ class LiveEngine:
             if state.open.session_id != was_open:
                 # one timer entry per session; the timer re-arms it if the session grew
                 heapq.heappush(self.due, (state.open.last_ts + timeout, pid, profile))
-        late = 0
         a = rows.assign
         for (_arrival, seq), sid in zip(items, out.session_ids, strict=True):
             a["project_id"].append(pid)
             a["seq"].append(seq)
             a["skey"].append(None if sid is None else skeys[sid])
             a["late"].append(sid is None)
-            late += sid is None
-        return late
 
     def _skey(self, project: _Project, session: Session) -> int:
         if session.key < 0:
@@ -490,3 +463,20 @@ class LiveEngine:
             )
 
         write_profiles(self.con, rows, summary)
+
+
+def applied_position(con: duckdb.DuckDBPyConnection, writer: str) -> Position:
+    """How far in writer `writer`'s ingest log the store has applied."""
+    row = con.execute("SELECT value FROM lull_meta WHERE key = ?", [f"log_applied:{writer}"])
+    found = row.fetchone()
+    if found is None:
+        return START
+    segment, offset = str(found[0]).split(",")
+    return Position(int(segment), int(offset))
+
+
+def save_applied_position(con: duckdb.DuckDBPyConnection, writer: str, at: Position) -> None:
+    con.execute(
+        "INSERT OR REPLACE INTO lull_meta VALUES (?, ?)",
+        [f"log_applied:{writer}", f"{at.segment},{at.offset}"],
+    )

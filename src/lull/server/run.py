@@ -6,16 +6,20 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+import duckdb
 import uvicorn
 
 from lull.server.app import Server, build
+from lull.server.door import Door
 from lull.server.live import LiveEngine
 from lull.server.sink import EventsSink, project_names
 from lull.store.db import connect, transaction
 from lull.store.keys import create_project
+from lull.store.log import IngestLog
 from lull.store.projects import get_settings, project_id, save_settings
 
 
@@ -26,6 +30,7 @@ def serve(
     events_sink: str | None = None,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    log_dir: str | None = None,
 ) -> None:
     """Serve until interrupted. On a store with no keys yet, make a ready project
     (`default`, sessions on) and print its keys once. With `events_sink`, every stored
@@ -49,9 +54,16 @@ def serve(
     sink = None
     if events_sink is not None:  # its name lookups run on the writer thread: own connection
         sink = EventsSink(Path(events_sink), project_names(con.cursor()))
-    engine = LiveEngine(con, sink=sink)
-    engine.start()
-    app = build(Server(con, engine))
+    log = IngestLog(log_dir or f"{db}.log")
+    engine = LiveEngine(con, log, sink=sink)
+    try:
+        engine.start()  # applies what the log holds past the store first
+    except BaseException:
+        log.close()
+        raise
+    door = Door(log, engine, _name_lookup(con.cursor()))
+    remember_window(con, door, engine.clock())
+    app = build(Server(con, engine, door))
     scheme = "https" if ssl_certfile else "http"
     print(f"lull: serving {scheme}://{host}:{port}/ (store {db})", file=sys.stderr, flush=True)
     if threading.current_thread() is threading.main_thread():
@@ -69,8 +81,34 @@ def serve(
             ssl_keyfile=ssl_keyfile,
         )
     finally:
+        log.close()  # what was acknowledged is durable: the engine applies the rest
         engine.stop()
         con.close()
+
+
+def _name_lookup(con: duckdb.DuckDBPyConnection) -> Callable[[int], str]:
+    """A project's name by id (the log names projects), looked up once."""
+    known: dict[int, str] = {}
+
+    def name(pid: int) -> str:
+        if pid not in known:
+            row = con.execute("SELECT name FROM projects WHERE id = ?", [pid]).fetchone()
+            assert row is not None
+            known[pid] = str(row[0])
+        return known[pid]
+
+    return name
+
+
+def remember_window(con: duckdb.DuckDBPyConnection, door: Door, now: int) -> None:
+    """The message ids the store accepted within the duplicate window (R6)."""
+    rows = con.execute(
+        """SELECT project_id, list(message_id), list(received_at) FROM events
+           WHERE received_at >= ? GROUP BY project_id""",
+        [now - door.window_ms],
+    ).fetchall()
+    for pid, mids, received in rows:
+        door.remember(int(pid), list(mids), list(received))
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:

@@ -74,6 +74,10 @@ EVENT_SCHEMA = pa.schema(
         ("received_at", pa.int64()),  # epoch ms
         ("sent_at", pa.int64()),  # epoch ms, null when the client sent none
         ("properties", pa.string()),  # JSON text
+        # 0: an event; 1: an identity link (anonymous id in message_id, tied to
+        # profile_id); 2: profile properties set (properties, at ts). Readers of events
+        # (lull spark stream) take kind 0 only.
+        ("kind", pa.int8()),
     ]
 )
 

@@ -1,0 +1,224 @@
+"""The front door: where an accepted request becomes durable and is acknowledged.
+
+A request's events, checked by their handler, go through three steps here:
+
+1. **Duplicates (R6).** A message id the project accepted within the duplicate window
+   (7 days of `received_at` by default) is acknowledged and dropped. The window is kept
+   in memory, so memory follows the traffic of the window, not the size of the store;
+   a repeat that comes later than the window after its first copy is stored again.
+2. **The ingest log.** The events (with the identity links and profile properties the
+   request makes) are appended to the ingest log as one Arrow batch; the append returns
+   once it is on disk (group commit, fdatasync). Only then is the request answered 2xx:
+   a crash after it loses nothing ("Acknowledgement").
+3. **The live engine** applies the log's batches to the store in log order, in large
+   groups, a moment later (reads wait for what was acknowledged before they began).
+
+If the log cannot be written (a full disk, an I/O error) the request is answered 503
+with `Retry-After`, nothing of it counts as accepted, and the next request tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import pyarrow as pa
+
+from lull.errors import Unavailable
+from lull.store.log import EVENT_SCHEMA, IngestLog, LogError, Position
+
+if TYPE_CHECKING:
+    from lull.server.live import Event, LiveEngine
+
+DAY_MS = 24 * 3600 * 1000
+DEFAULT_WINDOW_MS = 7 * DAY_MS
+RETRY_AFTER_S = 2
+# What a row of the log is (the `kind` column): an event, an identity link (an anonymous
+# id in `message_id` tied to `profile_id`), or profile properties (`properties`) set.
+EVENT, LINK, TRAITS = 0, 1, 2
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class Outcome:
+    accepted: int = 0
+    duplicates: int = 0
+
+
+@dataclass(slots=True)
+class Batch:
+    """One acknowledged request as the engine applies it (read back from the log, or
+    handed over in memory)."""
+
+    project_id: int
+    received_at: int
+    events: list[Event]
+    links: list[tuple[str, str]] = field(default_factory=list)
+    traits: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
+    position: Position | None = None
+
+
+class Door:
+    """Duplicate window, ingest log and hand-over to the engine, in arrival order."""
+
+    def __init__(
+        self,
+        log: IngestLog,
+        engine: LiveEngine,
+        names: Callable[[int], str],
+        window_ms: int = DEFAULT_WINDOW_MS,
+    ) -> None:
+        self.log = log
+        self.engine = engine
+        self.names = names  # project id -> name (the log names projects)
+        self.window_ms = window_ms
+        # message ids seen per project: None once durable, else the append it rides on
+        self.seen: dict[int, dict[str, Future[Position] | None]] = {}
+        self.expiry: collections.deque[tuple[int, int, str]] = collections.deque()
+        self.acked = 0  # requests handed to the engine, in log order
+        self.failing: str | None = None  # the last append's error, while appends fail
+        self._inflight: collections.deque[tuple[Future[Position], Batch]] = collections.deque()
+        self._lock = threading.Lock()
+
+    def remember(self, pid: int, message_ids: list[str], received_at: list[int]) -> None:
+        """At start: the ids the store (and the log) accepted within the window."""
+        seen = self.seen.setdefault(pid, {})
+        for at, mid in sorted(zip(received_at, message_ids, strict=True)):
+            seen[mid] = None
+            self.expiry.append((at, pid, mid))
+
+    async def take(
+        self,
+        pid: int,
+        received_at: int,
+        events: list[Event],
+        links: list[tuple[str, str]] | None = None,
+        traits: list[tuple[str, dict[str, Any], int]] | None = None,
+    ) -> Outcome:
+        """Make a request's events durable; returns once they are (or raises Unavailable)."""
+        self._expire(received_at)
+        seen = self.seen.setdefault(pid, {})
+        fresh: list[Event] = []
+        waits: list[Future[Position]] = []
+        for e in events:
+            if e.message_id in seen:
+                pending = seen[e.message_id]
+                if pending is not None:
+                    waits.append(pending)  # its first copy is not durable yet
+                continue
+            seen[e.message_id] = None  # the append's future is filled in below
+            fresh.append(e)
+        outcome = Outcome(accepted=len(fresh), duplicates=len(events) - len(fresh))
+        if fresh or links or traits:
+            batch = Batch(pid, received_at, fresh, list(links or ()), list(traits or ()))
+            try:
+                future = self._submit(batch)
+            except (LogError, ValueError) as error:
+                self._forget(pid, fresh)
+                raise Unavailable(f"events could not be stored, retry: {error}") from None
+            for e in fresh:
+                seen[e.message_id] = future
+                self.expiry.append((received_at, pid, e.message_id))
+            waits.append(future)
+        for wait in waits:
+            try:
+                await asyncio.wrap_future(wait)
+            except Exception as error:
+                self._forget(pid, fresh)
+                self.failing = str(error)
+                raise Unavailable(f"events could not be stored, retry: {error}") from None
+        self.failing = None
+        if links:  # later requests resolve these ids at once, not once the store has them
+            self.engine.link(pid, links)
+        for e in fresh:
+            if seen.get(e.message_id) is not None:
+                seen[e.message_id] = None
+        return outcome
+
+    def _submit(self, batch: Batch) -> Future[Position]:
+        table = to_arrow(self.names(batch.project_id), batch)
+        with self._lock:  # the log's order is the order of submits: keep ours the same
+            future = self.log.submit(table)
+            self._inflight.append((future, batch))
+        future.add_done_callback(self._hand_over)
+        return future
+
+    def _hand_over(self, _: Future[Position]) -> None:
+        """Give the engine every appended batch at the head of the line, in log order."""
+        with self._lock:
+            while self._inflight and self._inflight[0][0].done():
+                future, batch = self._inflight.popleft()
+                if future.exception() is None:
+                    batch.position = future.result()
+                    self.acked += 1
+                    self.engine.enqueue(batch)
+
+    def _forget(self, pid: int, events: list[Event]) -> None:
+        seen = self.seen.get(pid, {})
+        for e in events:
+            seen.pop(e.message_id, None)
+
+    def _expire(self, now: int) -> None:
+        limit = now - self.window_ms
+        expiry = self.expiry
+        while expiry and expiry[0][0] < limit:
+            _, pid, mid = expiry.popleft()
+            seen = self.seen.get(pid)
+            if seen is not None and seen.get(mid, 0) is None:
+                del seen[mid]
+
+
+def to_arrow(project: str, batch: Batch) -> pa.RecordBatch:
+    """A request as rows of the ingest log."""
+    cols: dict[str, list[Any]] = {name: [] for name in EVENT_SCHEMA.names}
+    r = batch.received_at
+
+    def row(kind: int, mid: str, profile: str, name: str, ts: int, source: str,
+            sent_at: int | None, props: str) -> None:  # fmt: skip
+        cols["kind"].append(kind)
+        cols["project"].append(project)
+        cols["message_id"].append(mid)
+        cols["profile_id"].append(profile)
+        cols["name"].append(name)
+        cols["ts"].append(ts)
+        cols["source"].append(source)
+        cols["received_at"].append(r)
+        cols["sent_at"].append(sent_at)
+        cols["properties"].append(props)
+
+    for e in batch.events:
+        row(EVENT, e.message_id, e.profile_id, e.name, e.ts, e.source, e.sent_at,
+            _encode(e.properties).decode())  # fmt: skip
+    for anonymous, profile in batch.links:
+        row(LINK, anonymous, profile, "", r, "", None, "{}")
+    for profile, props, at in batch.traits:
+        row(TRAITS, "", profile, "", at, "", None, _encode(props).decode())
+    return pa.RecordBatch.from_pydict(cols, schema=EVENT_SCHEMA)
+
+
+def from_arrow(batch: pa.RecordBatch, ids: dict[str, int], event: type[Event]) -> list[Batch]:
+    """Rows of the ingest log back as the requests they were (one project per batch)."""
+    if batch.num_rows == 0:
+        return []
+    cols = batch.to_pydict()
+    pid = ids[cols["project"][0]]
+    out = Batch(pid, int(cols["received_at"][0]), [])
+    decode = msgspec.json.decode
+    for i, kind in enumerate(cols["kind"]):
+        if kind == EVENT:
+            out.events.append(
+                event(cols["message_id"][i], cols["profile_id"][i], cols["name"][i],
+                      cols["ts"][i], cols["source"][i], cols["sent_at"][i],
+                      decode(cols["properties"][i]))
+            )  # fmt: skip
+        elif kind == LINK:
+            out.links.append((cols["message_id"][i], cols["profile_id"][i]))
+        else:
+            out.traits.append((cols["profile_id"][i], decode(cols["properties"][i]), cols["ts"][i]))
+    return [out]
