@@ -54,7 +54,8 @@ class Outcome:
 @dataclass(slots=True)
 class Batch:
     """One acknowledged request as the engine applies it (read back from the log, or
-    handed over in memory)."""
+    handed over in memory): its events as rows of the log (`rows`, kind 0 only), the
+    identity links and profile properties it makes, and where it ends in the log."""
 
     project_id: int
     received_at: int
@@ -62,6 +63,11 @@ class Batch:
     links: list[tuple[str, str]] = field(default_factory=list)
     traits: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
     position: Position | None = None
+    rows: pa.RecordBatch | None = None
+
+    @property
+    def size(self) -> int:
+        return self.rows.num_rows if self.rows is not None else len(self.events)
 
 
 class Door:
@@ -143,6 +149,8 @@ class Door:
 
     def _submit(self, batch: Batch) -> Future[Position]:
         table = to_arrow(self.names(batch.project_id), batch)
+        batch.rows = table.slice(0, len(batch.events))  # to_arrow puts the events first
+        batch.events = []  # the engine reads the rows
         with self._lock:  # the log's order is the order of submits: keep ours the same
             future = self.log.submit(table)
             self._inflight.append((future, batch))
@@ -202,23 +210,22 @@ def to_arrow(project: str, batch: Batch) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(cols, schema=EVENT_SCHEMA)
 
 
-def from_arrow(batch: pa.RecordBatch, ids: dict[str, int], event: type[Event]) -> list[Batch]:
-    """Rows of the ingest log back as the requests they were (one project per batch)."""
+def from_arrow(batch: pa.RecordBatch, ids: dict[str, int]) -> Batch | None:
+    """Rows of the ingest log back as the request they were (one project per append)."""
     if batch.num_rows == 0:
-        return []
-    cols = batch.to_pydict()
-    pid = ids[cols["project"][0]]
-    out = Batch(pid, int(cols["received_at"][0]), [])
-    decode = msgspec.json.decode
-    for i, kind in enumerate(cols["kind"]):
-        if kind == EVENT:
-            out.events.append(
-                event(cols["message_id"][i], cols["profile_id"][i], cols["name"][i],
-                      cols["ts"][i], cols["source"][i], cols["sent_at"][i],
-                      decode(cols["properties"][i]))
-            )  # fmt: skip
-        elif kind == LINK:
-            out.links.append((cols["message_id"][i], cols["profile_id"][i]))
-        else:
-            out.traits.append((cols["profile_id"][i], decode(cols["properties"][i]), cols["ts"][i]))
-    return [out]
+        return None
+    kind = batch.column("kind").to_numpy(zero_copy_only=False)
+    received = int(batch.column("received_at")[0].as_py())
+    out = Batch(ids[str(batch.column("project")[0].as_py())], received, [])
+    events = kind == EVENT
+    out.rows = batch.filter(pa.array(events))
+    if not events.all():
+        cols = batch.filter(pa.array(~events)).to_pydict()
+        decode = msgspec.json.decode
+        for i, k in enumerate(cols["kind"]):
+            if k == LINK:
+                out.links.append((cols["message_id"][i], cols["profile_id"][i]))
+            else:
+                props = decode(cols["properties"][i])
+                out.traits.append((cols["profile_id"][i], props, cols["ts"][i]))
+    return out

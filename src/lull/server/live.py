@@ -2,16 +2,20 @@
 
 Requests are acknowledged by the front door (server/door.py) once they are in the ingest
 log; this engine follows the log. One thread owns the store's write connection. It takes
-every request waiting (in log order), applies each at its arrival instant with
-`engine.exact`, and writes the whole group in one transaction together with how far in
-the log it has applied. The same thread concludes sessions as they fall due (R4). State
-lives in memory and is rebuilt from the store at start, then the log past what the store
-holds is applied again, so a restart (or a crash) carries on exactly.
+every request waiting (in log order, up to about GROUP_EVENTS events), applies each
+project's share set-wise with the vectorized engine (`engine.vector`: NumPy over the
+whole group, the exact engine only for the rare out-of-order profiles), and writes the
+group in one transaction together with how far in the log it has applied. The same
+thread concludes sessions as they fall due (R4), a NumPy scan of the open sessions.
+
+Each project's state is one `vector.Profiles` table (an entry per profile that has had a
+session) plus the store key of each open session. It is rebuilt from the store at start
+(set-wise, from the sessions table), then the log past what the store holds is applied
+again, so a restart (or a crash) carries on exactly.
 """
 
 from __future__ import annotations
 
-import heapq
 import queue
 import threading
 import time
@@ -22,15 +26,17 @@ from typing import Any
 
 import duckdb
 import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from lull.engine import exact
-from lull.engine.state import Arrival, ProfileState, Session
-from lull.ingest.records import corrected_time
-from lull.model import Settings
+from lull.engine import vector
+from lull.engine.columnar import NONE
+from lull.model import SYSTEM_EVENTS, Settings
 from lull.server import control
 from lull.server.door import Batch, from_arrow
 from lull.server.sink import EventsSink
-from lull.server.writes import EVENT_COLUMNS, Rows, write, write_profiles
+from lull.server.writes import Rows, write, write_profiles
 from lull.store.db import transaction
 from lull.store.log import START, IngestLog, Position
 from lull.store.profiles import refresh_from_sessions
@@ -61,12 +67,42 @@ class _Project:
     settings: Settings
     next_seq: int
     next_skey: int
-    states: dict[str, ProfileState] = field(default_factory=dict)
+    codes: dict[str, int] = field(default_factory=dict)  # profile id -> row of `table`
+    table: vector.Profiles = field(default_factory=lambda: vector.Profiles.new([]))
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     aliases: dict[str, str] = field(default_factory=dict)
+    clock: int = 0  # the latest arrival instant applied (instants never run backwards)
+
+    def code(self, profiles: list[str]) -> np.ndarray:
+        """Codes of these profiles, new ones added to the table."""
+        codes = self.codes
+        fresh = [p for p in dict.fromkeys(profiles) if p not in codes]
+        if fresh:
+            base = len(self.table)
+            for i, p in enumerate(fresh):
+                codes[p] = base + i
+            self.table = self.table.concat(vector.Profiles.new(fresh))
+            self.keys = np.concatenate([self.keys, np.full(len(fresh), -1, dtype=np.int64)])
+        return np.fromiter((codes[p] for p in profiles), dtype=np.int64, count=len(profiles))
+
+    def summary(self, profile: str) -> tuple[str | None, int | None, int | None]:
+        """(latest session id, its first time, horizon) of a profile, for its row."""
+        code = self.codes.get(profile)
+        if code is None:
+            return None, None, None
+        t = self.table
+        horizon = int(t.horizon[code]) if t.horizon[code] != NONE else None
+        if t.open_last[code] != NONE and (
+            t.latest_first[code] == NONE or t.open_first[code] >= t.latest_first[code]
+        ):
+            return str(t.open_id[code]), int(t.open_first[code]), horizon
+        if t.latest_first[code] == NONE:
+            return None, None, horizon
+        return str(t.latest_id[code]), int(t.latest_first[code]), horizon
 
 
 class LiveEngine:
-    """The single writer. `submit` is thread-safe; everything else runs on its thread."""
+    """The single writer. `enqueue` is thread-safe; everything else runs on its thread."""
 
     def __init__(
         self,
@@ -84,8 +120,10 @@ class LiveEngine:
         self.applied = 0  # requests applied since start (the door counts those it hands over)
         self.queue: queue.Queue[Batch | control.SettingsChange | None] = queue.Queue()
         self.projects: dict[int, _Project] = {}
-        self.due: list[tuple[int, int, str]] = []  # (due time, project, profile)
         self.ready = threading.Event()
+        # profiles touched (first, last event time seen): by the group being applied, and
+        # by committed groups whose rows are not written yet
+        self.pending: dict[tuple[int, str], tuple[int | None, int | None]] = {}
         self.dirty: dict[tuple[int, str], tuple[int | None, int | None]] = {}
         self.last_flush = time.monotonic()
         self.failed: BaseException | None = None
@@ -168,7 +206,7 @@ class LiveEngine:
                     change = item  # applied once the requests before it are committed
                     break
                 group.append(item)
-                size += len(item.events)
+                size += item.size
                 if size >= GROUP_EVENTS:
                     break
                 try:
@@ -187,46 +225,67 @@ class LiveEngine:
 
     def reload(self, pid: int) -> None:
         """Rebuild one project's state from the store, as a restart would."""
-        self.due = [d for d in self.due if d[1] != pid]
         self._load(pid)
 
     def _load(self, only: int | None = None) -> None:
         """The state of every project (or of project `only`) from the store."""
         con = self.con
-        mine = "true" if only is None else f"project_id = {int(only)}"
         ids = "true" if only is None else f"id = {int(only)}"
         for pid, next_seq, next_skey in con.execute(
             f"SELECT id, next_seq, next_skey FROM projects WHERE {ids}"
         ).fetchall():
-            self.projects[pid] = _Project(get_settings(con, pid), next_seq, next_skey)
+            self.projects[pid] = self._state(pid, int(next_seq), int(next_skey))
         self._reconcile_profiles(only)
-        for pid, profile, last_concluded, latest_first, latest in con.execute(
-            f"""SELECT project_id, profile_id, max(last_ts) FILTER (WHERE concluded),
-                      max(first_ts), arg_max(session_id, first_ts)
-               FROM sessions WHERE {mine} GROUP BY 1, 2"""
-        ).fetchall():
-            project = self.projects[pid]
-            horizon = (
-                None if last_concluded is None else last_concluded + (project.settings.timeout_ms)
-            )
-            state = ProfileState(profile, horizon=horizon)
-            if latest is not None:
-                state.latest = (latest_first, latest)
-            project.states[profile] = state
-        for pid, skey, sid, profile, first, last, events, source in con.execute(
-            f"""SELECT project_id, skey, session_id, profile_id, first_ts, last_ts, events,
-                      source FROM sessions WHERE NOT concluded AND {mine}"""
-        ).fetchall():
-            project = self.projects[pid]
-            state = project.states.setdefault(profile, ProfileState(profile))
-            state.open = Session(sid, profile, first, last, events, source)
-            state.open.key = skey
-            self.due.append((last + project.settings.timeout_ms, pid, profile))
-        heapq.heapify(self.due)
+        mine = "true" if only is None else f"project_id = {int(only)}"
         for pid, anonymous, profile in con.execute(
             f"SELECT * FROM aliases WHERE {mine}"
         ).fetchall():
             self.projects[pid].aliases[anonymous] = profile
+
+    def _state(self, pid: int, next_seq: int, next_skey: int) -> _Project:
+        """A project's profiles table, set-wise from its sessions: the open session (one
+        per profile at most), the horizon and the latest concluded session."""
+        settings = get_settings(self.con, pid)
+        project = _Project(settings, next_seq, next_skey)
+        t = self.con.execute(
+            """SELECT profile_id,
+                      any_value(session_id) FILTER (WHERE NOT concluded) AS open_id,
+                      any_value(first_ts) FILTER (WHERE NOT concluded) AS open_first,
+                      any_value(last_ts) FILTER (WHERE NOT concluded) AS open_last,
+                      any_value(events) FILTER (WHERE NOT concluded) AS open_events,
+                      any_value(source) FILTER (WHERE NOT concluded) AS open_source,
+                      any_value(skey) FILTER (WHERE NOT concluded) AS open_key,
+                      max(last_ts) FILTER (WHERE concluded) + ? AS horizon,
+                      max(first_ts) FILTER (WHERE concluded) AS latest_first,
+                      arg_max(session_id, first_ts) FILTER (WHERE concluded) AS latest_id
+               FROM sessions WHERE project_id = ? GROUP BY profile_id""",
+            [settings.timeout_ms, pid],
+        ).to_arrow_table()
+        assert t is not None
+        if t.num_rows == 0:
+            return project
+
+        def ints(name: str, empty: int = NONE) -> np.ndarray:
+            values: np.ndarray = t.column(name).fill_null(empty).to_numpy().astype(np.int64)
+            return values
+
+        def objects(name: str) -> np.ndarray:
+            return np.asarray(t.column(name).to_pylist(), dtype=object)
+
+        project.table = vector.Profiles(
+            profile_id=objects("profile_id"),
+            open_id=objects("open_id"),
+            open_first=ints("open_first"),
+            open_last=ints("open_last"),
+            open_events=ints("open_events", 0),
+            open_source=objects("open_source"),
+            horizon=ints("horizon"),
+            latest_first=ints("latest_first"),
+            latest_id=objects("latest_id"),
+        )
+        project.keys = ints("open_key", -1)
+        project.codes = {p: i for i, p in enumerate(project.table.profile_id.tolist())}
+        return project
 
     def _reconcile_profiles(self, only: int | None) -> None:
         """Bring the profiles table up to date with the events and sessions (after a stop
@@ -243,7 +302,7 @@ class LiveEngine:
                 "SELECT next_seq, next_skey FROM projects WHERE id = ?", [pid]
             ).fetchone()
             assert row is not None
-            project = _Project(get_settings(self.con, pid), int(row[0]), int(row[1]))
+            project = self._state(pid, int(row[0]), int(row[1]))
             self.projects[pid] = project
         return project
 
@@ -255,181 +314,257 @@ class LiveEngine:
             for pid, name in self.con.execute("SELECT id, name FROM projects").fetchall()
         }
         group: list[Batch] = []
+        size = 0
         for record in self.log.read(applied_position(self.con, self.log.writer)):
-            for batch in from_arrow(record.batch, names, Event):
-                batch.position = record.position
-                group.append(batch)
-            if sum(len(b.events) for b in group) >= GROUP_EVENTS:
+            batch = from_arrow(record.batch, names)
+            if batch is None:
+                continue
+            batch.position = record.position
+            group.append(batch)
+            size += batch.size
+            if size >= GROUP_EVENTS:
                 self._commit(group, replaying=True)
-                group = []
+                group, size = [], 0
         if group:
             self._commit(group, replaying=True)
 
     def _commit(self, group: list[Batch], replaying: bool = False) -> None:
         rows = Rows()
+        states: list[tuple[_Project, vector.Step | None, np.ndarray]] = []
         try:
             with transaction(self.con):
+                by_project: dict[int, list[Batch]] = {}
                 for request in group:
-                    self._apply(request, rows)
+                    by_project.setdefault(request.project_id, []).append(request)
+                for pid, requests in by_project.items():
+                    states.append(self._apply(pid, requests, rows))
                 self._write(rows)
                 last = group[-1].position
                 if last is not None:
                     save_applied_position(self.con, self.log.writer, last)
         except BaseException:
-            # Memory may be ahead of the store now: rebuild it from what was committed,
-            # then apply the log again from there (the group is in the log).
+            # The tables are unchanged (new state is put only after the commit), but the
+            # counters may have moved: rebuild from the store, then apply the log again
+            # from there (the group is in the log).
             if replaying:
                 raise
             self.projects.clear()
-            self.due.clear()
             self._load()
             self._replay()
             self.applied += len(group)
             return
+        for project, out, keys in states:
+            if out is not None:
+                project.table.put(out.codes, out.after)
+                project.keys[out.codes] = keys
         self._remember(rows)
-        if self.sink is not None and rows.events["seq"]:
-            self.sink.write(rows.events)  # committed: stored events only
+        if self.sink is not None and rows.event_tables:
+            self.sink.write(pa.concat_tables(rows.event_tables).to_pydict())
         if not replaying:
             self.applied += len(group)
 
-    def _apply(self, request: Batch, rows: Rows) -> None:
-        pid, r = request.project_id, request.received_at
+    def _apply(
+        self, pid: int, requests: list[Batch], rows: Rows
+    ) -> tuple[_Project, vector.Step | None, np.ndarray]:
+        """One project's requests of a group: events, their sessions, links, traits."""
         project = self._project(pid)
         settings, timeout = project.settings, project.settings.timeout_ms
-        for profile, props, at in request.traits:
-            rows.traits.append((pid, profile, _encode(props).decode(), at))
-        for anonymous, profile in request.links:
-            if project.aliases.get(anonymous) != profile:
-                project.aliases[anonymous] = profile
+        for request in requests:
+            for profile, props, at in request.traits:
+                rows.traits.append((pid, profile, _encode(props).decode(), at))
+            for anonymous, profile in request.links:
                 rows.aliases.append((pid, anonymous, profile))
-        by_profile: dict[str, list[tuple[Arrival, int]]] = {}
-        ev = rows.events
-        (e_pid, e_seq, e_mid, e_profile, e_name, e_ts, e_source, e_r, e_props) = (
-            ev[k] for k in EVENT_COLUMNS
+                project.aliases[anonymous] = profile
+        parts = [r.rows for r in requests if r.rows is not None and r.rows.num_rows]
+        rows.projects.add(pid)
+        if not parts:
+            return project, None, np.empty(0, dtype=np.int64)
+        events = pa.Table.from_batches(parts).combine_chunks()
+        n = events.num_rows
+        clock = np.concatenate(
+            [np.full(r.rows.num_rows, r.received_at, dtype=np.int64) for r in requests
+             if r.rows is not None and r.rows.num_rows]
+        )  # fmt: skip
+        clock = np.maximum.accumulate(np.maximum(clock, project.clock))  # never backwards
+        project.clock = int(clock[-1])
+        seq = np.arange(project.next_seq, project.next_seq + n, dtype=np.int64)
+        project.next_seq += n
+        sent = events.column("sent_at")
+        raw = events.column("ts").to_numpy()
+        fixed = raw + (clock - sent.fill_null(0).to_numpy())
+        ts = np.minimum(np.where(sent.is_null().to_numpy(zero_copy_only=False), raw, fixed), clock)
+        eligible = self._eligible(settings, events)
+        rows.event_tables.append(
+            pa.table(
+                {
+                    "project_id": pa.array(np.full(n, pid, dtype=np.int32)),
+                    "seq": pa.array(seq),
+                    "message_id": events.column("message_id"),
+                    "profile_id": events.column("profile_id"),
+                    "name": events.column("name"),
+                    "ts": pa.array(ts),
+                    "source": events.column("source"),
+                    "received_at": pa.array(clock),
+                    "properties": events.column("properties"),
+                }
+            )
         )
-        seen = rows.profiles
-        for e in request.events:
-            seq = project.next_seq
-            project.next_seq += 1
-            ts = corrected_time(e.ts, e.sent_at, r)  # >= 0: checked where it arrived
-            e_pid.append(pid)
-            e_seq.append(seq)
-            e_mid.append(e.message_id)
-            e_profile.append(e.profile_id)
-            e_name.append(e.name)
-            e_ts.append(ts)
-            e_source.append(e.source)
-            e_r.append(r)
-            e_props.append(_encode(e.properties).decode())
-            key = (pid, e.profile_id)
-            lo, hi = seen.get(key, (None, None))
-            seen[key] = (ts if lo is None or ts < lo else lo, ts if hi is None or ts > hi else hi)
-            if settings.is_eligible(e.name, e.source):
-                by_profile.setdefault(e.profile_id, []).append(
-                    (Arrival(ts, seq, e.message_id, e.source), seq)
+        profiles = events.column("profile_id").to_pylist()
+        self._seen(pid, profiles, ts)
+        if not eligible.any():
+            return project, None, np.empty(0, dtype=np.int64)
+        idx = np.flatnonzero(eligible)
+        picked = [profiles[i] for i in idx.tolist()]
+        batch = vector.Batch(
+            code=project.code(picked),
+            ts=ts[idx],
+            clock=clock[idx],
+            seq=seq[idx],
+            message_id=events.column("message_id")
+            .take(pa.array(idx))
+            .to_numpy(zero_copy_only=False),
+            source=events.column("source").take(pa.array(idx)).to_numpy(zero_copy_only=False),
+        )
+        out = vector.step(
+            project.table,
+            batch,
+            timeout,
+            history=lambda code: self._history(pid, project, code, rows),
+        )
+        keys = self._sessions(pid, project, out.sessions, rows, int(clock[-1]))
+        session = out.session
+        skey = np.where(session >= 0, keys[np.maximum(session, 0)] if len(keys) else -1, -1)
+        rows.assign.append(
+            pa.table(
+                {
+                    "project_id": pa.array(np.full(len(idx), pid, dtype=np.int32)),
+                    "seq": pa.array(batch.seq),
+                    "skey": pa.array(skey, mask=skey < 0),
+                    "late": pa.array(out.late),
+                }
+            )
+        )
+        # the store key of each touched profile's open session after the group
+        open_keys = np.full(len(out.codes), -1, dtype=np.int64)
+        still_open = ~out.sessions.concluded
+        if still_open.any():
+            where = np.searchsorted(out.codes, out.sessions.code[still_open])
+            open_keys[where] = keys[still_open]
+        return project, out, open_keys
+
+    @staticmethod
+    def _eligible(settings: Settings, events: pa.Table) -> np.ndarray:
+        """R1 for every row at once."""
+        n = events.num_rows
+        if not settings.sessions_enabled:
+            return np.zeros(n, dtype=bool)
+        barred = pa.array([*settings.excluded, *SYSTEM_EVENTS], pa.string())
+        ok = pc.and_(
+            pc.not_equal(events.column("source"), "api"),
+            pc.invert(pc.is_in(events.column("name"), value_set=barred)),
+        )
+        return np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
+
+    def _sessions(
+        self, pid: int, project: _Project, s: vector.Sessions, rows: Rows, at: int
+    ) -> np.ndarray:
+        """Store keys for a step's sessions (an open session keeps its key; a new one
+        takes the next), and their rows; concluded ones are raised at `at`."""
+        keys = np.empty(len(s), dtype=np.int64)
+        existing = s.head < 0
+        keys[existing] = project.keys[s.code[existing]]
+        new = np.flatnonzero(~existing | (keys < 0))
+        keys[new] = np.arange(project.next_skey, project.next_skey + len(new))
+        project.next_skey += len(new)
+        for k, sid, code, first, last, count, source, done in zip(
+            keys.tolist(), s.session_id.tolist(), s.code.tolist(), s.first_ts.tolist(),
+            s.last_ts.tolist(), s.events.tolist(), s.source.tolist(), s.concluded.tolist(),
+            strict=True,
+        ):  # fmt: skip
+            profile = project.table.profile_id[code]
+            rows.sessions[(pid, k)] = (
+                pid, k, sid, profile, first, last, count, source, done, at if done else None
+            )  # fmt: skip
+        return keys
+
+    def _history(self, pid: int, project: _Project, code: int, rows: Rows) -> list[tuple[int, int]]:
+        """The concluded sessions of a profile (only asked for an event older than its
+        horizon): what the store has, and what this group concluded and has not written."""
+        profile = project.table.profile_id[code]
+        stored = self.con.execute(
+            """SELECT first_ts, last_ts FROM sessions WHERE project_id = ?
+               AND profile_id = ? AND concluded""",
+            [pid, profile],
+        ).fetchall()
+        pending = [
+            (row[4], row[5])
+            for (p, _), row in rows.sessions.items()
+            if p == pid and row[3] == profile and row[8]
+        ]
+        return sorted({(int(f), int(la)) for f, la in [*stored, *pending]})
+
+    def _seen(self, pid: int, profiles: list[str], ts: np.ndarray) -> None:
+        """Each profile's first and last event time in this group (for its row)."""
+        lo: dict[str, int] = {}
+        hi: dict[str, int] = {}
+        for p, t in zip(profiles, ts.tolist(), strict=True):
+            if p not in lo:
+                lo[p] = hi[p] = t
+            elif t < lo[p]:
+                lo[p] = t
+            elif t > hi[p]:
+                hi[p] = t
+        seen = self.pending
+        for p, first in lo.items():
+            old = seen.get((pid, p))
+            if old is None:
+                seen[(pid, p)] = (first, hi[p])
+            else:
+                seen[(pid, p)] = (
+                    first if old[0] is None else min(first, old[0]),
+                    hi[p] if old[1] is None else max(hi[p], old[1]),
                 )
-        for profile, items in by_profile.items():
-            self._sessionize(rows, pid, project, profile, items, r, timeout)
-
-    def _sessionize(
-        self,
-        rows: Rows,
-        pid: int,
-        project: _Project,
-        profile: str,
-        items: list[tuple[Arrival, int]],
-        r: int,
-        timeout: int,
-    ) -> None:
-        state = project.states.get(profile)
-        if state is None:
-            state = project.states[profile] = ProfileState(profile)
-        due = exact.conclude_due(state, r, timeout)
-        if due is not None:
-            self._concluded(rows, pid, project, due, r)
-        was_open = None if state.open is None else state.open.session_id
-        arrivals = [a for a, _ in items]
-        if exact.needs_history(state, arrivals):
-            # History is loaded only for the rare event older than the horizon: what the
-            # store has, and what this group concluded and has not written yet.
-            stored = self.con.execute(
-                """SELECT first_ts, last_ts FROM sessions WHERE project_id = ?
-                   AND profile_id = ? AND concluded""",
-                [pid, profile],
-            ).fetchall()
-            pending = [
-                (row[4], row[5])
-                for (p, _), row in rows.sessions.items()
-                if p == pid and row[3] == profile and row[8]
-            ]
-            state.history = sorted({(int(f), int(la)) for f, la in [*stored, *pending]})
-        out = exact.apply(state, arrivals, timeout)
-        # Keys first: concluding a session forgets its key, and its events still need it.
-        touched = [*out.concluded, state.open] if state.open is not None else out.concluded
-        skeys = {s.session_id: self._skey(project, s) for s in touched}
-        for s in out.concluded:
-            self._concluded(rows, pid, project, s, r)
-        if state.open is not None:
-            rows.session(pid, skeys[state.open.session_id], state.open, None)
-            if state.open.session_id != was_open:
-                # one timer entry per session; the timer re-arms it if the session grew
-                heapq.heappush(self.due, (state.open.last_ts + timeout, pid, profile))
-        a = rows.assign
-        for (_arrival, seq), sid in zip(items, out.session_ids, strict=True):
-            a["project_id"].append(pid)
-            a["seq"].append(seq)
-            a["skey"].append(None if sid is None else skeys[sid])
-            a["late"].append(sid is None)
-
-    def _skey(self, project: _Project, session: Session) -> int:
-        if session.key < 0:
-            session.key = project.next_skey
-            project.next_skey += 1
-        return session.key
-
-    def _concluded(self, rows: Rows, pid: int, project: _Project, s: Session, at: int) -> None:
-        skey = self._skey(project, s)
-        rows.session(pid, skey, s, at)
 
     def _conclude_due(self) -> None:
         """R4: conclude every open session whose last event + timeout has passed."""
         now = self.clock()
-        if not self.due or self.due[0][0] > now:
-            return
         rows = Rows()
-        while self.due and self.due[0][0] <= now:
-            _, pid, profile = heapq.heappop(self.due)
-            project = self.projects.get(pid)
-            if project is None:
+        outs: list[tuple[_Project, vector.Concluded]] = []
+        for pid, project in self.projects.items():
+            if not len(project.table):
                 continue
-            state = project.states.get(profile)
-            if state is None:
+            due = vector.conclude_due(project.table, now + 1, project.settings.timeout_ms)
+            if not len(due.codes):
                 continue
-            timeout = project.settings.timeout_ms
-            s = exact.conclude_due(state, now + 1, timeout)
-            if s is not None:
-                self._concluded(rows, pid, project, s, now)
-                rows.profiles[(pid, profile)] = (None, None)
-            elif state.open is not None:
-                heapq.heappush(self.due, (state.open.last_ts + timeout, pid, profile))
-        if rows.sessions:
-            try:
-                with transaction(self.con):
-                    self._write(rows)
-            except BaseException:
-                self.projects.clear()
-                self.due.clear()
-                self._load()
-                return
-            self._remember(rows)
+            self._sessions(pid, project, due.sessions, rows, now)
+            rows.projects.add(pid)
+            outs.append((project, due))
+            for code in due.codes.tolist():
+                self.pending.setdefault((pid, project.table.profile_id[code]), (None, None))
+        if not outs:
+            return
+        try:
+            with transaction(self.con):
+                self._write(rows)
+        except BaseException:
+            self.projects.clear()
+            self._load()
+            return
+        for project, due in outs:
+            project.table.put(due.codes, due.after)
+            project.keys[due.codes] = -1
+        self._remember(rows)
 
-    def _remember(self, rows: Rows) -> None:
-        for key, (lo, hi) in rows.profiles.items():
+    def _remember(self, rows: Rows | None = None) -> None:
+        """Profiles touched by a committed group: their rows are written every couple of
+        seconds (flush_profiles)."""
+        for key, (lo, hi) in self.pending.items():
             old_lo, old_hi = self.dirty.get(key, (None, None))
             self.dirty[key] = (
                 lo if old_lo is None else old_lo if lo is None else min(lo, old_lo),
                 hi if old_hi is None else old_hi if hi is None else max(hi, old_hi),
             )
+        self.pending = {}
 
     def flush_profiles(self) -> None:
         """Profiles are a summary of events and sessions; they are written every couple
@@ -441,28 +576,19 @@ class LiveEngine:
         rows.profiles, self.dirty = self.dirty, {}
         try:
             with transaction(self.con):
-                self._write_profiles(rows)
+                write_profiles(
+                    self.con, rows, lambda pid, profile: self.projects[pid].summary(profile)
+                )
         except BaseException:
+            self.pending = dict(rows.profiles)
             self._remember(rows)
 
     def _write(self, rows: Rows) -> None:
         counters = {
             pid: (self.projects[pid].next_seq, self.projects[pid].next_skey)
-            for pid in {p for p, _ in rows.profiles} | {p for p, _ in rows.sessions}
+            for pid in rows.projects
         }
         write(self.con, rows, counters)
-
-    def _write_profiles(self, rows: Rows) -> None:
-        def summary(pid: int, profile: str) -> tuple[str | None, int | None, int | None]:
-            state = self.projects[pid].states.get(profile)
-            newest = state.latest_session() if state else None
-            return (
-                newest[1] if newest else None,
-                newest[0] if newest else None,
-                state.horizon if state else None,
-            )
-
-        write_profiles(self.con, rows, summary)
 
 
 def applied_position(con: duckdb.DuckDBPyConnection, writer: str) -> Position:

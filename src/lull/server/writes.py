@@ -28,8 +28,9 @@ class Rows:
     """What one group commit writes."""
 
     def __init__(self) -> None:
-        self.events: dict[str, list[Any]] = {k: [] for k in EVENT_COLUMNS}
-        self.assign: dict[str, list[Any]] = {"project_id": [], "seq": [], "skey": [], "late": []}
+        self.event_tables: list[pa.Table] = []  # EVENT_COLUMNS
+        self.assign: list[pa.Table] = []  # project_id, seq, skey, late
+        self.projects: set[int] = set()  # whose counters (next seq, next skey) to save
         self.sessions: dict[tuple[int, int], tuple[Any, ...]] = {}
         self.profiles: dict[tuple[int, str], tuple[int | None, int | None]] = {}
         self.aliases: list[tuple[int, str, str]] = []
@@ -45,22 +46,12 @@ class Rows:
 def write(con: duckdb.DuckDBPyConnection, rows: Rows, counters: dict[int, tuple[int, int]]) -> None:
     """Events, their sessions, changed sessions, identity links, profile properties, and
     each project's (next seq, next session key)."""
-    if rows.events["seq"]:
-        con.register("live_events", pa.table(rows.events))
+    if rows.event_tables:
+        con.register("live_events", pa.concat_tables(rows.event_tables))
         con.execute("INSERT INTO events SELECT * FROM live_events")
         con.unregister("live_events")
-    if rows.assign["seq"]:
-        con.register(
-            "live_assign",
-            pa.table(
-                {
-                    "project_id": pa.array(rows.assign["project_id"], pa.int32()),
-                    "seq": pa.array(rows.assign["seq"], pa.int64()),
-                    "skey": pa.array(rows.assign["skey"], pa.int64()),
-                    "late": pa.array(rows.assign["late"], pa.bool_()),
-                }
-            ),
-        )
+    if rows.assign:
+        con.register("live_assign", pa.concat_tables(rows.assign))
         con.execute("INSERT INTO event_sessions SELECT * FROM live_assign")
         con.unregister("live_assign")
     if rows.sessions:
