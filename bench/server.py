@@ -1,59 +1,74 @@
-"""Load on `lull serve`: batches of 100 events over HTTP from a separate process.
+"""HTTP ingest: `lull serve` side by side with two anchors, in one run, on the same load.
 
-Measures acknowledged (committed) events per second with p50/p99 acknowledgement
-latency, then the server's memory once it holds 1,000,000 open sessions.
+    .venv/bin/python bench/server.py [--seconds 15] [--connections 32] [--servers A,B,C]
+        [--port-base 18700] [--lull-args "--some-option X"] [--open 1000000] [--startup]
 
-    .venv/bin/python bench/server.py [--seconds 20] [--connections 8] [--open 1000000]
+Servers, each a process of its own, measured one after the other:
+
+- A, decode-only: uvicorn (one process, the uvloop and httptools lull runs on), a plain
+  ASGI app that reads the body, `json.loads` it and answers 200 (bench/anchors.py);
+- B, decode + DuckDB insert per request: A plus an Arrow insert of the body's events into
+  a table of a DuckDB file and a commit per request, one connection, one writer thread;
+- C, `lull serve` on a fresh store (its project `default`, sessions on; the web key);
+- S (only when asked): a sink that skips each request by its Content-Length and answers
+  200, no HTTP server at all: how fast the load generator can go on this machine.
+
+The load (bench/loadgen.py, a separate process: uvloop, raw sockets, pre-encoded
+requests): `--connections` keep-alive connections, each sending 100-event bodies (~33 KB,
+canonical events with unique message ids, 20,000 profiles, ts the second before) as fast
+as answers come back, for `--seconds` after `--warmup` seconds. It counts events
+acknowledged (2xx) per second and the p50/p99 acknowledgement latency per request, and
+prints each server's and the client's CPU use over the window (a client near 100% of a
+core would be the bottleneck).
+
+`--open N`: after C's run, N new profiles with one event each (N open sessions), then
+the server's RSS (target: at most 1 GB with 1,000,000 open). `--startup`: how fast
+`lull serve` is ready on a store of 10M events (bench/generate.py, imported once with
+`lull import --keep-open` and cached in bench/out/) plus 200,000 open sessions (one
+recent event for each of its 200,000 profiles, imported just before): the time from
+starting the process to `GET /healthz` answering 200, and to a first batch acknowledged
+(target: ready within 5 s). The machine is shared: only figures of one run compare.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import http.client
 import json
 import os
-import socket
-import statistics
+import random
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
+HERE = Path(__file__).resolve().parent
 LULL = str(Path(sys.executable).with_name("lull"))
+OUT = HERE / "out"
+NAMES = {
+    "A": "A decode-only (uvicorn + json.loads)",
+    "B": "B decode + DuckDB insert per request",
+    "C": "C lull serve",
+    "S": "S sink (no HTTP parsing: the client's ceiling)",
+}
+TICK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    key: str
+    log: Path
 
 
-def start_server(db: Path, port: int) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [LULL, "--db", str(db), "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    lines = []
-    while True:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError("server exited: " + (proc.stderr.read() if proc.stderr else ""))
-        lines.append(line)
-        if line.startswith("}"):
-            break
-    keys = json.loads("".join(lines[1:]))
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.1)
-    return proc, str(keys["keys"]["android"])
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, all threads
 
 
 def rss_mb(pid: int) -> float:
@@ -63,106 +78,315 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-class Load:
-    def __init__(self, port: int, key: str, profiles: int) -> None:
-        self.port, self.key, self.profiles = port, key, profiles
-        self.sent = 0
-        self.latencies: list[float] = []
-        self.events = 0
-        self.errors = 0
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
-    def body(self, batch: int, distinct: bool) -> bytes:
-        now = time.time_ns() // 1_000_000
-        parts = []
-        for i in range(100):
-            n = batch * 100 + i
-            profile = n if distinct else (n * 7919) % self.profiles
-            parts.append(
-                f'{{"message_id":"b{n}","profile_id":"u{profile}","name":"Song Played",'
-                f'"ts":{now - 100 + i},"properties":{{"genre":"jazz","track":{n % 9973},'
-                f'"position_ms":{n * 31 % 240000},"device":"pixel-8","app":"4.2.1"}}}}'
-            )
-        return ("[" + ",".join(parts) + "]").encode()
 
-    def request(self, body: bytes) -> bytes:
-        head = (
-            f"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer {self.key}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+def get(port: int, path: str, timeout: float = 2) -> int:
+    con = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        con.request("GET", path)
+        return con.getresponse().status
+    finally:
+        con.close()
+
+
+def post_events(port: int, key: str, events: list[dict[str, Any]]) -> int:
+    con = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        con.request(
+            "POST",
+            "/api/v1/events",
+            body=json.dumps(events),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
         )
-        return head.encode() + body
-
-    async def worker(self, stop: float, limit: int | None, distinct: bool) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        while time.perf_counter() < stop and (limit is None or self.sent < limit):
-            batch = self.sent
-            self.sent += 1
-            data = self.request(self.body(batch, distinct))
-            started = time.perf_counter()
-            writer.write(data)
-            await writer.drain()
-            status = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
-            if b" 200 " in status:
-                self.latencies.append(time.perf_counter() - started)
-                self.events += 100
-            else:
-                self.errors += 1
-        writer.close()
-
-    async def run(
-        self, seconds: float, connections: int, limit: int | None, distinct: bool
-    ) -> float:
-        started = time.perf_counter()
-        stop = started + seconds
-        await asyncio.gather(*(self.worker(stop, limit, distinct) for _ in range(connections)))
-        return time.perf_counter() - started
+        response = con.getresponse()
+        response.read()
+        return response.status
+    finally:
+        con.close()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--profiles", type=int, default=200_000)
-    parser.add_argument("--open", type=int, default=1_000_000, help="open sessions to hold")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        server, key = start_server(Path(tmp) / "bench.duckdb", port)
+def wait_ready(run: Running, port: int, timeout: float = 120) -> float:
+    """Seconds until GET /healthz answers 200 (from now)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if run.proc.poll() is not None:
+            raise RuntimeError(f"server exited: {run.log.read_text()[-2000:]}")
         try:
-            load = Load(port, key, args.profiles)
-            took = asyncio.run(load.run(args.seconds, args.connections, None, False))
-            lat = sorted(load.latencies)
-            p50 = statistics.median(lat) * 1000 if lat else float("nan")
-            p99 = lat[int(len(lat) * 0.99)] * 1000 if lat else float("nan")
-            print(
-                f"sustained: {load.events / took:,.0f} events/s acknowledged "
-                f"({load.events:,} events in {took:.1f} s, {args.connections} connections, "
-                f"{load.errors} errors); ack latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+            if get(port, "/healthz", 1) == 200:
+                return time.perf_counter() - started
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"server not ready in {timeout} s: {run.log.read_text()[-2000:]}")
+
+
+def spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+
+def start(kind: str, port: int, tmp: Path, lull_args: list[str]) -> Running:
+    log = tmp / f"server-{kind}.log"
+    if kind == "A":
+        proc = spawn([sys.executable, str(HERE / "anchors.py"), "decode", "--port", str(port)], log)
+        return Running(proc, "none", log)
+    if kind == "S":
+        proc = spawn([sys.executable, str(HERE / "anchors.py"), "sink", "--port", str(port)], log)
+        return Running(proc, "none", log)
+    if kind == "B":
+        db = str(tmp / "anchor.duckdb")
+        cmd = [sys.executable, str(HERE / "anchors.py"), "duckdb", "--port", str(port)]
+        return Running(spawn([*cmd, "--db", db], log), "none", log)
+    cmd = [LULL, "--db", str(tmp / "lull.duckdb"), "serve", "--port", str(port), *lull_args]
+    proc = spawn(cmd, log)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # the keys it prints once, as JSON after a line
+        text = log.read_text()
+        if "{" in text:
+            try:
+                keys, _ = json.JSONDecoder().raw_decode(text[text.index("{") :])
+                return Running(proc, str(keys["keys"]["web"]), log)
+            except ValueError:
+                pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"lull serve exited: {text[-2000:]}")
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"lull serve printed no keys: {log.read_text()[-2000:]}")
+
+
+def stop(run: Running) -> None:
+    run.proc.terminate()
+    try:
+        run.proc.wait(60)
+    except subprocess.TimeoutExpired:
+        run.proc.kill()
+        run.proc.wait()
+
+
+def loadgen(port: int, key: str, extra: list[str]) -> subprocess.Popen[str]:
+    cmd = [sys.executable, str(HERE / "loadgen.py"), "--port", str(port), "--key", key, *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def result_of(client: subprocess.Popen[str], out: IO[str]) -> dict[str, Any]:
+    line = out.readline()
+    client.wait()
+    if client.returncode != 0 or not line:
+        raise RuntimeError(f"load generator failed ({client.returncode})")
+    result: dict[str, Any] = json.loads(line)
+    return result
+
+
+def measure(run: Running, port: int, args: argparse.Namespace) -> dict[str, Any]:
+    client = loadgen(
+        port,
+        run.key,
+        [
+            "--connections",
+            str(args.connections),
+            "--seconds",
+            str(args.seconds),
+            "--warmup",
+            str(args.warmup),
+            "--profiles",
+            str(args.profiles),
+            "--run",
+            f"r{random.randrange(16**6):06x}",
+        ],
+    )
+    assert client.stdout is not None
+    if client.stdout.readline().strip() != "go":
+        raise RuntimeError("load generator did not start")
+    time.sleep(args.warmup)
+    cpu0 = cpu_seconds(run.proc.pid)
+    time.sleep(args.seconds)
+    cpu1 = cpu_seconds(run.proc.pid)
+    result = result_of(client, client.stdout)
+    result["server_cpu"] = (cpu1 - cpu0) / args.seconds
+    result["rss_mb"] = rss_mb(run.proc.pid)
+    return result
+
+
+def open_sessions(run: Running, port: int, n: int, connections: int) -> None:
+    before = rss_mb(run.proc.pid)
+    client = loadgen(
+        port,
+        run.key,
+        ["--requests", str(-(-n // 100)), "--distinct", "--connections", str(connections)],
+    )
+    assert client.stdout is not None
+    client.stdout.readline()
+    result = result_of(client, client.stdout)
+    time.sleep(2)  # let the writer settle
+    print(
+        f"open sessions: {result['events']:,} new profiles with one event each in "
+        f"{result['seconds']:.1f} s ({result['events_per_s']:,.0f} events/s, statuses "
+        f"{result['statuses']}); server RSS {before:,.0f} MB before, "
+        f"{rss_mb(run.proc.pid):,.0f} MB now (target <= 1024 MB with 1,000,000 open)"
+    )
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def table(results: dict[str, dict[str, Any]], connections: int) -> str:
+    base = results.get("A", {}).get("events_per_s")
+    rows = [
+        "| server | events/s | p50 ms | p99 ms | ratio to A | server CPU | client CPU | non-2xx |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for kind, r in results.items():
+        ratio = f"{r['events_per_s'] / base:.2f}x" if base else "-"
+        bad = sum(v for k, v in r["statuses"].items() if not k.startswith("2"))
+        rows.append(
+            f"| {NAMES[kind]} | {r['events_per_s']:,.0f} | {ms(r['p50_ms'])} | "
+            f"{ms(r['p99_ms'])} | {ratio} | {r['server_cpu']:.0%} | {r['client_cpu']:.0%} | "
+            f"{bad} |"
+        )
+    lines = ["\n".join(rows)]
+    c = results.get("C")
+    if c is not None and base:
+        ratio = c["events_per_s"] / base
+        p99 = c["p99_ms"] if c["p99_ms"] is not None else float("inf")
+        lines.append(
+            f"target: lull >= 0.4x A: {ratio:.2f}x -> {'met' if ratio >= 0.4 else 'NOT met'}"
+        )
+        lines.append(
+            f"target: lull p99 <= 50 ms at {connections} connections: {p99:,.1f} ms -> "
+            f"{'met' if p99 <= 50 and connections >= 32 else 'NOT met'}"
+        )
+    return "\n".join(lines)
+
+
+def lull(*args: str) -> str:
+    done = subprocess.run([LULL, *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"lull {' '.join(args)}: {done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def startup(args: argparse.Namespace, tmp: Path, port: int, lull_args: list[str]) -> None:
+    """Ready-within-5-s: a store of 10M events and 200,000 open sessions."""
+    from sessionize import data_file
+
+    profiles = args.startup_profiles
+    OUT.mkdir(exist_ok=True)
+    data = data_file(OUT, args.startup_events, profiles, 30, 1)
+    base = OUT / f"startup-{args.startup_events}-p{profiles}.duckdb"
+    if not base.exists():
+        made = base.with_name(base.name + ".part")
+        made.unlink(missing_ok=True)
+        lull("--db", str(made), "settings", "--sessions", "on")
+        started = time.perf_counter()
+        lull("--db", str(made), "import", str(data), "--keep-open")
+        print(f"  imported {data.name} in {time.perf_counter() - started:.0f} s")
+        made.rename(base)
+    db = tmp / "startup.duckdb"
+    shutil.copyfile(base, db)
+    # one recent event for each profile: that many sessions open when the server starts
+    now = time.time_ns() // 1_000_000
+    tail = tmp / "open.ndjson"
+    with tail.open("w") as f:
+        for p in range(profiles):
+            received = now - 300_000 + p * 240_000 // profiles
+            f.write(
+                json.dumps(
+                    {
+                        "message_id": f"open-{now}-{p}",
+                        "profile_id": f"u{p:08d}",
+                        "name": "App Opened",
+                        "ts": received - 150,
+                        "source": "android",
+                        "received_at": received,
+                        "properties": {"screen": "home"},
+                    }
+                )
+                + "\n"
             )
-            print(f"server RSS after the load: {rss_mb(server.pid):,.0f} MB")
-            held = Load(port, key, args.profiles)
-            held.sent = 10_000_000  # fresh message ids and profiles
-            start = held.sent
-            took = asyncio.run(held.run(3600, args.connections, start + args.open // 100, True))
-            print(
-                f"open sessions: {held.events:,} more profiles with one event each in "
-                f"{took:.1f} s; server RSS now {rss_mb(server.pid):,.0f} MB "
-                f"(target <= 1024 MB with 1,000,000 open)"
-            )
-        finally:
-            server.terminate()
-            server.wait(30)
+    lull("--db", str(db), "import", str(tail), "--keep-open")
+    keys = json.loads(lull("--db", str(db), "project", "create", "bench", "--json"))
+    size = db.stat().st_size / 1e9
+    log = tmp / "server-startup.log"
+    started = time.perf_counter()
+    cmd = [LULL, "--db", str(db), "serve", "--port", str(port), *lull_args]
+    run = Running(spawn(cmd, log), str(keys["keys"]["web"]), log)
+    try:
+        ready = wait_ready(run, port, timeout=600)
+        event = {"message_id": f"first-{now}", "profile_id": "u00000001", "name": "App Opened"}
+        status = post_events(port, run.key, [event | {"ts": time.time_ns() // 1_000_000}])
+        acked = time.perf_counter() - started
+        print(
+            f"start-up: store {size:.2f} GB ({args.startup_events:,} + {profiles:,} events, "
+            f"{profiles:,} open sessions): /healthz 200 after {ready:.2f} s, a first batch "
+            f"answered {status} after {acked:.2f} s; RSS {rss_mb(run.proc.pid):,.0f} MB "
+            f"(target: ready within 5 s -> {'met' if acked <= 5 else 'NOT met'})"
+        )
+    finally:
+        stop(run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--seconds", type=float, default=15, help="measured seconds per server")
+    p.add_argument("--warmup", type=float, default=3, help="seconds of load before measuring")
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--servers", default="A,B,C", help="a subset of A,B,C (S: sink), in order")
+    p.add_argument("--port-base", type=int, default=18700, help="A, B, C, S: + 0, 1, 2, 3")
+    p.add_argument("--lull-args", default="", help="extra `lull serve` arguments (one string)")
+    p.add_argument("--profiles", type=int, default=20_000)
+    p.add_argument("--open", type=int, default=0, help="then hold N open sessions in C")
+    p.add_argument("--startup", action="store_true", help="measure start-up on a 10M store")
+    p.add_argument("--startup-events", type=int, default=10_000_000)
+    p.add_argument("--startup-profiles", type=int, default=200_000)
+    p.add_argument("--skip-load", action="store_true", help="only --startup")
+    args = p.parse_args(argv)
+    kinds = [k.strip().upper() for k in args.servers.split(",") if k.strip()]
+    if not kinds or any(k not in NAMES for k in kinds):
+        p.error("--servers: a subset of A,B,C (and S)")
+    lull_args = shlex.split(args.lull_args)
+    OUT.mkdir(exist_ok=True)
+    commit = subprocess.run(
+        ["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    print(
+        f"commit {commit}; {os.cpu_count()} cores; load average {loadavg()}; "
+        f"{args.connections} connections, {args.warmup:g} s warm-up + {args.seconds:g} s"
+    )
+    with tempfile.TemporaryDirectory(prefix="server-", dir=OUT) as name:
+        tmp = Path(name)
+        results: dict[str, dict[str, Any]] = {}
+        for kind in [] if args.skip_load else kinds:
+            port = args.port_base + "ABCS".index(kind)
+            run = start(kind, port, tmp, lull_args if kind == "C" else [])
+            try:
+                wait_ready(run, port)
+                r = results[kind] = measure(run, port, args)
+                print(
+                    f"{NAMES[kind]}: {r['events_per_s']:,.0f} events/s, p50 {ms(r['p50_ms'])} "
+                    f"ms, p99 {ms(r['p99_ms'])} ms, max {ms(r['max_ms'])} ms, statuses "
+                    f"{r['statuses']}, server CPU {r['server_cpu']:.0%}, client CPU "
+                    f"{r['client_cpu']:.0%}, RSS {r['rss_mb']:,.0f} MB, load average "
+                    f"{loadavg()}" + (f", errors {r['errors']}" if r["errors"] else ""),
+                    flush=True,
+                )
+                if kind == "C" and args.open:
+                    open_sessions(run, port, args.open, args.connections)
+            finally:
+                stop(run)
+            time.sleep(1)
+        if results:
+            body = next(iter(results.values()))["body_bytes"]
+            print(f"\nbodies: 100 events, {body:,} bytes a request\n")
+            print(table(results, args.connections))
+        if args.startup:
+            startup(args, tmp, args.port_base + 4, lull_args)
+    print(f"load average at the end {loadavg()}")
     return 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     sys.exit(main())
