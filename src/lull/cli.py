@@ -319,6 +319,18 @@ def whatif(
     help="the ingest log: acknowledged events are durable here before they reach the "
     "store  [default: <db>.log]",
 )
+@click.option(
+    "--ingest-only",
+    is_flag=True,
+    help="validate, append to the ingest log, acknowledge; nothing else (no sessions, "
+    "no reads, the store only read at start): for lull spark stream --log",
+)
+@click.option(
+    "--writer",
+    default=None,
+    help="this process's writer id in the ingest log (with --ingest-only; letters, digits "
+    "and _)  [default: <hostname>_<port>]",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -330,12 +342,23 @@ def serve(
     ssl_certfile: str | None,
     ssl_keyfile: str | None,
     log_dir: str | None,
+    ingest_only: bool,
+    writer: str | None,
 ) -> None:
     """The server: ingestion API, session timer, read API."""
     from lull.server.run import serve as run_server
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
+    if writer is not None and not ingest_only:
+        raise click.UsageError("--writer goes with --ingest-only")
+    if ingest_only:
+        from lull.server import ingest_only as only
+
+        if events_sink is not None:
+            raise click.UsageError("--events-sink does not go with --ingest-only")
+        only.serve(db or ctx.obj["db"], host, port, log_dir, writer, ssl_certfile, ssl_keyfile)
+        return
     run_server(
         db or ctx.obj["db"],
         host,

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from lull.board import board
 from lull.errors import (
@@ -172,7 +172,26 @@ def _refused(rejected: list[dict[str, object]]) -> int:
     return 413 if rejected and all(r["status"] == 413 for r in rejected) else 400
 
 
-def build(server: Server) -> Starlette:
+_ANY = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _reading(route: BaseRoute, native: Handler) -> bool:
+    """A read (or settings) endpoint of the API: /api/v1/..., but POST /api/v1/events."""
+    if not isinstance(route, Route):
+        return False
+    return route.path.startswith("/api/v1/") and route.endpoint is not native
+
+
+async def _not_served(request: Request) -> Response:
+    message = ("not served by an ingestion-only server (lull serve --ingest-only): "
+               "sessions are made by lull spark stream; read its output")  # fmt: skip
+    return JSONResponse({"error": message}, status_code=404)
+
+
+def build(server: Server, ingest_only: bool = False) -> Starlette:
+    """The app; with `ingest_only` (`lull serve --ingest-only`) the ingestion endpoints
+    only: reads, settings and the web pages answer 404 saying so."""
+
     async def healthz(request: Request) -> Response:
         if server.door.failing is not None:  # the ingest log cannot be written now
             return JSONResponse(
@@ -432,8 +451,11 @@ def build(server: Server) -> Starlette:
             methods=["GET"],
         ),
         *clevertap_web.routes(server),
-        *web_routes(server),  # the web pages at /
+        *([] if ingest_only else web_routes(server)),  # the web pages at /
     ]
+    if ingest_only:  # no reads: ingestion, /healthz and /openapi.json, and a clear 404
+        routes = [r for r in routes if not _reading(r, native)]
+        routes.append(Route("/{rest:path}", _not_served, methods=list(_ANY)))
     app = Starlette(
         routes=routes,
         exception_handlers={LullError: on_error, Exception: on_error},

@@ -51,6 +51,8 @@ def resessionize_cmd(
 
 
 @spark.command("stream")
+@click.option("--log", "log", default=None, help="an ingest log directory (lull serve's segments)")
+@click.option("--project", default=None, help="the project taken from --log (LULL_PROJECT)")
 @click.option("--landing", default=None, help="a directory of canonical NDJSON files to read")
 @click.option("--out", "out", required=True, help="where the Parquet outputs go")
 @click.option("--checkpoint", required=True, help="Spark's checkpoint (offsets and state)")
@@ -65,7 +67,11 @@ def resessionize_cmd(
     "--partitions", type=click.IntRange(min=1), default=None, help="state partitions (first run)"
 )
 @click.option("--master", default=None, help="Spark master (default $LULL_SPARK_MASTER, local[*])")
+@click.pass_context
 def stream_cmd(
+    ctx: click.Context,
+    log: str | None,
+    project: str | None,
     landing: str | None,
     out: str,
     checkpoint: str,
@@ -85,8 +91,8 @@ def stream_cmd(
     from lull.spark.session import spark_session
     from lull.spark.stream import StreamConfig, run
 
-    if (landing is None) == (kafka_bootstrap is None):
-        raise BadInput("give either --landing DIR or --kafka-bootstrap HOST:PORT")
+    if sum(x is not None for x in (log, landing, kafka_bootstrap)) != 1:
+        raise BadInput("give one of --log DIR, --landing DIR or --kafka-bootstrap HOST:PORT")
     if kafka_bootstrap is not None and not kafka_topic:
         raise BadInput("--kafka-bootstrap needs --kafka-topic")
     names = excluded_names(excluded)
@@ -94,6 +100,8 @@ def stream_cmd(
         out=out,
         checkpoint=checkpoint,
         landing=landing,
+        log=log,
+        project=project or (ctx.find_root().obj or {}).get("project") or "default",
         kafka_bootstrap=kafka_bootstrap,
         kafka_topic=kafka_topic,
         timeout_ms=parse_timeout(timeout),

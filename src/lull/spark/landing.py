@@ -1,5 +1,10 @@
-"""What the stream reads: canonical NDJSON lines (a landing directory, or Kafka messages)
-turned into rows, each either a valid event or a rejected line with its reason.
+"""What the stream reads: the closed segments of an ingest log (`lull serve` writes them),
+or canonical NDJSON lines (a landing directory, or Kafka messages), turned into rows,
+each either a valid event or a rejected line with its reason.
+
+Log rows were validated by the server that acknowledged them: the stream takes the
+events (kind 0) of its project, with R5's clock fix applied as the live server applies
+it, and the clock rows (kind 3) that ingest-only servers append while they are quiet.
 
 Lines are checked by lull's own validator (`ingest.records.to_record`), so the stream
 accepts exactly what `lull import` accepts, and additionally needs `received_at` (the
@@ -10,7 +15,8 @@ that sessions are concluded when they fall due even when traffic stops.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -21,6 +27,7 @@ from lull.model import parse_time
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
 # The key of rejected rows and clock lines: a profile id is never empty.
@@ -125,6 +132,88 @@ def read_landing(spark: SparkSession, landing: str) -> DataFrame:
         .select("value", F.col("_metadata.file_path").alias("origin"))
     )
     return files.mapInPandas(_split_files, PARSED_SCHEMA)
+
+
+# The `kind` of an ingest-log row: an event; a clock row (no event: it moves the stream's
+# clock on, for every project; ingest-only servers append one while they are quiet).
+LOG_EVENT, LOG_CLOCK = 0, 3
+
+
+def split_segments(project: str) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """For mapInArrow: whole closed segments (path, content) -> parsed rows of `project`.
+
+    `origin` is the segment's path and `pos` the row's number in it, so rows that arrive
+    at the same instant are taken in (writer, segment, row) order. A damaged frame (which
+    a closed segment should never hold) is skipped, its events lost, and said in a
+    rejected row (`pos`: the frame's byte offset); the stream goes on."""
+
+    def split(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for files in batches:
+            for path, content in zip(files.column("path").to_pylist(),
+                                     files.column("content"), strict=True):  # fmt: skip
+                yield _segment_rows(project, str(path), content.as_buffer())
+
+    return split
+
+
+def _segment_rows(project: str, path: str, data: pa.Buffer) -> pa.RecordBatch:
+    import pyarrow as pa
+
+    from lull.store.log import read_segment
+
+    cols: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
+    pos = 0
+
+    def add(**values: Any) -> None:
+        for c, column in cols.items():
+            column.append(values.get(c))
+
+    with warnings.catch_warnings(record=True) as damage:
+        warnings.simplefilter("always")
+        for _, _, batch in read_segment(path, data=data, on_corrupt="skip"):
+            b = batch.to_pydict()
+            for i, kind in enumerate(b["kind"]):
+                pos += 1
+                if kind == LOG_CLOCK:
+                    add(key=REJECTED_KEY, dedupe=CLOCK, r=b["received_at"][i], origin=path, pos=pos)
+                elif kind == LOG_EVENT and b["project"][i] == project:
+                    r = b["received_at"][i]
+                    add(
+                        key=b["profile_id"][i],
+                        dedupe=b["message_id"][i],
+                        message_id=b["message_id"][i],
+                        profile_id=b["profile_id"][i],
+                        name=b["name"][i],
+                        ts=corrected_time(b["ts"][i], b["sent_at"][i], r),
+                        source=b["source"][i],
+                        r=r,
+                        properties=b["properties"][i],
+                        origin=path,
+                        pos=pos,
+                    )
+    for w in damage:
+        text = str(w.message)
+        at = text.partition(" at byte ")[2].partition(" ")[0]
+        add(key=REJECTED_KEY, dedupe=f"\x00{path}:{at}", origin=path,
+            pos=int(at) if at.isdigit() else -1, error=f"{text}; its events are lost",
+            raw="")  # fmt: skip
+    types = {c: pa.int64() if c in ("ts", "r", "pos") else pa.string() for c in _COLUMNS}
+    return pa.RecordBatch.from_pydict(cols, schema=pa.schema(list(types.items())))
+
+
+def read_log(spark: SparkSession, directory: str, project: str) -> DataFrame:
+    """A streaming frame of parsed rows from the closed segments (`*.seg`) of an ingest log
+    directory, however many servers write into it, each file once (Spark's file source
+    notes the files it took in the checkpoint). Open segments (`*.open`) and temporary
+    files are not read: a segment is renamed to `.seg` once complete and fsynced."""
+    segments = (
+        spark.readStream.format("binaryFile")
+        .schema("path string, modificationTime timestamp, length long, content binary")
+        .option("pathGlobFilter", "*.seg")
+        .load(directory)
+        .select("path", "content")
+    )
+    return segments.mapInArrow(split_segments(project), PARSED_SCHEMA)
 
 
 def read_kafka(spark: SparkSession, bootstrap: str, topic: str) -> DataFrame:

@@ -1,10 +1,10 @@
 """`lull spark stream`: the session rules as a Spark Structured Streaming job.
 
-landing NDJSON (or Kafka) -> parsed rows (`landing`) -> watermark on received_at (the
-stream's clock) -> duplicates dropped (R6) -> keyed by profile through lull's engine
-with its state in Spark's state store (`sessionizer`) -> Parquet, one directory per
-micro-batch under each output (`batch=N`), overwritten if Spark runs a batch again after
-a restart, so nothing is written twice.
+closed ingest-log segments (or landing NDJSON, or Kafka) -> parsed rows (`landing`) ->
+watermark on received_at (the stream's clock) -> duplicates dropped (R6) -> keyed by
+profile through lull's engine with its state in Spark's state store (`sessionizer`) ->
+Parquet, one directory per micro-batch under each output (`batch=N`), overwritten if
+Spark runs a batch again after a restart, so nothing is written twice.
 
 Outputs under `--out`: `events/` (with session_id, late), `sessions/` (concluded
 sessions, each once), `concluded/` (their Session Concluded events), `open/` (snapshots
@@ -39,6 +39,8 @@ class StreamConfig:
     out: str
     checkpoint: str
     landing: str | None = None
+    log: str | None = None  # an ingest log directory: its closed segments
+    project: str = "default"  # the project whose events are taken from the log
     kafka_bootstrap: str | None = None
     kafka_topic: str | None = None
     timeout_ms: int = DEFAULT_TIMEOUT_MS
@@ -54,10 +56,12 @@ def sessionized(spark: SparkSession, config: StreamConfig) -> DataFrame:
     from pyspark.sql import functions as F
     from pyspark.sql.streaming.state import GroupStateTimeout
 
-    from lull.spark.landing import read_kafka, read_landing
+    from lull.spark.landing import read_kafka, read_landing, read_log
     from lull.spark.sessionizer import OUTPUT_SCHEMA, STATE_SCHEMA, Sessionizer
 
-    if config.kafka_bootstrap:
+    if config.log:
+        parsed = read_log(spark, config.log, config.project)
+    elif config.kafka_bootstrap:
         parsed = read_kafka(spark, config.kafka_bootstrap, config.kafka_topic or "")
     else:
         parsed = read_landing(spark, config.landing or "")
