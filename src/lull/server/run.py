@@ -7,7 +7,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 
 import duckdb
@@ -15,8 +14,7 @@ import uvicorn
 
 from lull.server.app import Server, build
 from lull.server.door import Door
-from lull.server.live import LiveEngine
-from lull.server.sink import EventsSink, project_names
+from lull.server.live import LiveEngine, applied_position, save_applied_position
 from lull.store.db import connect, transaction
 from lull.store.keys import create_project
 from lull.store.log import IngestLog
@@ -27,15 +25,14 @@ def serve(
     db: str,
     host: str,
     port: int,
-    events_sink: str | None = None,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
     log_dir: str | None = None,
 ) -> None:
     """Serve until interrupted. On a store with no keys yet, make a ready project
-    (`default`, sessions on) and print its keys once. With `events_sink`, every stored
-    event is also written to that landing directory (server/sink.py). With a certificate
-    and its key, serve HTTPS (CleverTap's web SDK sends only to https)."""
+    (`default`, sessions on) and print its keys once. With a certificate and its key,
+    serve HTTPS (CleverTap's web SDK sends only to https). `lull spark stream --log`
+    reads the ingest log's closed segments (`lull serve --ingest-only`: server/ingest_only.py)."""
     con = connect(db)
     if con.execute("SELECT count(*) FROM project_keys").fetchone() == (0,):
         with transaction(con):
@@ -51,12 +48,10 @@ def serve(
     # DuckDB's block cache would otherwise grow with the store; the server's working set
     # is the engine's state in Python, so keep DuckDB's share small.
     con.execute("SET memory_limit = '128MB'")
-    sink = None
-    if events_sink is not None:  # its name lookups run on the writer thread: own connection
-        sink = EventsSink(Path(events_sink), project_names(con.cursor()))
     log = IngestLog(log_dir or f"{db}.log")
-    engine = LiveEngine(con, log, sink=sink)
+    engine = LiveEngine(con, log)
     try:
+        reconcile_log(con, log)
         engine.start()  # applies what the log holds past the store first
     except BaseException:
         log.close()
@@ -109,6 +104,37 @@ def remember_window(con: duckdb.DuckDBPyConnection, door: Door, now: int) -> Non
     ).fetchall()
     for pid, mids, received in rows:
         door.remember(int(pid), list(mids), list(received))
+
+
+def reconcile_log(con: duckdb.DuckDBPyConnection, log: IngestLog) -> None:
+    """The ingest log as reopening left it, against how far the store has applied it.
+
+    A damaged whole frame at the log's end was dropped (log.damaged): say whether the
+    store holds its events (nothing lost) or not (DATA LOSS: they may have been
+    acknowledged). And if the store has applied past the log's end (its tail was cut
+    back, or the log is not the one the store followed), follow the log from its end:
+    otherwise what is appended next, over the cut, would be skipped by a later replay."""
+    applied = applied_position(con, log.writer)
+    for at in log.damaged:
+        where = f"the damaged frame at byte {at.offset} of segment {at.segment}"
+        if applied > at:
+            say = f"{where}: the store had applied it: nothing lost"
+        else:
+            say = (
+                f"DATA LOSS: {where} had not been applied to the store: its events, which "
+                "may have been acknowledged, are LOST"
+            )
+        print(f"lull: ingest log: {say}", file=sys.stderr, flush=True)
+    end = log.position
+    if applied > end:
+        print(
+            f"lull: ingest log: the store has applied up to {tuple(applied)}, past the end "
+            f"of the log {tuple(end)}: following the log from its end",
+            file=sys.stderr,
+            flush=True,
+        )
+        with transaction(con):
+            save_applied_position(con, log.writer, end)
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:

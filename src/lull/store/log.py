@@ -91,6 +91,9 @@ CLOSED = ".seg"
 _WRITER = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _NAME = re.compile(r"^([A-Za-z0-9_]{1,64})-(\d{12})\.(open|seg)$")
 _fdatasync = getattr(os, "fdatasync", os.fsync)
+# Why a tail frame is bad when a write was cut short (or never reached the disk): no whole
+# frame is there. Any other reason (a checksum, a kind, a seq) means a whole frame is damaged.
+_TORN = ("incomplete header", "incomplete frame", "bad magic")
 
 
 class Position(NamedTuple):
@@ -424,6 +427,9 @@ class IngestLog:
         self.fsyncs = 0  # group commits done (one fdatasync each)
         self.appended = 0  # batches made durable
         self.recovery: list[str] = []  # what reopening found (torn tail dropped, ...)
+        # Where reopening dropped a whole frame that failed its checks at the end of the log
+        # (not a write cut short): it may have been acknowledged; the store can tell.
+        self.damaged: list[Position] = []
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.directory / f"{writer}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -561,9 +567,16 @@ class IngestLog:
                 self._rename_closed(seg.path)
                 continue
             if scan.bad is not None:
+                damaged = ""
+                if scan.bad[1] not in _TORN:  # a whole frame is there, and it fails its checks
+                    self.damaged.append(Position(seg.number, scan.good_end))
+                    damaged = (
+                        ": a whole frame there is DAMAGED; if it was acknowledged, its events "
+                        "are LOST unless the store had applied them"
+                    )
                 self._say(
                     f"{seg.path.name}: dropped a torn tail of {buf.size - scan.good_end} "
-                    f"bytes at byte {scan.good_end} ({scan.bad[1]})"
+                    f"bytes at byte {scan.good_end} ({scan.bad[1]}){damaged}"
                 )
                 self._cut(seg.path, scan.good_end)
             usable = scan.schema is not None and scan.schema.equals(self.schema)
