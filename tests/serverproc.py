@@ -95,7 +95,7 @@ class LullServer:
         self.default_keys: Keys | None = None
         self.projects: dict[str, Keys] = {}  # made by create_project, or printed at start
         self.starts = 0
-        self.serve_args: list[str] = []  # more `lull serve` options, e.g. --events-sink
+        self.serve_args: list[str] = []  # more `lull serve` options, e.g. --ingest-only
         if tls:
             self.serve_args += ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
         self.http = httpx.Client(base_url=self.base, timeout=30.0, verify=not tls)

@@ -17,7 +17,7 @@ from lull.ingest.records import corrected_time
 from lull.server.ingest_only import CLOCK, clock_row
 from lull.store.log import IngestLog, read_segment, segments
 from lullrun import lull
-from serverproc import Keys, LullServer, now_ms
+from serverproc import Keys, LullServer, export, now_ms
 from test_spark_stream import embedded, outcome, read
 
 if TYPE_CHECKING:
@@ -208,3 +208,42 @@ def test_clock_rows_move_the_streams_clock(spark: SparkSession, tmp_path: Path) 
 def logged_all(log: Path) -> list[Record]:
     return [row for seg in segments(log) for _, _, b in read_segment(seg.path)
             for row in b.to_pylist()]  # fmt: skip
+
+
+def test_stream_over_a_servers_log_gives_its_sessions(spark: SparkSession, tmp_path: Path) -> None:
+    """A full `lull serve`'s own log (closed at its stop) streamed: the server's sessions,
+    ids and late marks; a repeat, a refused and an excluded event; an old session the
+    server's timer concluded before an event late for it came."""
+    server = LullServer(tmp_path / "lull.duckdb")
+    keys = server.create_project("shop", sessions="on", timeout="10m")
+    now = now_ms()
+
+    def ev(mid: str, profile: str, ts: int, name: str = "Play", **extra: Any) -> Record:
+        return {"message_id": mid, "profile_id": profile, "name": name, "ts": ts, **extra}
+
+    with server:
+        server.start()
+        batches = [
+            [ev("a1", "ann", now), ev("b1", "bob", now - 60 * MIN, properties={"k": [1, "x"]})],
+            [ev("a2", "ann", now + 1000, sent_at=now + 5000), ev("a1", "ann", now)],  # retry
+            [
+                ev("bad", "ann", now, name="Session Concluded"),
+                ev("c1", "cy", now, name="App Installed"),
+            ],
+        ]
+        for batch in batches:
+            server.post_events(keys.web, batch)
+        time.sleep(1.5)  # bob's session (an hour old) is concluded by the server's timer
+        late = [ev("b2", "bob", now - 60 * MIN + 30_000), ev("a3", "ann", now + 2000)]
+        server.post_events(keys.ios, late)
+        assert server.stop() == 0
+    out = stream_log(tmp_path / "lull.duckdb.log", tmp_path)
+    stored = export(server.db, "shop", "events")
+    assert any(e["late"] for e in stored)  # the case is not trivial
+    assert {e["message_id"]: (e["session_id"], e["late"]) for e in read(out, "events")} == {
+        e["message_id"]: (e["session_id"], e["late"])
+        for e in stored
+        if e["name"] != "Session Concluded"
+    }
+    concluded = {s["session_id"] for s in export(server.db, "shop", "sessions") if s["concluded"]}
+    assert {s["session_id"] for s in read(out, "sessions")} == concluded

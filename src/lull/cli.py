@@ -297,11 +297,6 @@ def whatif(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option(
-    "--events-sink",
-    default=None,
-    help="also write every stored event as NDJSON files to DIR/<project>/ (for lull spark stream)",
-)
-@click.option(
     "--ssl-certfile",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
@@ -338,7 +333,6 @@ def serve(
     project: str | None,
     host: str,
     port: int,
-    events_sink: str | None,
     ssl_certfile: str | None,
     ssl_keyfile: str | None,
     log_dir: str | None,
@@ -355,15 +349,12 @@ def serve(
     if ingest_only:
         from lull.server import ingest_only as only
 
-        if events_sink is not None:
-            raise click.UsageError("--events-sink does not go with --ingest-only")
         only.serve(db or ctx.obj["db"], host, port, log_dir, writer, ssl_certfile, ssl_keyfile)
         return
     run_server(
         db or ctx.obj["db"],
         host,
         port,
-        events_sink=events_sink,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         log_dir=log_dir,

@@ -8,9 +8,9 @@ it, and the clock rows (kind 3) that ingest-only servers append while they are q
 
 Lines are checked by lull's own validator (`ingest.records.to_record`), so the stream
 accepts exactly what `lull import` accepts, and additionally needs `received_at` (the
-stream's clock reads it). A line `{"clock": TIME}` (in `.clock` files, which `lull serve
---events-sink` writes while no events arrive) is no event: it only moves the clock on, so
-that sessions are concluded when they fall due even when traffic stops.
+stream's clock reads it). A line `{"clock": TIME}` (in `.clock` files: write one while no
+events arrive) is no event: it only moves the clock on, so that sessions are concluded
+when they fall due even when traffic stops.
 """
 
 from __future__ import annotations
