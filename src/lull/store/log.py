@@ -75,8 +75,9 @@ EVENT_SCHEMA = pa.schema(
         ("sent_at", pa.int64()),  # epoch ms, null when the client sent none
         ("properties", pa.string()),  # JSON text
         # 0: an event; 1: an identity link (anonymous id in message_id, tied to
-        # profile_id); 2: profile properties set (properties, at ts). Readers of events
-        # (lull spark stream) take kind 0 only.
+        # profile_id); 2: profile properties set (properties, at ts); 3: a clock row
+        # (no event: `lull serve --ingest-only` appends one while quiet, project "", so
+        # that the stream's clock reaches received_at). lull spark stream takes 0 and 3.
         ("kind", pa.int8()),
     ]
 )
