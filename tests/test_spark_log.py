@@ -247,3 +247,16 @@ def test_stream_over_a_servers_log_gives_its_sessions(spark: SparkSession, tmp_p
     }
     concluded = {s["session_id"] for s in export(server.db, "shop", "sessions") if s["concluded"]}
     assert {s["session_id"] for s in read(out, "sessions")} == concluded
+
+
+def test_a_quiet_writer_appends_clock_rows(tmp_path: Path) -> None:
+    from lull.server.ingest_only import Heartbeat
+
+    with IngestLog(tmp_path, writer="q", segment_seconds=0.2) as log:
+        beat = Heartbeat(log, lambda: 42, beat=0.3)
+        beat.start()
+        time.sleep(1.5)
+        beat.stop()
+    rows = logged_all(tmp_path)
+    assert rows and all(r["kind"] == CLOCK and r["received_at"] == 42 for r in rows)
+    assert len(segments(tmp_path)) >= 2  # closed as they come: Spark sees them

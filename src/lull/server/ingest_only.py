@@ -127,7 +127,7 @@ class Heartbeat:
 
     def _run(self) -> None:
         seen, quiet_since = self.log.appended, time.monotonic()
-        while not self._stop.wait(min(1.0, self.beat)):
+        while not self._stop.wait(min(1.0, self.beat / 4)):
             if self.log.appended != seen:
                 seen, quiet_since = self.log.appended, time.monotonic()
             elif time.monotonic() - quiet_since >= self.beat:
