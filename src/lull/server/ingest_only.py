@@ -115,6 +115,7 @@ class Heartbeat:
 
     def __init__(self, log: IngestLog, clock: Callable[[], int], beat: float = BEAT_SECONDS):
         self.log, self.clock, self.beat = log, clock, beat
+        clock_row(0)  # pyarrow's one-time start-up cost (about a second), paid now
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lull-heartbeat", daemon=True)
 
