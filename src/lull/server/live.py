@@ -46,6 +46,7 @@ Clock = Callable[[], int]
 # A group commit takes the requests waiting up to about this many events: large enough
 # that DuckDB's per-commit cost is spread thin, small enough to stay well under a second.
 GROUP_EVENTS = 50_000
+GROUP_SECONDS = 0.2  # and waits at most this long for more (reads wait for the store)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -201,6 +202,9 @@ class LiveEngine:
             change: control.SettingsChange | None = None
             item = first
             size = 0
+            # Under load, gather for a moment: a DuckDB commit costs milliseconds whatever
+            # its size, and acknowledgements do not wait for it (the log is durable).
+            until = time.monotonic() + GROUP_SECONDS
             while True:
                 if isinstance(item, control.SettingsChange):
                     change = item  # applied once the requests before it are committed
@@ -210,7 +214,8 @@ class LiveEngine:
                 if size >= GROUP_EVENTS:
                     break
                 try:
-                    more = self.queue.get_nowait()
+                    wait = until - time.monotonic()
+                    more = self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
@@ -444,8 +449,10 @@ class LiveEngine:
                 }
             )
         )
-        # the store key of each touched profile's open session after the group
-        open_keys = np.full(len(out.codes), -1, dtype=np.int64)
+        # the store key of each touched profile's open session after the group: the one
+        # it had (a profile may be touched only by late events), a new one, or none
+        open_keys = project.keys[out.codes].copy()
+        open_keys[out.after.open_last == NONE] = -1
         still_open = ~out.sessions.concluded
         if still_open.any():
             where = np.searchsorted(out.codes, out.sessions.code[still_open])

@@ -33,6 +33,10 @@ def serve(
     (`default`, sessions on) and print its keys once. With a certificate and its key,
     serve HTTPS (CleverTap's web SDK sends only to https). `lull spark stream --log`
     reads the ingest log's closed segments (`lull serve --ingest-only`: server/ingest_only.py)."""
+    # Three threads share the GIL (HTTP, the log's writer, the engine), and the handlers'
+    # pyarrow calls release and retake it: with Python's default 5 ms switch interval
+    # each retake can wait that long behind the engine's Python work.
+    sys.setswitchinterval(0.0005)
     con = connect(db)
     if con.execute("SELECT count(*) FROM project_keys").fetchone() == (0,):
         with transaction(con):
