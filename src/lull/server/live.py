@@ -35,7 +35,6 @@ from lull.engine.columnar import NONE
 from lull.model import SYSTEM_EVENTS, Settings
 from lull.server import control
 from lull.server.door import Batch, from_arrow
-from lull.server.sink import EventsSink
 from lull.server.writes import Rows, write, write_profiles
 from lull.store.db import transaction
 from lull.store.log import START, IngestLog, Position
@@ -110,13 +109,11 @@ class LiveEngine:
         con: duckdb.DuckDBPyConnection,
         log: IngestLog,
         clock: Clock = now_ms,
-        sink: EventsSink | None = None,
     ) -> None:
         # Its own connection to the store: the thread that made `con` goes on using it
         # (keys, accounts, readers' cursors) while this one writes.
         self.con = con.cursor()
         self.clock = clock
-        self.sink = sink  # --events-sink: stored events also go to a landing directory
         self.log = log
         self.applied = 0  # requests applied since start (the door counts those it hands over)
         self.queue: queue.Queue[Batch | control.SettingsChange | None] = queue.Queue()
@@ -190,13 +187,9 @@ class LiveEngine:
                 first = self.queue.get(timeout=0.25)
             except queue.Empty:
                 self._conclude_due()
-                if self.sink is not None:
-                    self.sink.tick(self.clock())
                 continue
             if first is None:
                 self.flush_profiles()
-                if self.sink is not None:
-                    self.sink.close()
                 return
             group: list[Batch] = []
             change: control.SettingsChange | None = None
@@ -363,8 +356,6 @@ class LiveEngine:
                 project.table.put(out.codes, out.after)
                 project.keys[out.codes] = keys
         self._remember(rows)
-        if self.sink is not None and rows.event_tables:
-            self.sink.write(pa.concat_tables(rows.event_tables).to_pydict())
         if not replaying:
             self.applied += len(group)
 
