@@ -28,6 +28,7 @@ from lull.errors import (
     Unavailable,
 )
 from lull.ingest import amplitude, clevertap, posthog, segment
+from lull.ingest.native import events as native_events
 from lull.ingest.records import to_record
 from lull.server import clevertap_web, reads
 from lull.server.bodies import parse_events, parse_json, read_body, too_big
@@ -204,8 +205,13 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
     async def native(request: Request) -> Response:
         grant = server.writer(request, _bearer(request))
         body = await read_body(request)
-        records = parse_events(body)
         arrived = server.engine.clock()
+        fast = native_events(body, grant.source, arrived)
+        if fast:
+            done = await server.store(grant.project_id, fast)
+            answer = {"accepted": done.accepted, "duplicates": done.duplicates, "rejected": []}
+            return JSONResponse(answer)
+        records = parse_events(body)
 
         def convert(raw: object, resolve: Resolve) -> Converted:
             rec = to_record(raw, grant.source, arrived=arrived)

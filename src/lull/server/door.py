@@ -201,8 +201,8 @@ def to_arrow(project: str, batch: Batch) -> pa.RecordBatch:
         cols["properties"].append(props)
 
     for e in batch.events:
-        row(EVENT, e.message_id, e.profile_id, e.name, e.ts, e.source, e.sent_at,
-            _encode(e.properties).decode())  # fmt: skip
+        text = e.raw if e.raw is not None else _encode(e.properties).decode()
+        row(EVENT, e.message_id, e.profile_id, e.name, e.ts, e.source, e.sent_at, text)
     for anonymous, profile in batch.links:
         row(LINK, anonymous, profile, "", r, "", None, "{}")
     for profile, props, at in batch.traits:

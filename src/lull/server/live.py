@@ -60,6 +60,7 @@ class Event:
     source: str
     sent_at: int | None
     properties: dict[str, Any]
+    raw: str | None = None  # the properties as JSON text, when they came as such
 
 
 @dataclass(slots=True)
