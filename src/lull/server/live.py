@@ -63,43 +63,77 @@ class Event:
     raw: str | None = None  # the properties as JSON text, when they came as such
 
 
+_NO_LO = np.iinfo(np.int64).max  # "no event seen" for a running minimum
+
+
+def _filled(n: int, value: int) -> np.ndarray:
+    return np.full(n, value, dtype=np.int64)
+
+
 @dataclass(slots=True)
 class _Project:
+    """A project's live state. Profiles are coded by their row in `table` (and in
+    `known`, their ids as Arrow, which codes a group's ids set-wise); per code: the store
+    key of its open session (-1: none), and the first and last event time seen since its
+    profile row was last written (`dirty`)."""
+
     settings: Settings
     next_seq: int
     next_skey: int
-    codes: dict[str, int] = field(default_factory=dict)  # profile id -> row of `table`
     table: vector.Profiles = field(default_factory=lambda: vector.Profiles.new([]))
-    keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    known: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    keys: np.ndarray = field(default_factory=lambda: _filled(0, -1))
+    lo: np.ndarray = field(default_factory=lambda: _filled(0, _NO_LO))
+    hi: np.ndarray = field(default_factory=lambda: _filled(0, NONE))
+    dirty: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     aliases: dict[str, str] = field(default_factory=dict)
     clock: int = 0  # the latest arrival instant applied (instants never run backwards)
 
-    def code(self, profiles: list[str]) -> np.ndarray:
-        """Codes of these profiles, new ones added to the table."""
-        codes = self.codes
-        fresh = [p for p in dict.fromkeys(profiles) if p not in codes]
-        if fresh:
-            base = len(self.table)
-            for i, p in enumerate(fresh):
-                codes[p] = base + i
-            self.table = self.table.concat(vector.Profiles.new(fresh))
-            self.keys = np.concatenate([self.keys, np.full(len(fresh), -1, dtype=np.int64)])
-        return np.fromiter((codes[p] for p in profiles), dtype=np.int64, count=len(profiles))
+    def code(self, ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        """Codes of these profile ids, new ones added to the table."""
+        found = pc.index_in(ids, value_set=self.known)
+        if found.null_count:
+            self.grow(pc.unique(pc.filter(ids, found.is_null())))
+            found = pc.index_in(ids, value_set=self.known)
+        return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
 
-    def summary(self, profile: str) -> tuple[str | None, int | None, int | None]:
-        """(latest session id, its first time, horizon) of a profile, for its row."""
-        code = self.codes.get(profile)
-        if code is None:
-            return None, None, None
+    def grow(self, fresh: pa.Array) -> None:
+        n = len(fresh)
+        self.table = self.table.concat(vector.Profiles.new(fresh.to_pylist()))
+        self.known = pa.concat_arrays([self.known, fresh.cast(pa.string())])
+        self.keys = np.concatenate([self.keys, _filled(n, -1)])
+        self.lo = np.concatenate([self.lo, _filled(n, _NO_LO)])
+        self.hi = np.concatenate([self.hi, _filled(n, NONE)])
+        self.dirty = np.concatenate([self.dirty, np.zeros(n, dtype=bool)])
+
+    def profile_rows(self, pid: int) -> tuple[np.ndarray, pa.Table]:
+        """The dirty profiles' rows: seen times, latest session (open or concluded, the
+        one that began last) and horizon."""
+        at = np.flatnonzero(self.dirty)
         t = self.table
-        horizon = int(t.horizon[code]) if t.horizon[code] != NONE else None
-        if t.open_last[code] != NONE and (
-            t.latest_first[code] == NONE or t.open_first[code] >= t.latest_first[code]
-        ):
-            return str(t.open_id[code]), int(t.open_first[code]), horizon
-        if t.latest_first[code] == NONE:
-            return None, None, horizon
-        return str(t.latest_id[code]), int(t.latest_first[code]), horizon
+        open_ = t.open_last[at] != NONE
+        latest_first = t.latest_first[at]
+        newer = open_ & ((latest_first == NONE) | (t.open_first[at] >= latest_first))
+        first = np.where(newer, t.open_first[at], latest_first)
+        latest = np.where(newer, t.open_id[at], t.latest_id[at])
+        lo, hi, horizon = self.lo[at], self.hi[at], t.horizon[at]
+        rows = pa.table(
+            {
+                "project_id": pa.array(np.full(len(at), pid, dtype=np.int32)),
+                "profile_id": self.known.take(pa.array(at)),
+                "lo": pa.array(lo, mask=lo == _NO_LO),
+                "hi": pa.array(hi, mask=hi == NONE),
+                "latest": pa.array(latest, pa.string()),
+                "latest_first": pa.array(first, mask=first == NONE),
+                "horizon": pa.array(horizon, mask=horizon == NONE),
+            }
+        )
+        return at, rows
+
+    def written(self, at: np.ndarray) -> None:
+        self.dirty[at] = False
+        self.lo[at] = _NO_LO
+        self.hi[at] = NONE
 
 
 class LiveEngine:
@@ -120,10 +154,6 @@ class LiveEngine:
         self.queue: queue.Queue[Batch | control.SettingsChange | None] = queue.Queue()
         self.projects: dict[int, _Project] = {}
         self.ready = threading.Event()
-        # profiles touched (first, last event time seen): by the group being applied, and
-        # by committed groups whose rows are not written yet
-        self.pending: dict[tuple[int, str], tuple[int | None, int | None]] = {}
-        self.dirty: dict[tuple[int, str], tuple[int | None, int | None]] = {}
         self.last_flush = time.monotonic()
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="lull-writer", daemon=True)
@@ -282,8 +312,11 @@ class LiveEngine:
             latest_first=ints("latest_first"),
             latest_id=objects("latest_id"),
         )
+        n = t.num_rows
         project.keys = ints("open_key", -1)
-        project.codes = {p: i for i, p in enumerate(project.table.profile_id.tolist())}
+        project.known = t.column("profile_id").combine_chunks()
+        project.lo, project.hi = _filled(n, _NO_LO), _filled(n, NONE)
+        project.dirty = np.zeros(n, dtype=bool)
         return project
 
     def _reconcile_profiles(self, only: int | None) -> None:
@@ -356,7 +389,6 @@ class LiveEngine:
             if out is not None:
                 project.table.put(out.codes, out.after)
                 project.keys[out.codes] = keys
-        self._remember(rows)
         if not replaying:
             self.applied += len(group)
 
@@ -406,14 +438,15 @@ class LiveEngine:
                 }
             )
         )
-        profiles = events.column("profile_id").to_pylist()
-        self._seen(pid, profiles, ts)
+        codes = project.code(events.column("profile_id"))
+        np.minimum.at(project.lo, codes, ts)  # first and last seen, for the profile rows
+        np.maximum.at(project.hi, codes, ts)
+        project.dirty[codes] = True
         if not eligible.any():
             return project, None, np.empty(0, dtype=np.int64)
         idx = np.flatnonzero(eligible)
-        picked = [profiles[i] for i in idx.tolist()]
         batch = vector.Batch(
-            code=project.code(picked),
+            code=codes[idx],
             ts=ts[idx],
             clock=clock[idx],
             seq=seq[idx],
@@ -423,10 +456,7 @@ class LiveEngine:
             source=events.column("source").take(pa.array(idx)).to_numpy(zero_copy_only=False),
         )
         out = vector.step(
-            project.table,
-            batch,
-            timeout,
-            history=lambda code: self._history(pid, project, code, rows),
+            project.table, batch, timeout, history=lambda code: self._history(pid, project, code)
         )
         keys = self._sessions(pid, project, out.sessions, rows, int(clock[-1]))
         session = out.session
@@ -475,54 +505,34 @@ class LiveEngine:
         new = np.flatnonzero(~existing | (keys < 0))
         keys[new] = np.arange(project.next_skey, project.next_skey + len(new))
         project.next_skey += len(new)
-        for k, sid, code, first, last, count, source, done in zip(
-            keys.tolist(), s.session_id.tolist(), s.code.tolist(), s.first_ts.tolist(),
-            s.last_ts.tolist(), s.events.tolist(), s.source.tolist(), s.concluded.tolist(),
-            strict=True,
-        ):  # fmt: skip
-            profile = project.table.profile_id[code]
-            rows.sessions[(pid, k)] = (
-                pid, k, sid, profile, first, last, count, source, done, at if done else None
-            )  # fmt: skip
+        m = len(s)
+        rows.session_tables.append(
+            pa.table(
+                {
+                    "project_id": pa.array(np.full(m, pid, dtype=np.int32)),
+                    "skey": pa.array(keys),
+                    "session_id": pa.array(s.session_id, pa.string()),
+                    "profile_id": project.known.take(pa.array(s.code)),
+                    "first_ts": pa.array(s.first_ts),
+                    "last_ts": pa.array(s.last_ts),
+                    "events": pa.array(s.events),
+                    "source": pa.array(s.source, pa.string()),
+                    "concluded": pa.array(s.concluded),
+                    "concluded_at": pa.array(np.full(m, at, dtype=np.int64), mask=~s.concluded),
+                }
+            )
+        )
         return keys
 
-    def _history(self, pid: int, project: _Project, code: int, rows: Rows) -> list[tuple[int, int]]:
-        """The concluded sessions of a profile (only asked for an event older than its
-        horizon): what the store has, and what this group concluded and has not written."""
-        profile = project.table.profile_id[code]
+    def _history(self, pid: int, project: _Project, code: int) -> list[tuple[int, int]]:
+        """The concluded sessions of a profile in the store (only asked for an event older
+        than its horizon; a group's own conclusions the step knows itself)."""
         stored = self.con.execute(
             """SELECT first_ts, last_ts FROM sessions WHERE project_id = ?
-               AND profile_id = ? AND concluded""",
-            [pid, profile],
+               AND profile_id = ? AND concluded ORDER BY 1, 2""",
+            [pid, project.table.profile_id[code]],
         ).fetchall()
-        pending = [
-            (row[4], row[5])
-            for (p, _), row in rows.sessions.items()
-            if p == pid and row[3] == profile and row[8]
-        ]
-        return sorted({(int(f), int(la)) for f, la in [*stored, *pending]})
-
-    def _seen(self, pid: int, profiles: list[str], ts: np.ndarray) -> None:
-        """Each profile's first and last event time in this group (for its row)."""
-        lo: dict[str, int] = {}
-        hi: dict[str, int] = {}
-        for p, t in zip(profiles, ts.tolist(), strict=True):
-            if p not in lo:
-                lo[p] = hi[p] = t
-            elif t < lo[p]:
-                lo[p] = t
-            elif t > hi[p]:
-                hi[p] = t
-        seen = self.pending
-        for p, first in lo.items():
-            old = seen.get((pid, p))
-            if old is None:
-                seen[(pid, p)] = (first, hi[p])
-            else:
-                seen[(pid, p)] = (
-                    first if old[0] is None else min(first, old[0]),
-                    hi[p] if old[1] is None else max(hi[p], old[1]),
-                )
+        return [(int(f), int(la)) for f, la in stored]
 
     def _conclude_due(self) -> None:
         """R4: conclude every open session whose last event + timeout has passed."""
@@ -538,8 +548,6 @@ class LiveEngine:
             self._sessions(pid, project, due.sessions, rows, now)
             rows.projects.add(pid)
             outs.append((project, due))
-            for code in due.codes.tolist():
-                self.pending.setdefault((pid, project.table.profile_id[code]), (None, None))
         if not outs:
             return
         try:
@@ -552,35 +560,28 @@ class LiveEngine:
         for project, due in outs:
             project.table.put(due.codes, due.after)
             project.keys[due.codes] = -1
-        self._remember(rows)
-
-    def _remember(self, rows: Rows | None = None) -> None:
-        """Profiles touched by a committed group: their rows are written every couple of
-        seconds (flush_profiles)."""
-        for key, (lo, hi) in self.pending.items():
-            old_lo, old_hi = self.dirty.get(key, (None, None))
-            self.dirty[key] = (
-                lo if old_lo is None else old_lo if lo is None else min(lo, old_lo),
-                hi if old_hi is None else old_hi if hi is None else max(hi, old_hi),
-            )
-        self.pending = {}
+            project.dirty[due.codes] = True
 
     def flush_profiles(self) -> None:
         """Profiles are a summary of events and sessions; they are written every couple
         of seconds rather than with every commit (and rebuilt from those at start)."""
         self.last_flush = time.monotonic()
-        if not self.dirty:
+        done = []
+        tables = []
+        for pid, project in self.projects.items():
+            if project.dirty.any():
+                at, rows = project.profile_rows(pid)
+                done.append((project, at))
+                tables.append(rows)
+        if not tables:
             return
-        rows = Rows()
-        rows.profiles, self.dirty = self.dirty, {}
         try:
             with transaction(self.con):
-                write_profiles(
-                    self.con, rows, lambda pid, profile: self.projects[pid].summary(profile)
-                )
+                write_profiles(self.con, pa.concat_tables(tables))
         except BaseException:
-            self.pending = dict(rows.profiles)
-            self._remember(rows)
+            return  # still dirty: written with the next flush
+        for project, at in done:
+            project.written(at)
 
     def _write(self, rows: Rows) -> None:
         counters = {

@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import duckdb
 import pyarrow as pa
 
-from lull.engine.state import Session
-
-EVENT_COLUMNS = (
-    "project_id", "seq", "message_id", "profile_id", "name", "ts", "source",
-    "received_at", "properties",
-)  # fmt: skip
-_SESSION_COLUMNS = (
-    "project_id", "skey", "session_id", "profile_id", "first_ts", "last_ts", "events",
-    "source", "concluded", "concluded_at",
-)  # fmt: skip
-_SESSION_TYPES = (
-    pa.int32(), pa.int64(), pa.string(), pa.string(), pa.int64(), pa.int64(), pa.int64(),
-    pa.string(), pa.bool_(), pa.int64(),
-)  # fmt: skip
-
 
 class Rows:
-    """What one group commit writes."""
+    """What one group commit writes, as Arrow tables in the store's column order."""
 
     def __init__(self) -> None:
-        self.event_tables: list[pa.Table] = []  # EVENT_COLUMNS
+        self.event_tables: list[pa.Table] = []  # the events table's columns
         self.assign: list[pa.Table] = []  # project_id, seq, skey, late
+        self.session_tables: list[pa.Table] = []  # the sessions table's columns
         self.projects: set[int] = set()  # whose counters (next seq, next skey) to save
-        self.sessions: dict[tuple[int, int], tuple[Any, ...]] = {}
-        self.profiles: dict[tuple[int, str], tuple[int | None, int | None]] = {}
         self.aliases: list[tuple[int, str, str]] = []
         self.traits: list[tuple[int, str, str, int]] = []  # project, profile, JSON, time
-
-    def session(self, pid: int, skey: int, s: Session, concluded_at: int | None) -> None:
-        self.sessions[(pid, skey)] = (
-            pid, skey, s.session_id, s.profile_id, s.first_ts, s.last_ts, s.events,
-            s.source, concluded_at is not None, concluded_at,
-        )  # fmt: skip
 
 
 def write(con: duckdb.DuckDBPyConnection, rows: Rows, counters: dict[int, tuple[int, int]]) -> None:
@@ -54,10 +29,8 @@ def write(con: duckdb.DuckDBPyConnection, rows: Rows, counters: dict[int, tuple[
         con.register("live_assign", pa.concat_tables(rows.assign))
         con.execute("INSERT INTO event_sessions SELECT * FROM live_assign")
         con.unregister("live_assign")
-    if rows.sessions:
-        values = list(zip(*rows.sessions.values(), strict=True))
-        columns = zip(_SESSION_COLUMNS, values, _SESSION_TYPES, strict=True)
-        con.register("live_sessions", pa.table({n: pa.array(v, t) for n, v, t in columns}))
+    if rows.session_tables:
+        con.register("live_sessions", pa.concat_tables(rows.session_tables))
         con.execute(
             """DELETE FROM sessions USING live_sessions l
                WHERE sessions.project_id = l.project_id AND sessions.skey = l.skey"""
@@ -86,37 +59,12 @@ def write(con: duckdb.DuckDBPyConnection, rows: Rows, counters: dict[int, tuple[
         )
 
 
-Summary = Callable[[int, str], tuple[str | None, int | None, int | None]]
-
-
-def write_profiles(con: duckdb.DuckDBPyConnection, rows: Rows, summary: Summary) -> None:
-    """The profiles `rows` touched: seen times merged, latest session and horizon from
-    `summary(project, profile)`. Rows are replaced (delete and insert): DuckDB updates
-    text columns through a join far more slowly."""
-    pids, names, lo, hi, latest, latest_first, horizon = [], [], [], [], [], [], []
-    for (pid, profile), (first_seen, last_seen) in rows.profiles.items():
-        newest, newest_first, reach = summary(pid, profile)
-        pids.append(pid)
-        names.append(profile)
-        lo.append(first_seen)
-        hi.append(last_seen)
-        latest.append(newest)
-        latest_first.append(newest_first)
-        horizon.append(reach)
-    con.register(
-        "live_profiles",
-        pa.table(
-            {
-                "project_id": pa.array(pids, pa.int32()),
-                "profile_id": pa.array(names, pa.string()),
-                "lo": pa.array(lo, pa.int64()),
-                "hi": pa.array(hi, pa.int64()),
-                "latest": pa.array(latest, pa.string()),
-                "latest_first": pa.array(latest_first, pa.int64()),
-                "horizon": pa.array(horizon, pa.int64()),
-            }
-        ),
-    )
+def write_profiles(con: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+    """Profile rows (project_id, profile_id, lo, hi: event times seen; latest,
+    latest_first, horizon) merged into the profiles table: seen times widened, the rest
+    replaced. Rows are replaced (delete and insert): DuckDB updates text columns through
+    a join far more slowly."""
+    con.register("live_profiles", rows)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE live_merged AS
            SELECT l.project_id, l.profile_id, l.latest, l.latest_first, l.horizon,
