@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import sys
@@ -37,6 +38,9 @@ def serve(
     # pyarrow calls release and retake it: with Python's default 5 ms switch interval
     # each retake can wait that long behind the engine's Python work.
     sys.setswitchinterval(0.0005)
+    # Requests make many short-lived objects; collections of the young ones are cheap,
+    # but a full collection walks everything the server holds: make those rarer.
+    gc.set_threshold(50_000, 20, 100)
     con = connect(db)
     if con.execute("SELECT count(*) FROM project_keys").fetchone() == (0,):
         with transaction(con):
@@ -63,6 +67,8 @@ def serve(
     door = Door(log, engine, _name_lookup(con.cursor()))
     remember_window(con, door, engine.clock())
     app = build(Server(con, engine, door))
+    gc.collect()
+    gc.freeze()  # what start-up built lives as long as the server: never walk it again
     scheme = "https" if ssl_certfile else "http"
     print(f"lull: serving {scheme}://{host}:{port}/ (store {db})", file=sys.stderr, flush=True)
     if threading.current_thread() is threading.main_thread():
