@@ -318,20 +318,41 @@ def test_late_event_followed_by_an_event_chained_to_it_goes_to_the_exact_engine(
     assert out.exact.tolist() == [0]
 
 
-def test_event_older_than_the_open_sessions_last_goes_to_the_exact_engine() -> None:
+def test_event_older_than_the_open_sessions_last_is_taken_set_wise_when_fresh() -> None:
+    # fresh: within the timeout of the batch's last instant, so nothing can fall due
     twin = Twin([P])
     twin.batch(rows((P, 1000, 1000)))
     out = twin.batch(rows((P, 500, 1200), start=1))
     assert ids(twin, out) == [sid("m0")]
-    assert out.exact.tolist() == [0]
+    assert out.exact.tolist() == []
     assert twin.table.open_first[0] == 500
     assert int(out.sessions.head[0]) == -1  # it was open before the batch
 
 
+def test_event_older_than_the_open_sessions_last_goes_to_the_exact_engine() -> None:
+    # not fresh: the open session's last event is a timeout before the batch's instant
+    twin = Twin([P])
+    twin.batch(rows((P, 1000, 1000)))
+    out = twin.batch(rows((P, 500, T + 1000), start=1))
+    assert ids(twin, out) == [sid("m0")]
+    assert out.exact.tolist() == [0]
+    assert twin.table.open_first[0] == 500
+
+
+def test_event_older_than_an_earlier_instant_is_taken_set_wise_when_fresh() -> None:
+    twin = Twin([P, Q])
+    out = twin.batch(rows((Q, 0, 0), (P, 1000, 1000), (P, 500, 1200), (P, 400, 1200)))
+    # a new session's id comes from the first event of the profile's first instant
+    assert ids(twin, out) == [sid("m0", Q), sid("m1"), sid("m1"), sid("m1")]
+    assert out.exact.tolist() == []
+    assert twin.table.open_first[0] == 400 and twin.table.open_events[0] == 3
+
+
 def test_event_older_than_an_earlier_instant_goes_to_the_exact_engine() -> None:
     twin = Twin([P, Q])
-    out = twin.batch(rows((Q, 0, 0), (P, 1000, 1000), (P, 500, 1200)))
-    assert ids(twin, out) == [sid("m0", Q), sid("m1"), sid("m1")]
+    out = twin.batch(rows((Q, 0, 0), (P, 1000, 1000), (P, 500, T + 1200)))
+    # P's session fell due before the later instant: the older event is late
+    assert ids(twin, out) == [sid("m0", Q), sid("m1"), None]
     assert out.exact.tolist() == [0]  # only P
 
 
@@ -422,3 +443,37 @@ def test_profiles_table_round_trips_profile_states() -> None:
     assert state_row(table.state(0)) == state_row(ProfileState(Q))
     both = table.concat(vector.Profiles.new(["u3"]))
     assert len(both) == 3 and both.profile_id.tolist() == [Q, P, "u3"]
+
+
+@st.composite
+def live_traffic(draw: st.DrawFn) -> list[list[tuple[str, int, int, int, str, str, bool]]]:
+    """Batches as a busy server sees them: arrival instants a few ms apart, each event
+    timed a little before its arrival (clients' clocks and queues), so a profile's events
+    often arrive out of time order; now and then an old event (offline, retried)."""
+    profiles = [f"p{i}" for i in range(draw(st.integers(1, 4)))]
+    clock, seq = 10 * T, 0
+    batches = []
+    for _ in range(draw(st.integers(1, 4))):
+        batch = []
+        for _ in range(draw(st.integers(1, 12))):
+            clock += draw(st.integers(0, 40))
+            old = draw(st.integers(0, 9)) == 0
+            delay = draw(st.integers(0, 3 * T)) if old else draw(st.integers(0, 200))
+            p = draw(st.sampled_from(profiles))
+            source = draw(st.sampled_from(["web", "ios"]))
+            batch.append((p, clock - delay, clock, seq, f"m{seq}", source, True))
+            seq += 1
+        batches.append(batch)
+        clock += draw(st.integers(0, 2 * T))
+    return batches
+
+
+@settings(max_examples=300, deadline=None)
+@given(live_traffic())
+def test_live_traffic_equals_the_exact_engine(
+    batches: list[list[tuple[str, int, int, int, str, str, bool]]],
+) -> None:
+    profiles = sorted({r[0] for b in batches for r in b})
+    twin = Twin(profiles, timeout=1000)
+    for batch in batches:
+        twin.batch(batch)  # asserts the vectorized engine gives exact.replay's answer

@@ -501,7 +501,26 @@ def step(
     session[ks] = row_sess
     late_out[s[late & ok[g]]] = True
 
-    slow = np.flatnonzero(bad)
+    # Out of order but fresh: every event of the profile (and its open session's last)
+    # is within the timeout of the batch's last instant, and none is before the horizon.
+    # Then nothing can fall due between the batch's instants and every gap is below the
+    # timeout: the profile's events and its open session are one run (exact.apply), so
+    # set-wise: the open session extended (its id and source kept), or a new session
+    # headed by the earliest event of the profile's first instant.
+    rescue = np.zeros(n_groups, dtype=bool)
+    if now is None and bad.any():
+        limit = int(batch.clock[rows].max()) - timeout
+        t_min = np.minimum.reduceat(t, first)
+        rescue = bad & (t_min > limit) & (~has_open | (o_last > limit))
+        rescue &= (before.horizon == NONE) | (t_min >= before.horizon)
+    if rescue.any():
+        more = _rescued(rescue, first, last_row, s, t, k, touched, before, after, batch,
+                        session, len(sessions))  # fmt: skip
+        sessions = Sessions.join([sessions, more])
+        session_base = len(sessions)
+    else:
+        session_base = total
+    slow = np.flatnonzero(bad & ~rescue)
     if len(slow):
         extra: list[tuple[int, Session, int, bool]] = []
         for gi in slow.tolist():
@@ -509,7 +528,7 @@ def step(
             code_g = int(touched[gi])
             state = before.state(gi)
             for row, index_or_late in _exact_profile(
-                state, code_g, rows_g, batch, timeout, now, history, extra, total
+                state, code_g, rows_g, batch, timeout, now, history, extra, session_base
             ):
                 if index_or_late < 0:
                     late_out[row] = True
@@ -518,6 +537,59 @@ def step(
             after.set(gi, state)
         sessions = Sessions.join([sessions, Sessions.of(extra)])
     return Step(session, late_out, sessions, touched, after, touched[slow])
+
+
+def _rescued(
+    rescue: BOOL,
+    first: I64,
+    last_row: I64,
+    s: I64,
+    t: I64,
+    k: I64,
+    touched: I64,
+    before: Profiles,
+    after: Profiles,
+    batch: Batch,
+    session: I64,
+    base: int,
+) -> Sessions:
+    """The one session of each rescued profile (see `step`), numbered from `base`; the
+    rows' `session` and the profiles' open session in `after` are filled in here."""
+    gi = np.flatnonzero(rescue)
+    lo, hi = first[gi], last_row[gi] + 1
+    t_min = np.minimum.reduceat(t, first)[gi]
+    t_max = np.maximum.reduceat(t, first)[gi]
+    count = (hi - lo).astype(np.int64)
+    # the head of a new session: the profile's first row (time order, then arrival)
+    # among those of its first instant
+    k_first = np.repeat(np.minimum.reduceat(k, first), np.diff(np.append(first, len(k))))
+    candidates = np.flatnonzero(k == k_first)
+    heads = s[candidates[np.searchsorted(candidates, lo)]]
+    opened = before.open_last[gi] != NONE
+    profiles = before.profile_id[gi].tolist()
+    messages, sources = batch.message_id, batch.source
+    new_id = _objects(
+        [session_id_for(p, str(messages[r])) for p, r in zip(profiles, heads.tolist(), strict=True)]
+    )
+    new_source = _objects([str(sources[r]) for r in heads.tolist()])
+    sid = np.where(opened, before.open_id[gi], new_id)
+    source = np.where(opened, before.open_source[gi], new_source)
+    first_ts = np.where(opened, np.minimum(before.open_first[gi], t_min), t_min)
+    last_ts = np.where(opened, np.maximum(before.open_last[gi], t_max), t_max)
+    events = np.where(opened, before.open_events[gi], 0) + count
+    number = base + np.arange(len(gi), dtype=np.int64)
+    session[s[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])]] = np.repeat(
+        number, count
+    )
+    after.open_id[gi] = sid
+    after.open_first[gi] = first_ts
+    after.open_last[gi] = last_ts
+    after.open_events[gi] = events
+    after.open_source[gi] = source
+    return Sessions(
+        touched[gi], sid, first_ts, last_ts, events, source,
+        np.where(opened, -1, heads).astype(np.int64), np.zeros(len(gi), dtype=bool),
+    )  # fmt: skip
 
 
 def _exact_profile(
