@@ -140,7 +140,7 @@ def hit(kind: str, payload: dict[str, Any], **query: str) -> Hit:
     return Hit.of({"type": kind, "d": d_of(payload), **query})
 
 
-def unlinked(guid: str) -> str:
+def unlinked(guid: str, at: int | None = None) -> str:
     return guid
 
 
@@ -168,7 +168,7 @@ def test_an_event_push_after_login_goes_to_the_linked_identity() -> None:
     h = hit("push", {"type": "event", "evtName": "Song Played", "evtData": {"genre": "jazz"},
                      "id": "ACC", "g": "G1", "s": 5}, i="10", sn="0", rn="4")  # fmt: skip
     linked = {"G1": "u-42"}
-    mapped = to_event(h, "G1", 5, lambda g: linked.get(g, g), received_at=11_000)
+    mapped = to_event(h, "G1", 5, lambda g, _at: linked.get(g, g), received_at=11_000)
     assert mapped.event is not None
     assert (mapped.event.name, mapped.event.profile_id) == ("Song Played", "u-42")
     assert mapped.event.properties == {"genre": "jazz", SESSION_PROPERTY: 5}
@@ -207,7 +207,7 @@ def test_the_session_is_the_recorded_one_else_the_one_a_resend_carries() -> None
 
 def test_profile_push_without_identity_updates_the_current_profile() -> None:
     h = hit("push", {"type": "profile", "profile": {"Plan": "gold"}, "id": "ACC", "g": "G1"})
-    mapped = to_event(h, "G1", 7, lambda g: "u-42", received_at=10_000)
+    mapped = to_event(h, "G1", 7, lambda g, _at: "u-42", received_at=10_000)
     assert mapped.link is None
     assert mapped.traits == ("u-42", {"Plan": "gold"}, 10_000)
 

@@ -26,7 +26,8 @@ from sdkpage import SDKS, StaticSite, Wire, build_pages
 from serverproc import Keys, LullServer, now_ms
 
 SDK_PROJECTS = (
-    "segment", "segment_batch", "posthog", "posthog_json", "amplitude", "amplitude_batch"
+    "segment", "segment_batch", "posthog", "posthog_json", "posthog_config_js",
+    "posthog_config_json", "amplitude", "amplitude_batch",
 )  # fmt: skip
 CONCLUDED = "Session Concluded"
 EXCLUDED = "Identity Set"  # excluded from sessions by default
@@ -233,13 +234,15 @@ def test_segment(server: LullServer, site: StaticSite, tab: Page, batching: bool
 
 # -- posthog-js ----------------------------------------------------------------------
 
-# As for Segment: browse (after init's $pageview), and once that is stored, sign in. (Sent
-# at once, posthog-js's $identify, which goes out on its own at once, can reach lull
-# before the batch of the events captured before it: lull, which links profiles in
-# arrival order, would then put them on the user's profile.)
-POSTHOG_BROWSE = """() => {
+# As for Segment: browse (after init's $pageview), then sign in, at once. posthog-js
+# sends its $identify on its own at once, so it reaches lull before the batch of the
+# events captured before it (flushed every 250 ms): lull ties the visitor to the user
+# from the $identify's own time, so those stay the visitor's. (The pause keeps the
+# browse events' times apart from the $identify's, to the millisecond.)
+POSTHOG_BROWSE = """async () => {
     posthog.capture("Song Played", {genre: "jazz", duration_s: 212});
     posthog.capture("Song Liked", {genre: "jazz"});
+    await new Promise((resolve) => setTimeout(resolve, 20));
     return posthog.get_distinct_id();
 }"""
 POSTHOG_SIGN_IN = """() => {
@@ -250,27 +253,47 @@ POSTHOG_SIGN_IN = """() => {
 
 def posthog_ids(payload: Any) -> list[str]:
     events = payload if isinstance(payload, list) else payload.get("batch", [payload])
-    return [e["uuid"] for e in events]
+    return [e["uuid"] for e in events if "event" in e]  # (a /flags body has none)
 
 
-@pytest.mark.parametrize("compressed", [True, False], ids=["gzip", "json"])
-def test_posthog(server: LullServer, site: StaticSite, tab: Page, compressed: bool) -> None:
+# posthog-js's options per variant (tests/sdk/posthog.js turns flags and remote config
+# off): the project it sends to, and the options it adds.
+POSTHOG_MODES: dict[str, tuple[str, dict[str, Any]]] = {
+    "gzip": ("posthog", {}),
+    "json": ("posthog_json", {"disable_compression": True}),
+    # flags and remote config on, as by default: the config script /array/KEY/config.js
+    "remote-config-js": (
+        "posthog_config_js",
+        {"advanced_disable_flags": False, "disable_external_dependency_loading": False},
+    ),
+    # no external scripts: the config as JSON, /array/KEY/config
+    "remote-config-json": ("posthog_config_json", {"advanced_disable_flags": False}),
+}
+
+
+@pytest.mark.parametrize("mode", list(POSTHOG_MODES))
+def test_posthog(server: LullServer, site: StaticSite, tab: Page, mode: str) -> None:
     """posthog-js (init captures a $pageview) batches events into POSTs to /e/: gzipped
     JSON as text/plain (a simple request: no preflight), or with compression off (as
     when its remote config could not be loaded) JSON as application/json, after a
-    preflight. identify ties the anonymous visitor to the user."""
-    keys = server.projects["posthog" if compressed else "posthog_json"]
+    preflight. identify ties the anonymous visitor to the user. With flags and remote
+    config on, it loads lull's remote config (readable cross-origin: its batches stay
+    gzipped, which a config it could not read would turn off) and goes on with nothing
+    switched on: no other script, every request answered 2xx."""
+    project, more = POSTHOG_MODES[mode]
+    keys = server.projects[project]
+    compressed = mode != "json"
     started = now_ms()
     wire = visit(tab, site, "posthog", server.base)
-    more = {} if compressed else {"disable_compression": True}
     tab.evaluate("([o, k, m]) => lullPostHog(o, k, m)", [server.base, keys.web, more])
     anonymous = tab.evaluate(POSTHOG_BROWSE)
-    delivered(server, keys, wire, posthog_ids, 3)
     tab.evaluate(POSTHOG_SIGN_IN)
     stored = delivered(server, keys, wire, posthog_ids, 5)
 
-    for post in wire.posts():
-        assert post.path == "/e/", post.url
+    captures = [p for p in wire.posts() if p.path == "/e/"]
+    flags = [p for p in wire.posts() if p.path != "/e/"]
+    assert {p.path for p in flags} <= ({"/flags/"} if mode.startswith("remote") else set())
+    for post in captures:
         assert post.payload()["api_key"] == keys.web
         assert "content-encoding" not in post.headers
         if compressed:
@@ -279,10 +302,19 @@ def test_posthog(server: LullServer, site: StaticSite, tab: Page, compressed: bo
         else:
             assert post.headers["content-type"] == "application/json", post.headers
             assert post.body[:1] == b"{"
-    if compressed:
-        assert wire.preflights == {}
-    else:
+    if not compressed:
         assert {p.url for p in wire.preflights.values()} == {f"{server.base}/e/"}
+    elif not flags:
+        assert wire.preflights == {}
+    gets = {s.path for s in wire.sent if s.method == "GET"}
+    if mode == "remote-config-js":
+        assert gets == {f"/array/{keys.web}/config.js"}, gets
+        config = tab.evaluate("(k) => window._POSTHOG_REMOTE_CONFIG[k].config", keys.web)
+        assert config["token"] == keys.web and config["sessionRecording"] is False
+    elif mode == "remote-config-json":
+        assert gets == {f"/array/{keys.web}/config"}, gets
+    else:
+        assert gets == set(), gets
 
     events = list(stored.values())
     got = [(e["name"], e["profile_id"]) for e in events]

@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import posthog
 import pytest
@@ -174,3 +176,70 @@ def test_flags_let_the_sdk_go_on_without_features(server: LullServer, keys: Keys
         got = server.http.post(path, json={"token": keys.web, "distinct_id": "x"})
         assert got.status_code == 200
         assert got.json()["featureFlags"] == {} and got.json()["sessionRecording"] is False
+
+
+def test_events_recorded_before_identify_stay_anonymous_whenever_they_arrive(
+    server: LullServer, keys: Keys
+) -> None:
+    """posthog-js sends `$identify` at once, on its own, while the events captured before
+    it wait for their batch. lull ties the anonymous id to the user from the identify
+    event's own time on, so those events stay on the anonymous profile even when they
+    arrive after it; `$create_alias` ties its alias the same way."""
+    errors: list[Any] = []
+    client = posthog.Posthog(
+        keys.web, host=server.base, sync_mode=True, max_retries=0,
+        on_error=lambda error, batch: errors.append(error),
+    )  # fmt: skip
+    now = now_ms()
+
+    def capture(name: str, distinct: str, ago: int, **props: Any) -> None:
+        client.capture(name, distinct_id=distinct, properties=props, timestamp=iso(now - ago))
+
+    capture("$pageview", "ph-anon-2", 60_000)
+    capture("$identify", "ph-user-2", 10_000, **{"$anon_distinct_id": "ph-anon-2"})
+    capture("Song Played", "ph-anon-2", 20_000)  # the batch held back: recorded before
+    capture("Song Liked", "ph-anon-2", 5_000)
+    client.alias("ph-user-2", "ph-other-2", timestamp=iso(now - 8_000))  # ties ph-other-2
+    capture("Shared", "ph-other-2", 9_000)
+    capture("Bought", "ph-other-2", 1_000)
+    client.shutdown()
+    assert errors == []
+
+    def names(profile: str) -> list[str]:
+        return sorted(e["name"] for e in _mine(server, keys, profile))
+
+    assert names("ph-anon-2") == ["Page Viewed", "Song Played"]
+    assert names("ph-other-2") == ["Shared"]
+    assert names("ph-user-2") == ["Bought", "Identity Set", "Identity Set", "Song Liked"]
+
+
+def test_remote_config_lets_posthog_js_go_on_without_features(
+    server: LullServer, keys: Keys
+) -> None:
+    """posthog-js (unless `advanced_disable_flags`) loads `/array/TOKEN/config.js`, else
+    `/array/TOKEN/config`, from its page's origin: both answer, readable cross-origin,
+    with nothing switched on and no feature flags to ask for."""
+    page = {"Origin": "https://shop.example"}
+    got = server.http.get(f"/array/{keys.web}/config", headers=page)
+    assert got.status_code == 200, got.text
+    assert got.headers["access-control-allow-origin"] == "https://shop.example"
+    config = got.json()
+    assert config["token"] == keys.web and config["hasFeatureFlags"] is False
+    assert config["sessionRecording"] is False and config["surveys"] is False
+    assert config["autocapture_opt_out"] is True and "gzip-js" in config["supportedCompression"]
+    assert "analytics" not in config  # events keep going to /e/
+    script = server.http.get(f"/array/{keys.web}/config.js", headers=page)
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("application/javascript")
+    assert script.headers["access-control-allow-origin"] == "https://shop.example"
+    found = re.search(r"all\[(\"[^\"]*\")\] = \{ config: (\{.*\}), siteApps: \[\] \}", script.text)
+    assert found is not None, script.text
+    assert json.loads(found[1]) == keys.web and json.loads(found[2]) == config
+    # whatever the path holds stays a string in the script
+    hostile = 'x"];alert(1);<b>&\u2028'
+    odd = server.http.get(f"/array/{quote(hostile)}/config.js")
+    assert odd.status_code == 200
+    literal = re.search(r"all\[(\"(?:[^\"\\]|\\.)*\")\]", odd.text)
+    assert literal is not None and json.loads(literal[1]) == hostile
+    assert "<" not in odd.text and 'x"]' not in odd.text
+    assert server.http.get(f"/array/{keys.web}/other").status_code == 404

@@ -7,8 +7,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import segment.analytics as analytics  # type: ignore[import-untyped]
 
@@ -175,16 +177,38 @@ def test_one_batch_from_the_batching_client(server: LullServer, keys: Keys) -> N
 def test_anonymous_events_after_identify_go_to_the_user(
     server: LullServer, keys: Keys, sync_client: None
 ) -> None:
+    """identify ties the anonymous id to the user from the identify call's own time on:
+    the device's events timed after it go to the user, those timed before it stay on the
+    anonymous profile, in whatever order they arrive (a client may send an identify call
+    before a batch of events it recorded earlier). It holds across a restart."""
     now = now_ms()
     analytics.track(anonymous_id="anon-1", event="Home Viewed", timestamp=at(now - 60_000))
-    analytics.identify("u-anon", {"email": "a@example.com"}, anonymous_id="anon-1")
+    analytics.identify(
+        "u-anon", {"email": "a@example.com"}, anonymous_id="anon-1", timestamp=at(now - 10_000)
+    )
     analytics.track(anonymous_id="anon-1", event="Added to Cart", timestamp=at(now - 1_000))
+    # sent after the identify call, recorded before it: the device's, not the user's
+    analytics.track(anonymous_id="anon-1", event="Searched", timestamp=at(now - 20_000))
+    analytics.track(anonymous_id="anon-1", event="Tied At Once", timestamp=at(now - 10_000))
+    # the identify call again, later (analytics.js repeats it): the tie keeps its time
+    analytics.identify("u-anon", anonymous_id="anon-1", timestamp=at(now - 5_000))
+    analytics.track(anonymous_id="anon-1", event="Wishlisted", timestamp=at(now - 7_000))
 
-    before = server.events(keys, profile_id="anon-1")
-    assert [e["name"] for e in before] == ["Home Viewed"]  # before sign-in: the device's
+    def names(profile: str) -> list[str]:
+        return sorted(e["name"] for e in server.events(keys, profile_id=profile))
+
+    assert names("anon-1") == ["Home Viewed", "Searched"]  # before sign-in: the device's
     after = by_name(server.events(keys, profile_id="u-anon"))
-    assert set(after) == {"Identity Set", "Added to Cart"}
+    assert sorted(after) == ["Added to Cart", "Identity Set", "Tied At Once", "Wishlisted"]
+    assert len(after["Identity Set"]) == 2
     assert after["Added to Cart"][0]["session_id"] is not None
+
+    server.restart()  # the tie and its time come back from the store
+    analytics.default_client = None
+    analytics.track(anonymous_id="anon-1", event="Late", timestamp=at(now - 30_000))
+    analytics.track(anonymous_id="anon-1", event="Paid", timestamp=at(now - 500))
+    assert names("anon-1") == ["Home Viewed", "Late", "Searched"]
+    assert "Paid" in names("u-anon") and "Late" not in names("u-anon")
 
 
 def test_anonymous_identify_and_event_in_one_batch(server: LullServer, keys: Keys) -> None:
@@ -284,3 +308,27 @@ def test_identify_traits_become_profile_properties(server: LullServer, keys: Key
     assert server.http.post("/v1/batch", json=body).status_code == 200
     profile = server.profile(keys, "traits-user", lambda p: bool(p["properties"]))
     assert profile["properties"] == {"plan": "family", "country": "FR"}
+
+
+def test_a_link_stored_before_links_had_times_holds_since_always(tmp_path: Path) -> None:
+    db = tmp_path / "old.duckdb"
+    with LullServer(db) as old:
+        keys = old.create_project("old", sessions="on")
+        con = duckdb.connect(str(db))  # as lull left it before links had a time: schema 2
+        con.execute("ALTER TABLE aliases DROP COLUMN since")
+        con.execute("UPDATE lull_meta SET value = '2' WHERE key = 'schema_version'")
+        con.execute(
+            "INSERT INTO aliases SELECT id, 'anon-old', 'u-old' FROM projects WHERE name = 'old'"
+        )
+        con.close()
+        old.start()  # migrates
+        for mid, anonymous in (("old-1", "anon-old"), ("old-2", "anon-new")):
+            sent = old.http.post(
+                "/v1/track",
+                json={"writeKey": keys.web, "anonymousId": anonymous, "event": "Played",
+                      "messageId": mid, "timestamp": at(now_ms() - 24 * 60 * MIN).isoformat()},
+            )  # fmt: skip
+            assert sent.status_code == 200, sent.text
+        for profile, mid in (("u-old", "old-1"), ("anon-new", "old-2")):
+            events = old.events(keys, profile_id=profile, name="Played")
+            assert [e["message_id"] for e in events] == [mid]

@@ -98,7 +98,8 @@ def fill(
         con.unregister("demo_traits")
         if demo.aliases:
             con.executemany(
-                "INSERT INTO aliases VALUES (?, ?, ?)", [(pid, a, p) for a, p in demo.aliases]
+                "INSERT INTO aliases (project_id, anonymous_id, profile_id) VALUES (?, ?, ?)",
+                [(pid, a, p) for a, p in demo.aliases],
             )
     counts = con.execute(
         """SELECT (SELECT count(*) FROM profiles WHERE project_id = $pid),

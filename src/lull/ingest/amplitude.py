@@ -50,7 +50,7 @@ def batch(payload: object) -> tuple[str | None, list[Any]]:
 
 
 def to_event(
-    msg: object, key_source: str, resolve: Callable[[str], str], received_at: int
+    msg: object, key_source: str, resolve: Callable[[str, int], str], received_at: int
 ) -> tuple[Event, tuple[str, str] | None, dict[str, Any] | None]:
     """One Amplitude event -> an event, a (device id, user id) link if it names both, and
     the user properties an `$identify` event sets."""
@@ -65,7 +65,6 @@ def to_event(
     if user is None and device is None:
         raise BadEvent("user_id", "an event needs a 'user_id' or a 'device_id'", missing=True)
     link = (device, user) if device and user and device != user else None
-    profile = user if user is not None else resolve(device or "")
     time = msg.get("time")
     if time is None:
         ts = received_at
@@ -73,6 +72,7 @@ def to_event(
         raise BadEvent("time", "field 'time' must be epoch milliseconds (an integer)")
     else:
         ts = time
+    profile = user if user is not None else resolve(device or "", ts)
     message_id = _id(msg, "insert_id") or content_id("amp", msg)
     try:
         props = dict(properties(msg.get("event_properties"), "event_properties"))

@@ -8,7 +8,8 @@ base64: `decode` reads it. What the answer must do is the HTTP side's business
 
 Profiles: the SDK's device guid (`g` in the payload, `gc` in the query) until a profile
 push (`onUserLogin`, or `profile.push` with an `Identity`) names the user; that push ties
-the guid to the identity, as a Segment identify ties an anonymousId to a userId.
+the guid to the identity from its time on, as a Segment identify ties an anonymousId to a
+userId (server/identity.py).
 """
 
 from __future__ import annotations
@@ -186,14 +187,14 @@ class Hit:
         return None
 
 
-def answer_guid(hit: Hit, resolve: Callable[[str], str], fresh: Callable[[], str]) -> str:
+def answer_guid(hit: Hit, tied: Callable[[str], str], fresh: Callable[[], str]) -> str:
     """The guid to give the device back: its own, or a new one when it has none, or
-    when it logs in as a user other than the one its guid is already tied to."""
+    when it logs in as a user other than the one its guid is tied to (`tied`)."""
     guid = hit.guid
     if guid is None:
         return fresh()
     identity = hit.identity if hit.login else None
-    if identity is not None and resolve(guid) not in (guid, identity):
+    if identity is not None and tied(guid) not in (guid, identity):
         return fresh()
     return guid
 
@@ -227,18 +228,18 @@ class Mapped:
 
 
 def to_event(
-    hit: Hit, guid: str, session: int, resolve: Callable[[str], str], received_at: int
+    hit: Hit, guid: str, session: int, resolve: Callable[[str, int], str], received_at: int
 ) -> Mapped:
     """One request of a device with `guid` -> what lull stores (source `web`).
 
     `session` is the SDK's session id the answer gives (kept as a property); `resolve`
-    gives the user a guid is tied to. Page views are "Page Viewed", `event.push(name,
-    data)` is `name` with `data`, profile pushes are "Identity Set" with the profile as
-    traits; pings, push-token requests and the SDK's own events store nothing.
+    gives the profile of a guid's event at a time. Page views are "Page Viewed",
+    `event.push(name, data)` is `name` with `data`, profile pushes are "Identity Set" with
+    the profile as traits; pings, push-token requests and the SDK's own events store
+    nothing.
     """
     identity = hit.identity
     link = (guid, identity) if identity is not None and identity != guid else None
-    profile_id = identity if identity is not None else resolve(guid)
     props: dict[str, Any]
     traits = None
     payload = hit.payload
@@ -272,6 +273,7 @@ def to_event(
     ts = received_at if ts is None else ts
     sent_at = _epoch(hit.r, 1, "r")
     check_clock_fix(ts, sent_at, received_at, "r")
+    profile_id = identity if identity is not None else resolve(guid, ts)
     if name == IDENTITY_SET and props:
         traits = (profile_id, dict(props), ts)
     props[SESSION_PROPERTY] = session

@@ -5,8 +5,9 @@ Bodies come as JSON, gzip (with or without a `Content-Encoding`: posthog-js send
 or as text. A body is one event, an array of events, or `{"api_key", "batch": [...]}`.
 
 Profiles: an event's `distinct_id` is its profile, unless an `$identify` call tied that
-(anonymous) id to a user, in which case that user; as on the Segment path, a device's
-events before sign-in stay on the anonymous profile. PostHog's own `$session_id` stays
+(anonymous) id to a user by the event's time, in which case that user; as on the Segment
+path, a device's events recorded before sign-in stay on the anonymous profile, even when
+they arrive after the `$identify` (server/identity.py). PostHog's own `$session_id` stays
 an event property: lull's sessions are lull's.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -96,12 +98,13 @@ def _key_of(message: object) -> str | None:
 def to_event(
     msg: object,
     key_source: str,
-    resolve: Callable[[str], str],
+    resolve: Callable[[str, int], str],
     sent_at: object,
     received_at: int,
 ) -> tuple[Event, tuple[str, str] | None, dict[str, Any] | None]:
     """One PostHog event -> an event, an (anonymous id, user id) link if it makes one, and
-    the person properties it sets (`$set`), if any."""
+    the person properties it sets (`$set`), if any. `resolve(id, time)`: the profile of
+    an id's event at that time."""
     if not isinstance(msg, dict):
         raise BadInput("an event must be a JSON object")
     props = properties(msg.get("properties"), "properties")
@@ -121,7 +124,6 @@ def to_event(
         alias = text_id(props.get("alias"), "alias", required=False)
         if alias and alias != distinct:
             link = (alias, distinct)
-    profile = distinct if link else resolve(distinct)
     message_id = text_id(msg.get("uuid") or props.get("$insert_id"), "uuid", required=False)
     if message_id is None:
         message_id = content_id("ph", msg)
@@ -135,6 +137,7 @@ def to_event(
     sent = msg.get("sent_at", sent_at)
     sent_ms = None if sent is None else parse_time(sent, "field 'sent_at'")
     check_clock_fix(ts, sent_ms, received_at, "sent_at")
+    profile = distinct if link else resolve(distinct, ts)
     traits = props.get("$set") or msg.get("$set")
     if traits is not None and not isinstance(traits, dict):
         raise BadInput("field '$set' must be an object")
@@ -170,3 +173,54 @@ FLAGS: dict[str, Any] = {
     "siteApps": [],
     "toolbarParams": {},
 }
+
+
+# What `/array/<token>/config` (JSON) and `/array/<token>/config.js` answer: posthog-js's
+# remote config (it asks for it at init unless `advanced_disable_flags`), the same for
+# every project: no feature flags (so it does not ask /flags at init), no remote features
+# (recordings, surveys, heatmaps, autocapture...) switched on, gzip for its batches, and
+# its analytics endpoint left as it is (`/e/`). The token in the path is a web key, which
+# a page shows anyway, and the answer holds nothing of the project: it is not checked
+# (a wrong key is refused, 401, by the first capture).
+REMOTE_CONFIG: dict[str, Any] = {
+    "supportedCompression": ["gzip", "gzip-js"],
+    "hasFeatureFlags": False,
+    "autocapture_opt_out": True,
+    "autocaptureExceptions": False,
+    "errorTracking": {"autocaptureExceptions": False, "suppressionRules": []},
+    "logs": {"captureConsoleLogs": False},
+    "capturePerformance": False,
+    "captureDeadClicks": False,
+    "heatmaps": False,
+    "sessionRecording": False,
+    "surveys": False,
+    "productTours": False,
+    "conversations": False,
+    "elementsChainAsString": True,
+    "defaultIdentifiedOnly": True,
+    "isAuthenticated": False,
+    "toolbarParams": {},
+    "siteApps": [],
+}
+
+
+def remote_config(token: str) -> dict[str, Any]:
+    return {"token": token, **REMOTE_CONFIG}
+
+
+def remote_config_js(token: str) -> str:
+    """`config.js`: sets `window._POSTHOG_REMOTE_CONFIG[token]`, where posthog-js looks
+    for its remote config once the script has run (and for the site apps to load)."""
+    key, config = _js_json(token), _js_json(remote_config(token))
+    return (
+        "(function () {\n"
+        "  var all = (window._POSTHOG_REMOTE_CONFIG = window._POSTHOG_REMOTE_CONFIG || {});\n"
+        f"  all[{key}] = {{ config: {config}, siteApps: [] }};\n"
+        "})();\n"
+    )
+
+
+def _js_json(value: object) -> str:
+    """JSON as a JavaScript literal that no token can break out of."""
+    text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -1,9 +1,10 @@
 """Segment's tracking API (analytics.js, analytics-python, the mobile SDKs) -> events.
 
 Profiles: a message's `userId` is its profile; without one, its `anonymousId`, unless an
-earlier identify call tied that anonymous id to a user, in which case that user. So a
-device's events before sign-in stay on the anonymous profile, and its events after the
-identify call (even those that carry only the anonymous id) go to the user.
+identify call tied that anonymous id to a user by the message's time, in which case that
+user. So a device's events recorded before sign-in stay on the anonymous profile (even
+when they arrive after the identify call), and its events from the identify call on
+(even those that carry only the anonymous id) go to the user (server/identity.py).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def to_event(
     msg: object,
     default_type: str | None,
     source: str,
-    resolve: Callable[[str], str],
+    resolve: Callable[[str, int], str],
     sent_at: object,
     received_at: int,
 ) -> tuple[Event, tuple[str, str] | None]:
@@ -55,7 +56,6 @@ def to_event(
         anonymous = _str(msg, "previousId") or anonymous
     if user is None and anonymous is None:
         raise BadInput("a message needs a 'userId' or an 'anonymousId'")
-    profile = user if user is not None else resolve(anonymous or "")
     link = (anonymous, user) if anonymous and user and kind in ("identify", "alias") else None
     message_id = _str(msg, "messageId")
     if message_id is None:
@@ -80,6 +80,7 @@ def to_event(
     sent = msg.get("sentAt", sent_at)
     sent_ms = None if sent is None else parse_time(sent, "field 'sentAt'")
     check_clock_fix(ts, sent_ms, received_at, "sentAt")
+    profile = user if user is not None else resolve(anonymous or "", ts)
     return (
         Event(
             message_id=message_id,

@@ -35,6 +35,7 @@ from lull.server.bodies import parse_events, parse_json, read_body, too_big
 from lull.server.control import parse_change
 from lull.server.cors import IngestCors, check_origin
 from lull.server.door import RETRY_AFTER_S, Door, Outcome
+from lull.server.identity import Link, Resolve, Target, follow, news
 from lull.server.live import Event, LiveEngine
 from lull.server.openapi import OPENAPI
 from lull.store.keys import WRITE_KINDS, Grant, account_ids, digest, load_grants
@@ -81,7 +82,7 @@ class Server:
         self,
         pid: int,
         events: list[Event],
-        links: list[tuple[str, str]] | None = None,
+        links: list[Link] | None = None,
         traits: list[tuple[str, dict[str, Any], int]] | None = None,
     ) -> Outcome:
         """Make the events durable (the ingest log); returns once they are."""
@@ -117,7 +118,6 @@ def _error(index: int, e: LullError) -> dict[str, object]:
     return {"index": index, "error": e.message, "status": e.status}
 
 
-Resolve = Callable[[str], str]
 # An SDK message as lull takes it: the event, an (anonymous id, profile) link it makes,
 # and the profile properties it sets.
 Converted = tuple[Event, tuple[str, str] | None, dict[str, Any] | None]
@@ -128,7 +128,7 @@ class Gathered:
     """A request's messages, converted: what to store, and what was wrong with the rest."""
 
     events: list[Event] = field(default_factory=list)
-    links: list[tuple[str, str]] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
     traits: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
     faults: list[tuple[int, Any]] = field(default_factory=list)
 
@@ -144,12 +144,15 @@ def gather(
     convert: Callable[[object, Resolve], Converted],
 ) -> Gathered:
     """Convert each message of a request; a bad one is noted by its index, the others
-    go on. A link made by a message applies to the request's later messages too."""
+    go on. A link made by a message ties its anonymous id from the message's time on
+    (server/identity.py), for the request's later messages too."""
     got = Gathered()
-    linked: dict[str, str] = {}
+    linked: dict[str, Target] = {}
 
-    def resolve(anonymous: str) -> str:
-        return linked.get(anonymous) or server.engine.resolve(pid, anonymous)
+    def resolve(anonymous: str, at: int | None) -> str:
+        if anonymous in linked:
+            return follow(linked, anonymous, at)
+        return server.engine.resolve(pid, anonymous, at)
 
     for i, msg in enumerate(messages):
         try:
@@ -160,9 +163,9 @@ def gather(
             got.faults.append((i, e))
             continue
         got.events.append(event)
-        if link and resolve(link[0]) != link[1]:
-            got.links.append(link)
-            linked[link[0]] = link[1]
+        if link and news(resolve, link[0], tie := Target(link[1], event.ts)):
+            got.links.append((link[0], tie))
+            linked[link[0]] = tie
         if traits:
             got.traits.append((event.profile_id, traits, event.ts))
     return got
@@ -297,6 +300,17 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
 
     async def posthog_flags(request: Request) -> Response:
         return JSONResponse(posthog.FLAGS)
+
+    async def posthog_config(request: Request) -> Response:
+        """posthog-js's remote config, as JSON or as its `config.js` (ingest/posthog.py)."""
+        token, kind = request.path_params["token"], request.path_params["kind"]
+        if len(token) > 200 or kind not in ("config", "config.js"):
+            raise NotFound("no such PostHog remote config")
+        cache = {"Cache-Control": "public, max-age=300"}
+        if kind == "config":
+            return JSONResponse(posthog.remote_config(token), headers=cache)
+        js = posthog.remote_config_js(token)
+        return Response(js, media_type="application/javascript; charset=utf-8", headers=cache)
 
     async def amplitude_api(request: Request) -> Response:
         body = await read_body(request)
@@ -433,6 +447,7 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
             Route(path, posthog_flags, methods=["POST", "GET"])
             for path in ("/flags", "/flags/", "/decide", "/decide/")
         ],
+        Route("/array/{token}/{kind}", posthog_config, methods=["GET"]),
         Route("/2/httpapi", amplitude_api, methods=["POST"]),
         Route("/batch", amplitude_api, methods=["POST"]),
         Route(

@@ -25,6 +25,7 @@ from starlette.routing import Route
 from lull.errors import BadInput, LullError, TooLarge, Unauthorized
 from lull.ingest import clevertap_web
 from lull.ingest.clevertap_web import Hit
+from lull.server.identity import Link, Target, news
 
 if TYPE_CHECKING:
     from lull.server.app import Server
@@ -64,21 +65,25 @@ def routes(server: Server) -> list[Route]:
         if pid is None:
             raise Unauthorized(f"unknown account id {hit.account!r}")
         received = server.engine.clock()
-        guid = clevertap_web.answer_guid(
-            hit, lambda g: server.engine.resolve(pid, g), lambda: uuid.uuid4().hex
-        )
+
+        def resolve(anonymous: str, at: int | None) -> str:
+            return server.engine.resolve(pid, anonymous, at)
+
+        guid = clevertap_web.answer_guid(hit, lambda g: resolve(g, None), lambda: uuid.uuid4().hex)
         session = hit.session or received // 1000
         answer = _callback(guid, session, hit.login, hit.rn)
         try:
-            mapped = clevertap_web.to_event(
-                hit, guid, session, lambda g: server.engine.resolve(pid, g), received
-            )
+            mapped = clevertap_web.to_event(hit, guid, session, resolve, received)
         except (BadInput, TooLarge) as e:  # refused for good: acknowledged, not resent
             warning = f"window.console && console.error({json.dumps('lull: ' + e.message)});\n"
             return _js(warning + answer)
-        if mapped.event is not None or mapped.link is not None:
+        links: list[Link] | None = None
+        if mapped.link is not None:  # tied from the login's time on (if news: it repeats)
+            anonymous, user = mapped.link
+            tie = Target(user, mapped.event.ts if mapped.event is not None else received)
+            links = [(anonymous, tie)] if news(resolve, anonymous, tie) else None
+        if mapped.event is not None or links:
             events = [mapped.event] if mapped.event is not None else []
-            links = [mapped.link] if mapped.link is not None else None
             traits: list[tuple[str, dict[str, Any], int]] | None = (
                 [mapped.traits] if mapped.traits is not None else None
             )

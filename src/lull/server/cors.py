@@ -1,6 +1,7 @@
 """CORS for the ingestion endpoints, so that SDKs in web pages on other origins can send.
 
-Only POSTs to the ingestion paths are ever answered cross-origin. Which pages may send is
+Only the ingestion paths are ever answered cross-origin (their POSTs, and the GETs with
+which an SDK reads its settings: PostHog's flags and remote config). Which pages may send is
 a project setting (`allowed_origins`), but a preflight (`OPTIONS`) carries no key, so it
 cannot name the project: it is allowed when some project allows the origin. The request
 that follows carries its key, and its handler refuses it (403, nothing stored) when the
@@ -19,8 +20,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lull.errors import Forbidden
 from lull.model import Settings
 
-# The paths that take events (POST): lull's own, Segment's, PostHog's and Amplitude's.
-INGEST_PREFIXES = ("/v1/", "/e/", "/i/v0/e/", "/s/", "/capture/", "/batch/", "/flags", "/decide")
+# The paths that take events (POST): lull's own, Segment's, PostHog's and Amplitude's; and
+# those an SDK reads its settings from (GET): PostHog's flags and remote config (/array/).
+INGEST_PREFIXES = (
+    "/v1/", "/e/", "/i/v0/e/", "/s/", "/capture/", "/batch/", "/flags", "/decide", "/array/"
+)  # fmt: skip
 INGEST_PATHS = frozenset({"/api/v1/events", "/b", "/batch", "/2/httpapi", "/e", "/capture"})
 MAX_AGE = "86400"  # a day: browsers cap it lower anyway
 # Headers a preflight may ask for when it names none we can echo (SDKs ask for a few).

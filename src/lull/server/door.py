@@ -31,6 +31,7 @@ import msgspec
 import pyarrow as pa
 
 from lull.errors import Unavailable
+from lull.server.identity import Link, Target
 from lull.store.log import EVENT_SCHEMA, IngestLog, LogError, Position
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ DAY_MS = 24 * 3600 * 1000
 DEFAULT_WINDOW_MS = 7 * DAY_MS
 RETRY_AFTER_S = 2
 # What a row of the log is (the `kind` column): an event, an identity link (an anonymous
-# id in `message_id` tied to `profile_id`), or profile properties (`properties`) set.
+# id in `message_id` tied to `profile_id` from `ts` on: the identify call's own time), or
+# profile properties (`properties`) set.
 EVENT, LINK, TRAITS = 0, 1, 2
 _encode = msgspec.json.Encoder().encode
 
@@ -60,7 +62,7 @@ class Batch:
     project_id: int
     received_at: int
     events: list[Event]
-    links: list[tuple[str, str]] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
     traits: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
     position: Position | None = None
     rows: pa.RecordBatch | None = None
@@ -104,7 +106,7 @@ class Door:
         pid: int,
         received_at: int,
         events: list[Event],
-        links: list[tuple[str, str]] | None = None,
+        links: list[Link] | None = None,
         traits: list[tuple[str, dict[str, Any], int]] | None = None,
     ) -> Outcome:
         """Make a request's events durable; returns once they are (or raises Unavailable)."""
@@ -203,8 +205,8 @@ def to_arrow(project: str, batch: Batch) -> pa.RecordBatch:
     for e in batch.events:
         text = e.raw if e.raw is not None else _encode(e.properties).decode()
         row(EVENT, e.message_id, e.profile_id, e.name, e.ts, e.source, e.sent_at, text)
-    for anonymous, profile in batch.links:
-        row(LINK, anonymous, profile, "", r, "", None, "{}")
+    for anonymous, (profile, since) in batch.links:
+        row(LINK, anonymous, profile, "", r if since is None else since, "", None, "{}")
     for profile, props, at in batch.traits:
         row(TRAITS, "", profile, "", at, "", None, _encode(props).decode())
     return pa.RecordBatch.from_pydict(cols, schema=EVENT_SCHEMA)
@@ -224,7 +226,8 @@ def from_arrow(batch: pa.RecordBatch, ids: dict[str, int]) -> Batch | None:
         decode = msgspec.json.decode
         for i, k in enumerate(cols["kind"]):
             if k == LINK:
-                out.links.append((cols["message_id"][i], cols["profile_id"][i]))
+                tie = Target(cols["profile_id"][i], cols["ts"][i])
+                out.links.append((cols["message_id"][i], tie))
             else:
                 props = decode(cols["properties"][i])
                 out.traits.append((cols["profile_id"][i], props, cols["ts"][i]))

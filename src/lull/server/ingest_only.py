@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from lull.errors import LullError
 from lull.model import Settings
+from lull.server.identity import Link, Target, follow
 from lull.store.db import connect
 from lull.store.log import EVENT_SCHEMA, IngestLog, LogError
 from lull.store.projects import get_settings, now_ms
@@ -64,7 +65,7 @@ class Frozen:
     the clock, the projects' settings, and identity links (those of the store, and those
     this process acknowledged since)."""
 
-    def __init__(self, projects: dict[int, Settings], aliases: dict[int, dict[str, str]],
+    def __init__(self, projects: dict[int, Settings], aliases: dict[int, dict[str, Target]],
                  clock: Callable[[], int] = now_ms) -> None:  # fmt: skip
         self.projects = {pid: _Project(s) for pid, s in projects.items()}
         self.aliases = aliases
@@ -74,11 +75,11 @@ class Frozen:
     def settings(self, project_id: int) -> Settings:
         return self.projects[project_id].settings
 
-    def link(self, project_id: int, links: list[tuple[str, str]]) -> None:
+    def link(self, project_id: int, links: list[Link]) -> None:
         self.aliases.setdefault(project_id, {}).update(links)
 
-    def resolve(self, project_id: int, anonymous_id: str) -> str:
-        return self.aliases.get(project_id, {}).get(anonymous_id, anonymous_id)
+    def resolve(self, project_id: int, anonymous_id: str, at: int | None = None) -> str:
+        return follow(self.aliases.get(project_id, {}), anonymous_id, at)
 
     def enqueue(self, batch: Batch) -> None:
         """Acknowledged and in the log: that is all (Spark reads the log)."""
@@ -89,11 +90,11 @@ def load(con: duckdb.DuckDBPyConnection) -> tuple[Frozen, Callable[[int], str]]:
     rows = con.execute("SELECT id, name FROM projects").fetchall()
     names = {int(pid): str(name) for pid, name in rows}
     settings = {pid: get_settings(con, pid) for pid in names}
-    aliases: dict[int, dict[str, str]] = {}
-    for pid, anonymous, profile in con.execute(
-        "SELECT project_id, anonymous_id, profile_id FROM aliases"
-    ).fetchall():
-        aliases.setdefault(int(pid), {})[str(anonymous)] = str(profile)
+    aliases: dict[int, dict[str, Target]] = {}
+    # (read-only: a store of schema 2, not migrated, has no `since`: since always)
+    for pid, anonymous, profile, *since in con.execute("SELECT * FROM aliases").fetchall():
+        tie = Target(str(profile), since[0] if since else None)
+        aliases.setdefault(int(pid), {})[str(anonymous)] = tie
     return Frozen(settings, aliases), names.__getitem__
 
 

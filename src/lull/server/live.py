@@ -35,6 +35,7 @@ from lull.engine.columnar import NONE
 from lull.model import SYSTEM_EVENTS, Settings
 from lull.server import control
 from lull.server.door import Batch, from_arrow
+from lull.server.identity import Link, Target, follow
 from lull.server.writes import Rows, write, write_profiles
 from lull.store.db import transaction
 from lull.store.log import START, IngestLog, Position
@@ -86,7 +87,7 @@ class _Project:
     lo: np.ndarray = field(default_factory=lambda: _filled(0, _NO_LO))
     hi: np.ndarray = field(default_factory=lambda: _filled(0, NONE))
     dirty: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    aliases: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, Target] = field(default_factory=dict)  # anonymous id -> its tie
     clock: int = 0  # the latest arrival instant applied (instants never run backwards)
 
     def code(self, ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -188,16 +189,17 @@ class LiveEngine:
     def settings(self, project_id: int) -> Settings:
         return self.projects[project_id].settings
 
-    def link(self, project_id: int, links: list[tuple[str, str]]) -> None:
-        """Identity links acknowledged (not yet applied): anonymous id -> profile."""
+    def link(self, project_id: int, links: list[Link]) -> None:
+        """Identity links acknowledged (not yet applied): anonymous id -> its tie."""
         project = self.projects.get(project_id)
         if project is not None:
             project.aliases.update(links)
 
-    def resolve(self, project_id: int, anonymous_id: str) -> str:
-        """The profile an anonymous id was tied to by an identify call, or itself."""
+    def resolve(self, project_id: int, anonymous_id: str, at: int | None = None) -> str:
+        """The profile of an anonymous id's event at time `at` (server/identity.py): the
+        one an identify call tied it to if the tie holds by then, or itself."""
         project = self.projects.get(project_id)
-        return anonymous_id if project is None else project.aliases.get(anonymous_id, anonymous_id)
+        return anonymous_id if project is None else follow(project.aliases, anonymous_id, at)
 
     # -- on the thread -------------------------------------------------------------
 
@@ -266,10 +268,10 @@ class LiveEngine:
             self.projects[pid] = self._state(pid, int(next_seq), int(next_skey))
         self._reconcile_profiles(only)
         mine = "true" if only is None else f"project_id = {int(only)}"
-        for pid, anonymous, profile in con.execute(
-            f"SELECT * FROM aliases WHERE {mine}"
+        for pid, anonymous, profile, since in con.execute(
+            f"SELECT project_id, anonymous_id, profile_id, since FROM aliases WHERE {mine}"
         ).fetchall():
-            self.projects[pid].aliases[anonymous] = profile
+            self.projects[pid].aliases[anonymous] = Target(profile, since)
 
     def _state(self, pid: int, next_seq: int, next_skey: int) -> _Project:
         """A project's profiles table, set-wise from its sessions: the open session (one
@@ -401,9 +403,9 @@ class LiveEngine:
         for request in requests:
             for profile, props, at in request.traits:
                 rows.traits.append((pid, profile, _encode(props).decode(), at))
-            for anonymous, profile in request.links:
-                rows.aliases.append((pid, anonymous, profile))
-                project.aliases[anonymous] = profile
+            for anonymous, tie in request.links:
+                rows.aliases.append((pid, anonymous, tie))
+                project.aliases[anonymous] = tie
         parts = [r.rows for r in requests if r.rows is not None and r.rows.num_rows]
         rows.projects.add(pid)
         if not parts:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
+from lull.server.identity import Target
+
 
 class Rows:
     """What one group commit writes, as Arrow tables in the store's column order."""
@@ -14,7 +16,7 @@ class Rows:
         self.assign: list[pa.Table] = []  # project_id, seq, skey, late
         self.session_tables: list[pa.Table] = []  # the sessions table's columns
         self.projects: set[int] = set()  # whose counters (next seq, next skey) to save
-        self.aliases: list[tuple[int, str, str]] = []
+        self.aliases: list[tuple[int, str, Target]] = []  # project, anonymous id, tie
         self.traits: list[tuple[int, str, str, int]] = []  # project, profile, JSON, time
 
 
@@ -38,7 +40,10 @@ def write(con: duckdb.DuckDBPyConnection, rows: Rows, counters: dict[int, tuple[
         con.execute("INSERT INTO sessions SELECT * FROM live_sessions")
         con.unregister("live_sessions")
     if rows.aliases:
-        con.executemany("INSERT INTO aliases VALUES (?, ?, ?)", rows.aliases)
+        con.executemany(
+            "INSERT INTO aliases (project_id, anonymous_id, profile_id, since) VALUES (?, ?, ?, ?)",
+            [(pid, anonymous, tie.profile, tie.since) for pid, anonymous, tie in rows.aliases],
+        )
     for pid, profile, props, at in rows.traits:
         # profile properties (identify traits, CleverTap profile records), merged
         updated = con.execute(

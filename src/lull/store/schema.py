@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-VERSION = 2
+VERSION = 3
 
 # Session Concluded events are not stored twice: they are rows of `sessions` (concluded)
 # and appear as events through the `all_events` view, so a re-sessionization replaces
@@ -31,11 +31,13 @@ CREATE TABLE IF NOT EXISTS project_keys (
     key_hash VARCHAR NOT NULL,
     created_at BIGINT NOT NULL
 );
--- An anonymous id (a device) that an identify call tied to a known profile.
+-- An anonymous id (a device) that an identify call tied to a known profile, from the
+-- identify call's time on (`since`; NULL: since always). The last row of an id counts.
 CREATE TABLE IF NOT EXISTS aliases (
     project_id INTEGER NOT NULL,
     anonymous_id VARCHAR NOT NULL,
-    profile_id VARCHAR NOT NULL
+    profile_id VARCHAR NOT NULL,
+    since BIGINT                    -- epoch ms
 );
 CREATE TABLE IF NOT EXISTS events (
     project_id INTEGER NOT NULL,
@@ -106,4 +108,5 @@ CREATE OR REPLACE VIEW all_events AS
 
 MIGRATIONS: dict[int, str] = {
     2: "ALTER TABLE projects ADD COLUMN allowed_origins VARCHAR[] NOT NULL DEFAULT ['*']",
+    3: "ALTER TABLE aliases ADD COLUMN IF NOT EXISTS since BIGINT",
 }
