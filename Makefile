@@ -63,7 +63,7 @@ bench: setup
 	.venv/bin/python bench/sessionize.py
 
 bench-server: setup
-	.venv/bin/python bench/server.py
+	.venv/bin/python bench/server.py --open 1000000 --startup
 
 bench-board: setup
 	.venv/bin/python bench/board.py
