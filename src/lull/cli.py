@@ -326,6 +326,13 @@ def whatif(
     help="this process's writer id in the ingest log (with --ingest-only; letters, digits "
     "and _)  [default: <hostname>_<port>]",
 )
+@click.option(
+    "--duplicate-window",
+    default="7d",
+    show_default=True,
+    help="a message id repeated within this much received_at of its first copy is dropped "
+    "as a duplicate (R6; at least this much: whole days are kept); later, it is stored again",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -338,9 +345,13 @@ def serve(
     log_dir: str | None,
     ingest_only: bool,
     writer: str | None,
+    duplicate_window: str,
 ) -> None:
     """The server: ingestion API, session timer, read API."""
+    from lull.model import parse_duration
     from lull.server.run import serve as run_server
+
+    window_ms = parse_duration(duplicate_window)
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
@@ -358,6 +369,7 @@ def serve(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         log_dir=log_dir,
+        duplicate_window_ms=window_ms,
     )
 
 

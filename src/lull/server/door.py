@@ -3,9 +3,13 @@
 A request's events, checked by their handler, go through three steps here:
 
 1. **Duplicates (R6).** A message id the project accepted within the duplicate window
-   (7 days of `received_at` by default) is acknowledged and dropped. The window is kept
-   in memory, so memory follows the traffic of the window, not the size of the store;
-   a repeat that comes later than the window after its first copy is stored again.
+   (at least 7 days of `received_at` by default, `lull serve --duplicate-window`) is
+   acknowledged and dropped. Ids still on their way to the store are kept as they are;
+   once the store holds them, as 64-bit hashes (`Window`: sorted NumPy arrays by day of
+   arrival, 8 bytes an id), and a hash that matches is checked against the store. So
+   memory follows the traffic of the window, not the size of the store. A day of ids
+   is dropped once all of it is older than the window: a repeat that comes later than
+   that after its first copy is stored again.
 2. **The ingest log.** The events (with the identity links and profile properties the
    request makes) are appended to the ingest log as one Arrow batch; the append returns
    once it is on disk (group commit, fdatasync). Only then is the request answered 2xx:
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 
 from lull.errors import Unavailable
@@ -81,25 +86,43 @@ class Door:
         engine: LiveEngine,
         names: Callable[[int], str],
         window_ms: int = DEFAULT_WINDOW_MS,
+        stored: Stored | None = None,
     ) -> None:
         self.log = log
         self.engine = engine
         self.names = names  # project id -> name (the log names projects)
         self.window_ms = window_ms
-        # message ids seen per project: None once durable, else the append it rides on
+        # message ids not yet in the store per project: None once durable, else the
+        # append it rides on; once the engine has applied them, they move to `windows`
         self.seen: dict[int, dict[str, Future[Position] | None]] = {}
-        self.expiry: collections.deque[tuple[int, int, str]] = collections.deque()
+        self.windows: dict[int, Window] = {}  # per project: ids the store holds, hashed
+        self.stored = stored  # (project, ids, since): those the store holds since then
+        # batches handed to the engine, by number, with their ids, until it has applied them
+        self._unfrozen: collections.deque[tuple[int, int, int, list[str]]] = collections.deque()
         self.acked = 0  # requests handed to the engine, in log order
         self.failing: str | None = None  # the last append's error, while appends fail
-        self._inflight: collections.deque[tuple[Future[Position], Batch]] = collections.deque()
+        self._inflight: collections.deque[tuple[Future[Position], Batch, list[str]]] = (
+            collections.deque()
+        )
         self._lock = threading.Lock()
 
-    def remember(self, pid: int, message_ids: list[str], received_at: list[int]) -> None:
-        """At start: the ids the store (and the log) accepted within the window."""
-        seen = self.seen.setdefault(pid, {})
-        for at, mid in sorted(zip(received_at, message_ids, strict=True)):
-            seen[mid] = None
-            self.expiry.append((at, pid, mid))
+    def remember(self, pid: int, day: int, message_ids: list[str]) -> None:
+        """At start: ids the store accepted on `day` (received_at // DAY_MS)."""
+        self.windows.setdefault(pid, Window()).add(day, hashes(message_ids))
+
+    async def _in_store(self, pid: int, events: list[Event]) -> set[str]:
+        """The ids of `events` that the store holds within the window: those whose hash
+        the window knows, checked against the store (a match is almost always a repeat:
+        two ids have the same 64-bit hash with a chance of 5e-20), off the event loop."""
+        window = self.windows.get(pid)
+        if window is None or not window.days:
+            return set()
+        maybe = window.matches([e.message_id for e in events])
+        if not maybe:
+            return set()
+        if self.stored is None:
+            return set(maybe)
+        return await asyncio.to_thread(self.stored, pid, maybe, window.since())
 
     async def take(
         self,
@@ -112,6 +135,7 @@ class Door:
         """Make a request's events durable; returns once they are (or raises Unavailable)."""
         self._expire(received_at)
         seen = self.seen.setdefault(pid, {})
+        held = await self._in_store(pid, events)
         fresh: list[Event] = []
         waits: list[Future[Position]] = []
         for e in events:
@@ -120,19 +144,20 @@ class Door:
                 if pending is not None:
                     waits.append(pending)  # its first copy is not durable yet
                 continue
+            if e.message_id in held:
+                continue
             seen[e.message_id] = None  # the append's future is filled in below
             fresh.append(e)
         outcome = Outcome(accepted=len(fresh), duplicates=len(events) - len(fresh))
         if fresh or links or traits:
             batch = Batch(pid, received_at, fresh, list(links or ()), list(traits or ()))
             try:
-                future = self._submit(batch)
+                future = self._submit(batch, [e.message_id for e in fresh])
             except (LogError, ValueError) as error:
                 self._forget(pid, fresh)
                 raise Unavailable(f"events could not be stored, retry: {error}") from None
             for e in fresh:
                 seen[e.message_id] = future
-                self.expiry.append((received_at, pid, e.message_id))
             waits.append(future)
         for wait in waits:
             try:
@@ -149,13 +174,13 @@ class Door:
                 seen[e.message_id] = None
         return outcome
 
-    def _submit(self, batch: Batch) -> Future[Position]:
+    def _submit(self, batch: Batch, ids: list[str]) -> Future[Position]:
         table = to_arrow(self.names(batch.project_id), batch)
         batch.rows = table.slice(0, len(batch.events))  # to_arrow puts the events first
         batch.events = []  # the engine reads the rows
         with self._lock:  # the log's order is the order of submits: keep ours the same
             future = self.log.submit(table)
-            self._inflight.append((future, batch))
+            self._inflight.append((future, batch, ids))
         future.add_done_callback(self._hand_over)
         return future
 
@@ -163,10 +188,13 @@ class Door:
         """Give the engine every appended batch at the head of the line, in log order."""
         with self._lock:
             while self._inflight and self._inflight[0][0].done():
-                future, batch = self._inflight.popleft()
+                future, batch, ids = self._inflight.popleft()
                 if future.exception() is None:
                     batch.position = future.result()
                     self.acked += 1
+                    if ids:
+                        handed = (self.acked, batch.project_id, batch.received_at, ids)
+                        self._unfrozen.append(handed)
                     self.engine.enqueue(batch)
 
     def _forget(self, pid: int, events: list[Event]) -> None:
@@ -175,13 +203,170 @@ class Door:
             seen.pop(e.message_id, None)
 
     def _expire(self, now: int) -> None:
-        limit = now - self.window_ms
-        expiry = self.expiry
-        while expiry and expiry[0][0] < limit:
-            _, pid, mid = expiry.popleft()
-            seen = self.seen.get(pid)
-            if seen is not None and seen.get(mid, 0) is None:
-                del seen[mid]
+        """Ids the engine has applied move from `seen` to the hashed window (with no
+        window, they are forgotten once durable: only copies in flight are dropped); days
+        wholly older than the window are dropped."""
+        applied = self.engine.applied
+        unfrozen = self._unfrozen
+        while unfrozen and (unfrozen[0][0] <= applied or self.window_ms <= 0):
+            _, pid, received_at, ids = unfrozen.popleft()
+            pop = self.seen.get(pid, {}).pop
+            for mid in ids:  # durable, and in the store
+                pop(mid, None)
+            if self.window_ms > 0:
+                window = self.windows.setdefault(pid, Window())
+                window.add(received_at // DAY_MS, list(map(hash, ids)))
+        oldest = (now - self.window_ms) // DAY_MS  # a day before it is wholly past
+        for window in self.windows.values():
+            window.drop_before(oldest)
+
+
+Stored = Callable[[int, list[str], int], set[str]]
+_CHUNK = 1 << 16  # ids of a day gathered in a set before they become a sorted array
+
+
+def hashes(ids: list[str]) -> np.ndarray:
+    """64-bit hashes of message ids (Python's string hash: this process's own)."""
+    return np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
+
+
+class Window:
+    """A project's message ids the store holds, as 64-bit hashes with their day of arrival:
+    the days that are over in one sorted NumPy array (12 bytes an id with its day), the
+    current day in a few sorted runs (sizes doubling, merged as they fill) and a set of
+    its newest. Membership: the set, then a Bloom filter of the arrays' hashes (2 bits an
+    id in a bitmap of 2 to 4 bytes an id, at most 1/8 of its bits set) that rules out
+    nearly every new id, then a binary search per array."""
+
+    def __init__(self) -> None:
+        self.closed = np.zeros(0, dtype=np.int64)  # sorted hashes of the days that are over
+        self.closed_day = np.zeros(0, dtype=np.int32)  # the day of each
+        self.day: int | None = None  # the current day
+        self.runs: list[np.ndarray] = []  # its hashes, in sorted runs
+        self.newest: set[int] = set()  # and its newest
+        self.first: int | None = None  # the earliest day held
+        self._bitmap(1 << 16)  # of the arrays: 2^16 bits, or more
+
+    def _bitmap(self, nbits: int) -> None:
+        self.bits = np.zeros(nbits // 8, dtype=np.uint8)
+        self.mask = nbits - 1
+
+    def __len__(self) -> int:
+        return self._in_arrays() + len(self.newest)
+
+    def _in_arrays(self) -> int:
+        return len(self.closed) + sum(len(r) for r in self.runs)
+
+    @property
+    def days(self) -> bool:
+        return self.first is not None
+
+    def since(self) -> int:
+        """The first instant (ms) the window covers."""
+        return 0 if self.first is None else self.first * DAY_MS
+
+    def add(self, day: int, values: np.ndarray | list[int]) -> None:
+        """Hashes of ids that arrived on `day` (a list: a few, an array: many)."""
+        if not len(values):
+            return
+        self.first = day if self.first is None else min(self.first, day)
+        if self.day is None or day > self.day:
+            self._close()
+            self.day = day
+        elif day < self.day:  # an earlier day (rare): straight into the closed days
+            self._into_closed(np.sort(np.asarray(values, dtype=np.int64)), day)
+            return
+        if len(values) >= _CHUNK:
+            self._push(np.sort(np.asarray(values, dtype=np.int64)))
+            return
+        self.newest.update(values.tolist() if isinstance(values, np.ndarray) else values)
+        if len(self.newest) >= _CHUNK:
+            self._push(np.sort(np.fromiter(self.newest, np.int64, len(self.newest))))
+            self.newest.clear()
+
+    def _push(self, run: np.ndarray) -> None:
+        self._mark(run)
+        runs = self.runs
+        runs.append(run)
+        while len(runs) > 1 and len(runs[-1]) >= len(runs[-2]):
+            last = runs.pop()
+            runs[-1] = np.sort(np.concatenate([runs[-1], last]), kind="stable")
+
+    def _close(self) -> None:
+        """The current day is over: its ids join the closed days."""
+        if self.day is None:
+            return
+        newest = np.sort(np.fromiter(self.newest, np.int64, len(self.newest)))
+        self._mark(newest)
+        parts = [*self.runs, newest]
+        self.runs, self.newest = [], set()
+        self._into_closed(np.sort(np.concatenate(parts)), self.day)
+
+    def _into_closed(self, values: np.ndarray, day: int) -> None:
+        self._mark(values)
+        hashes = np.concatenate([self.closed, values])
+        days = np.concatenate([self.closed_day, np.full(len(values), day, dtype=np.int32)])
+        order = np.argsort(hashes, kind="stable")  # two sorted runs: a merge
+        self.closed, self.closed_day = hashes[order], days[order]
+
+    def _mark(self, values: np.ndarray) -> None:
+        """Set the bits of hashes about to join the arrays (rebuilt, larger, when the
+        bitmap would be more than 1/8 full)."""
+        count = self._in_arrays() + len(values)
+        if count * 16 > len(self.bits) * 8:
+            self._bitmap(1 << (16 * count).bit_length())
+            self._set(self.closed)
+            for run in self.runs:
+                self._set(run)
+        self._set(values)
+
+    def _set(self, values: np.ndarray) -> None:
+        for at in self._bits_of(values):
+            np.bitwise_or.at(self.bits, at >> 3, (1 << (at & 7)).astype(np.uint8))
+
+    def _bits_of(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Two bit positions of each hash (from its low and its high bits)."""
+        return values & self.mask, (values >> 32) & self.mask
+
+    def matches(self, ids: list[str]) -> list[str]:
+        """The ids whose hash is in the window."""
+        if not ids:
+            return []
+        h = list(map(hash, ids))
+        newest = self.newest
+        found = {i for i, v in enumerate(h) if v in newest} if newest else set()
+        if self._in_arrays():
+            hs = np.array(h, dtype=np.int64)
+            low, high = self._bits_of(hs)
+            bits = self.bits
+            maybe = np.flatnonzero(
+                (bits[low >> 3] >> (low & 7)) & (bits[high >> 3] >> (high & 7)) & 1
+            )
+            if len(maybe):
+                hs = hs[maybe]
+                hit = np.zeros(len(maybe), dtype=bool)
+                for run in (self.closed, *self.runs):
+                    if len(run):
+                        where = np.minimum(np.searchsorted(run, hs), len(run) - 1)
+                        hit |= run[where] == hs
+                found.update(maybe[hit].tolist())
+        return [ids[i] for i in sorted(found)]
+
+    def drop_before(self, day: int) -> None:
+        """Forget the days before `day`."""
+        if self.first is None or self.first >= day:
+            return
+        keep = self.closed_day >= day
+        self.closed, self.closed_day = self.closed[keep], self.closed_day[keep]
+        if self.day is not None and self.day < day:
+            self.day, self.runs, self.newest = None, [], set()
+        held = [int(self.closed_day.min())] if len(self.closed_day) else []
+        held += [self.day] if self.day is not None else []
+        self.first = min(held) if held else None
+        self.bits[:] = 0  # the dropped ids' bits go
+        self._set(self.closed)
+        for run in self.runs:
+            self._set(run)
 
 
 def to_arrow(project: str, batch: Batch) -> pa.RecordBatch:

@@ -9,14 +9,17 @@ group in one transaction together with how far in the log it has applied. The sa
 thread concludes sessions as they fall due (R4), a NumPy scan of the open sessions.
 
 Each project's state is one `vector.Profiles` table (an entry per profile that has had a
-session) plus the store key of each open session. It is rebuilt from the store at start
-(set-wise, from the sessions table), then the log past what the store holds is applied
-again, so a restart (or a crash) carries on exactly.
+session) plus the store key of each open session. At start it is loaded from the file a
+clean stop saved (server/checkpoint.py) when the store is as that stop left it, else
+rebuilt from the store (set-wise, from the sessions table); then the log past what the
+store holds is applied again, so a restart (or a crash) carries on exactly.
 """
 
 from __future__ import annotations
 
+import json
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,13 +36,13 @@ import pyarrow.compute as pc
 from lull.engine import vector
 from lull.engine.columnar import NONE
 from lull.model import SYSTEM_EVENTS, Settings
-from lull.server import control
+from lull.server import checkpoint, control
 from lull.server.door import Batch, from_arrow
 from lull.server.identity import Link, Target, follow
 from lull.server.writes import Rows, write, write_profiles
 from lull.store.db import transaction
 from lull.store.log import START, IngestLog, Position
-from lull.store.profiles import refresh_from_sessions
+from lull.store.profiles import refresh_from_sessions, refresh_touched
 from lull.store.projects import get_settings, now_ms
 
 Clock = Callable[[], int]
@@ -65,6 +68,9 @@ class Event:
 
 
 _NO_LO = np.iinfo(np.int64).max  # "no event seen" for a running minimum
+# lull_meta key: a server is running (or was killed): what it had applied when it started
+_UNCLEAN = "live_unclean"
+_CLOCK_MARGIN_MS = 60_000  # conclusions stamped up to this much before the start mark
 
 
 def _filled(n: int, value: int) -> np.ndarray:
@@ -145,6 +151,7 @@ class LiveEngine:
         con: duckdb.DuckDBPyConnection,
         log: IngestLog,
         clock: Clock = now_ms,
+        checkpoint_file: str | None = None,
     ) -> None:
         # Its own connection to the store: the thread that made `con` goes on using it
         # (keys, accounts, readers' cursors) while this one writes.
@@ -158,6 +165,8 @@ class LiveEngine:
         self.last_flush = time.monotonic()
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="lull-writer", daemon=True)
+        self.checkpoint_file = checkpoint_file  # the state saved at a clean stop
+        self.started_from = "store"  # or "checkpoint": where start() found the state
 
     # -- outside the thread --------------------------------------------------------
 
@@ -170,7 +179,31 @@ class LiveEngine:
     def stop(self) -> None:
         self.queue.put(None)
         self._thread.join()
-        self.con.close()
+        try:
+            self._save_checkpoint()
+        finally:
+            self.con.close()
+
+    def _save_checkpoint(self) -> None:
+        """At a clean stop (the thread took the stop and wrote every profile row): save
+        the state for the next start (server/checkpoint.py) and mark the stop clean."""
+        if not self.queue.empty() or self.failed is not None:
+            return  # the thread ended on an error: the next start rebuilds from the store
+        if any(project.dirty.any() for project in self.projects.values()):
+            return  # profile rows not written: the next start brings them up to date
+        applied = applied_position(self.con, self.log.writer)
+        token = None
+        if self.checkpoint_file is not None:
+            try:
+                token = checkpoint.save(self.checkpoint_file, self.con, applied, self.projects)
+            except OSError as error:
+                print(f"lull: live state not saved: {error}", file=sys.stderr, flush=True)
+        with transaction(self.con):
+            self.con.execute("DELETE FROM lull_meta WHERE key = ?", [_UNCLEAN])
+            if token is not None:
+                self.con.execute(
+                    "INSERT OR REPLACE INTO lull_meta VALUES (?, ?)", [checkpoint.TOKEN_KEY, token]
+                )
 
     def enqueue(self, batch: Batch) -> None:
         """Apply a request that is in the log (called in log order)."""
@@ -262,10 +295,16 @@ class LiveEngine:
         """The state of every project (or of project `only`) from the store."""
         con = self.con
         ids = "true" if only is None else f"id = {int(only)}"
+        saved = self._saved() if only is None else None
+        self.started_from = "checkpoint" if saved is not None else "store"
         for pid, next_seq, next_skey in con.execute(
             f"SELECT id, next_seq, next_skey FROM projects WHERE {ids}"
         ).fetchall():
-            self.projects[pid] = self._state(pid, int(next_seq), int(next_skey))
+            kept = None if saved is None else saved.get(pid)
+            if kept is not None and (kept.next_seq, kept.next_skey) == (next_seq, next_skey):
+                self.projects[pid] = self._restored(pid, kept)
+            else:
+                self.projects[pid] = self._state(pid, int(next_seq), int(next_skey))
         self._reconcile_profiles(only)
         mine = "true" if only is None else f"project_id = {int(only)}"
         for pid, anonymous, profile, since in con.execute(
@@ -321,13 +360,56 @@ class LiveEngine:
         project.dirty = np.zeros(n, dtype=bool)
         return project
 
+    def _saved(self) -> dict[int, checkpoint.Saved] | None:
+        """The state saved at the last stop, if it was clean and the store is as it left
+        it (server/checkpoint.py)."""
+        if self.checkpoint_file is None:
+            return None
+        rows = self.con.execute(
+            "SELECT value FROM lull_meta WHERE key = ?", [checkpoint.TOKEN_KEY]
+        ).fetchall()
+        applied = applied_position(self.con, self.log.writer)
+        token = str(rows[0][0]) if rows else None
+        return checkpoint.load(self.checkpoint_file, self.con, applied, token)
+
+    def _restored(self, pid: int, saved: checkpoint.Saved) -> _Project:
+        project = _Project(get_settings(self.con, pid), saved.next_seq, saved.next_skey)
+        n = len(saved.table)
+        project.table, project.keys, project.known = saved.table, saved.keys, saved.known
+        project.lo, project.hi = _filled(n, _NO_LO), _filled(n, NONE)
+        project.dirty = np.zeros(n, dtype=bool)
+        project.clock = saved.clock
+        return project
+
     def _reconcile_profiles(self, only: int | None) -> None:
-        """Bring the profiles table up to date with the events and sessions (after a stop
-        that came before the last flush)."""
-        with transaction(self.con):
-            for pid, project in self.projects.items():
-                if only is None or pid == only:
-                    refresh_from_sessions(self.con, pid, project.settings.timeout_ms)
+        """Bring the profiles table up to date with the events and sessions.
+
+        A clean stop writes every profile row. A server that stopped without its last
+        profile flush (killed) left a mark (`live_unclean` in lull_meta: each project's
+        next event seq and the time when it started): only the profiles touched since are
+        rebuilt. A rebuild of one project (`reload`, after its sessions were rebuilt)
+        rewrites all of its rows. Starting marks the store until the next clean stop, and
+        consumes the checkpoint's token."""
+        con = self.con
+        with transaction(con):
+            if only is not None:
+                project = self.projects[only]
+                refresh_from_sessions(con, only, project.settings.timeout_ms)
+                return
+            rows = con.execute("SELECT value FROM lull_meta WHERE key = ?", [_UNCLEAN]).fetchall()
+            if rows:
+                mark = json.loads(str(rows[0][0]))
+                for pid, project in self.projects.items():
+                    since = int(mark["seq"].get(str(pid), 0))
+                    timeout = project.settings.timeout_ms
+                    refresh_touched(con, pid, timeout, since, int(mark["at"]))
+            mark = {
+                "seq": {str(pid): p.next_seq for pid, p in self.projects.items()},
+                "at": self.clock() - _CLOCK_MARGIN_MS,
+            }
+            save = "INSERT OR REPLACE INTO lull_meta VALUES (?, ?)"
+            con.execute(save, [_UNCLEAN, json.dumps(mark)])
+            con.execute("DELETE FROM lull_meta WHERE key = ?", [checkpoint.TOKEN_KEY])
 
     def _project(self, pid: int) -> _Project:
         project = self.projects.get(pid)
