@@ -246,7 +246,9 @@ def send_late(server: LullServer, project: str, profiles: list[Profile], days_ag
         late = {"message_id": f"{p.profile_id}-late", "profile_id": p.profile_id,
                 "name": "Song Liked", "ts": format_time(ts)}  # fmt: skip
         got = server.post_events(_key(keys, p.source), [late])
-        assert got.status_code == 200 and got.json()["late"] == 1, got.text
+        assert got.status_code == 200 and got.json()["accepted"] == 1, got.text
+        stored = server.events(keys, profile_id=p.profile_id, name="Song Liked")
+        assert [e["late"] for e in stored if e["message_id"] == late["message_id"]] == [True]
         sent += 1
     return sent
 
