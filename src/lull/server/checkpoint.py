@@ -8,11 +8,16 @@ the clock, and a fingerprint of what the store holds then (the log position appl
 projects' counters and settings, a summary of the sessions table). The store records the
 file's token (`lull_meta`, key `live_checkpoint`) in the same stop.
 
-At start the file is used only when all of it matches: the token is the store's, and the
-fingerprint is the store's now. Anything that wrote to the store in between (`lull
+At start the file is used as it is when all of it matches: the token is the store's, and
+the fingerprint is the store's now. Anything that wrote to the store in between (`lull
 import`, `lull resessionize`, a settings change, another server) changes the fingerprint,
-and a start consumes the token (it is removed as the server starts writing), so a server
-killed later never reuses an old file: it rebuilds its state from the store, as before.
+and a start consumes the token (it is removed as the server starts writing).
+
+A started server also saves its state (`LiveEngine._save_base`, unless it loaded that
+very file) and records the file's token in its start mark (lull_meta `live_unclean`:
+what it had applied when it started). After a kill, the next start loads that file
+(`exact=False`: the settings must match, the rest of the store has moved on) and
+rebuilds from the store only the profiles touched since the mark (`LiveEngine._caught_up`).
 """
 
 from __future__ import annotations
@@ -109,10 +114,16 @@ def save(
 
 
 def load(
-    path: str, con: duckdb.DuckDBPyConnection, applied: Position, token: str | None
+    path: str,
+    con: duckdb.DuckDBPyConnection,
+    applied: Position,
+    token: str | None,
+    *,
+    exact: bool = True,
 ) -> dict[int, Saved] | None:
-    """The saved state, if the file at `path` matches the store (its token and its
-    fingerprint now); else None."""
+    """The saved state, if the file at `path` has this token and matches the store: its
+    fingerprint now (`exact`), or else only the projects' settings (the caller then
+    rebuilds the profiles touched since from the store); else None."""
     if token is None or not os.path.exists(path):
         return None
     try:
@@ -123,7 +134,10 @@ def load(
         return None
     if meta.get("version") != VERSION or meta.get("token") != token:
         return None
-    if meta.get("fingerprint") != fingerprint(con, applied):
+    now = fingerprint(con, applied)
+    if exact and meta.get("fingerprint") != now:
+        return None
+    if not exact and _settings(meta.get("fingerprint", {})) != _settings(now):
         return None
     out: dict[int, Saved] = {}
     at = 0
@@ -156,6 +170,11 @@ def load(
             ints("key"), known,
         )  # fmt: skip
     return out
+
+
+def _settings(found: dict[str, Any]) -> dict[str, list[str]]:
+    """Each project's settings (sessions on, timeout, excluded names) in a fingerprint."""
+    return {row[0]: row[3:] for row in found.get("projects", [])}
 
 
 def _schema() -> pa.Schema:

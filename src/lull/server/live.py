@@ -10,9 +10,11 @@ thread concludes sessions as they fall due (R4), a NumPy scan of the open sessio
 
 Each project's state is one `vector.Profiles` table (an entry per profile that has had a
 session) plus the store key of each open session. At start it is loaded from the file a
-clean stop saved (server/checkpoint.py) when the store is as that stop left it, else
-rebuilt from the store (set-wise, from the sessions table); then the log past what the
-store holds is applied again, so a restart (or a crash) carries on exactly.
+clean stop saved (server/checkpoint.py) when the store is as that stop left it; after a
+kill, from the file the killed server saved as it started, with the profiles touched
+since rebuilt from the store; else it is rebuilt from the store (set-wise, from the
+sessions table). Then the log past what the store holds is applied again, so a restart
+(or a crash) carries on exactly.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from lull.server.identity import Link, Target, follow
 from lull.server.writes import Rows, write, write_profiles
 from lull.store.db import transaction
 from lull.store.log import START, IngestLog, Position
-from lull.store.profiles import refresh_from_sessions, refresh_touched
+from lull.store.profiles import refresh_from_sessions, refresh_touched, touched_sql
 from lull.store.projects import get_settings, now_ms
 
 Clock = Callable[[], int]
@@ -166,7 +168,8 @@ class LiveEngine:
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="lull-writer", daemon=True)
         self.checkpoint_file = checkpoint_file  # the state saved at a clean stop
-        self.started_from = "store"  # or "checkpoint": where start() found the state
+        self._base: str | None = None  # the token of the file this start was loaded from
+        self.started_from = "store"  # or "checkpoint" (+ "store"): where the state came from
 
     # -- outside the thread --------------------------------------------------------
 
@@ -246,6 +249,7 @@ class LiveEngine:
             self.ready.set()
             return
         self.ready.set()
+        self._save_base()
         while True:
             if time.monotonic() - self.last_flush > 2:
                 self.flush_profiles()
@@ -295,13 +299,18 @@ class LiveEngine:
         """The state of every project (or of project `only`) from the store."""
         con = self.con
         ids = "true" if only is None else f"id = {int(only)}"
-        saved = self._saved() if only is None else None
-        self.started_from = "checkpoint" if saved is not None else "store"
+        saved, since = self._saved() if only is None else (None, None)
+        self.started_from = (
+            "store" if saved is None else "checkpoint" if since is None else "checkpoint + store"
+        )
         for pid, next_seq, next_skey in con.execute(
             f"SELECT id, next_seq, next_skey FROM projects WHERE {ids}"
         ).fetchall():
             kept = None if saved is None else saved.get(pid)
-            if kept is not None and (kept.next_seq, kept.next_skey) == (next_seq, next_skey):
+            if kept is not None and since is not None:  # then brought up to date
+                kept.next_seq, kept.next_skey = int(next_seq), int(next_skey)
+                self.projects[pid] = self._caught_up(pid, self._restored(pid, kept), since)
+            elif kept is not None and (kept.next_seq, kept.next_skey) == (next_seq, next_skey):
                 self.projects[pid] = self._restored(pid, kept)
             else:
                 self.projects[pid] = self._state(pid, int(next_seq), int(next_skey))
@@ -317,8 +326,21 @@ class LiveEngine:
         per profile at most), the horizon and the latest concluded session."""
         settings = get_settings(self.con, pid)
         project = _Project(settings, next_seq, next_skey)
+        t = self._states(pid, settings.timeout_ms)
+        if t.num_rows == 0:
+            return project
+        table, keys = _profiles_of(t)
+        n = t.num_rows
+        project.table, project.keys = table, keys
+        project.known = t.column("profile_id").combine_chunks()
+        project.lo, project.hi = _filled(n, _NO_LO), _filled(n, NONE)
+        project.dirty = np.zeros(n, dtype=bool)
+        return project
+
+    def _states(self, pid: int, timeout: int, which: str = "true") -> pa.Table:
+        """Per profile (of those `which` selects), its state from the sessions table."""
         t = self.con.execute(
-            """SELECT profile_id,
+            f"""SELECT profile_id,
                       any_value(session_id) FILTER (WHERE NOT concluded) AS open_id,
                       any_value(first_ts) FILTER (WHERE NOT concluded) AS open_first,
                       any_value(last_ts) FILTER (WHERE NOT concluded) AS open_last,
@@ -328,49 +350,71 @@ class LiveEngine:
                       max(last_ts) FILTER (WHERE concluded) + ? AS horizon,
                       max(first_ts) FILTER (WHERE concluded) AS latest_first,
                       arg_max(session_id, first_ts) FILTER (WHERE concluded) AS latest_id
-               FROM sessions WHERE project_id = ? GROUP BY profile_id""",
-            [settings.timeout_ms, pid],
+               FROM sessions WHERE project_id = ? AND ({which}) GROUP BY profile_id""",
+            [timeout, pid],
         ).to_arrow_table()
         assert t is not None
-        if t.num_rows == 0:
-            return project
+        return t
 
-        def ints(name: str, empty: int = NONE) -> np.ndarray:
-            values: np.ndarray = t.column(name).fill_null(empty).to_numpy().astype(np.int64)
-            return values
-
-        def objects(name: str) -> np.ndarray:
-            return np.asarray(t.column(name).to_pylist(), dtype=object)
-
-        project.table = vector.Profiles(
-            profile_id=objects("profile_id"),
-            open_id=objects("open_id"),
-            open_first=ints("open_first"),
-            open_last=ints("open_last"),
-            open_events=ints("open_events", 0),
-            open_source=objects("open_source"),
-            horizon=ints("horizon"),
-            latest_first=ints("latest_first"),
-            latest_id=objects("latest_id"),
-        )
-        n = t.num_rows
-        project.keys = ints("open_key", -1)
-        project.known = t.column("profile_id").combine_chunks()
-        project.lo, project.hi = _filled(n, _NO_LO), _filled(n, NONE)
-        project.dirty = np.zeros(n, dtype=bool)
+    def _caught_up(self, pid: int, project: _Project, since: dict[str, Any]) -> _Project:
+        """A state saved while a server ran that was then killed, brought up to date: the
+        profiles touched since that server started (events, new sessions, conclusions:
+        as `refresh_touched` finds them) rebuilt from the store; the others are as saved."""
+        touched = touched_sql(
+            pid, int(since["seq"].get(str(pid), 0)), int(since["skey"].get(str(pid), 0)),
+            int(since["at"]),
+        )  # fmt: skip
+        t = self._states(pid, project.settings.timeout_ms, f"profile_id IN ({touched})")
+        if t.num_rows:
+            codes = project.code(t.column("profile_id"))
+            table, keys = _profiles_of(t)
+            project.table.put(codes, table)
+            project.keys[codes] = keys
         return project
 
-    def _saved(self) -> dict[int, checkpoint.Saved] | None:
+    def _saved(self) -> tuple[dict[int, checkpoint.Saved] | None, dict[str, Any] | None]:
         """The state saved at the last stop, if it was clean and the store is as it left
-        it (server/checkpoint.py)."""
+        it (server/checkpoint.py); or, after a kill, the state saved while that server ran,
+        with what it had applied when it started (the profiles touched since are then
+        rebuilt from the store)."""
         if self.checkpoint_file is None:
-            return None
+            return None, None
         rows = self.con.execute(
-            "SELECT value FROM lull_meta WHERE key = ?", [checkpoint.TOKEN_KEY]
+            "SELECT key, value FROM lull_meta WHERE key IN (?, ?)", [checkpoint.TOKEN_KEY, _UNCLEAN]
         ).fetchall()
+        meta = {str(k): str(v) for k, v in rows}
         applied = applied_position(self.con, self.log.writer)
-        token = str(rows[0][0]) if rows else None
-        return checkpoint.load(self.checkpoint_file, self.con, applied, token)
+        path = self.checkpoint_file
+        if checkpoint.TOKEN_KEY in meta:
+            token = meta[checkpoint.TOKEN_KEY]
+            saved = checkpoint.load(path, self.con, applied, token)
+            self._base = None if saved is None else token  # the file holds this start
+            return saved, None
+        mark = json.loads(meta.get(_UNCLEAN, "{}"))
+        if "base" not in mark or "skey" not in mark:
+            return None, None
+        saved = checkpoint.load(path, self.con, applied, mark["base"], exact=False)
+        return saved, (mark if saved is not None else None)
+
+    def _save_base(self) -> None:
+        """Once started: save the state for a start after a kill (which rebuilds only
+        the profiles touched since this start), unless the file already holds it."""
+        if self.checkpoint_file is None:
+            return
+        try:
+            rows = self.con.execute(
+                "SELECT value FROM lull_meta WHERE key = ?", [_UNCLEAN]
+            ).fetchall()
+            mark = json.loads(str(rows[0][0]))
+            if self._base is None:
+                applied = applied_position(self.con, self.log.writer)
+                self._base = checkpoint.save(self.checkpoint_file, self.con, applied, self.projects)
+            mark["base"] = self._base
+            with transaction(self.con):
+                save = "INSERT OR REPLACE INTO lull_meta VALUES (?, ?)"
+                self.con.execute(save, [_UNCLEAN, json.dumps(mark)])
+        except (OSError, IndexError, duckdb.Error) as error:
+            print(f"lull: live state not saved: {error}", file=sys.stderr, flush=True)
 
     def _restored(self, pid: int, saved: checkpoint.Saved) -> _Project:
         project = _Project(get_settings(self.con, pid), saved.next_seq, saved.next_skey)
@@ -405,6 +449,7 @@ class LiveEngine:
                     refresh_touched(con, pid, timeout, since, int(mark["at"]))
             mark = {
                 "seq": {str(pid): p.next_seq for pid, p in self.projects.items()},
+                "skey": {str(pid): p.next_skey for pid, p in self.projects.items()},
                 "at": self.clock() - _CLOCK_MARGIN_MS,
             }
             save = "INSERT OR REPLACE INTO lull_meta VALUES (?, ?)"
@@ -673,6 +718,30 @@ class LiveEngine:
             for pid in rows.projects
         }
         write(self.con, rows, counters)
+
+
+def _profiles_of(t: pa.Table) -> tuple[vector.Profiles, np.ndarray]:
+    """`LiveEngine._states` rows as a profiles table and the open sessions' store keys."""
+
+    def ints(name: str, empty: int = NONE) -> np.ndarray:
+        values: np.ndarray = t.column(name).fill_null(empty).to_numpy().astype(np.int64)
+        return values
+
+    def objects(name: str) -> np.ndarray:
+        return np.asarray(t.column(name).to_pylist(), dtype=object)
+
+    table = vector.Profiles(
+        profile_id=objects("profile_id"),
+        open_id=objects("open_id"),
+        open_first=ints("open_first"),
+        open_last=ints("open_last"),
+        open_events=ints("open_events", 0),
+        open_source=objects("open_source"),
+        horizon=ints("horizon"),
+        latest_first=ints("latest_first"),
+        latest_id=objects("latest_id"),
+    )
+    return table, ints("open_key", -1)
 
 
 def applied_position(con: duckdb.DuckDBPyConnection, writer: str) -> Position:

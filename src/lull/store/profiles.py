@@ -78,3 +78,14 @@ def refresh_touched(
     (count,) = con.execute("SELECT count(*) FROM touched_profiles").fetchall()[0]
     con.execute("DROP TABLE touched_profiles")
     return int(count)
+
+
+def touched_sql(pid: int, since_seq: int, since_skey: int, since_at: int) -> str:
+    """A query of the profiles a server changed since it started (what it had applied
+    then: event seq, session key, time): events from `since_seq` on, sessions keyed from
+    `since_skey` on (new ones, or all of a resessionize), sessions concluded since."""
+    p = literal(pid)
+    return f"""SELECT profile_id FROM events WHERE project_id = {p} AND seq >= {literal(since_seq)}
+        UNION SELECT profile_id FROM sessions WHERE project_id = {p}
+            AND (skey >= {literal(since_skey)}
+                 OR (concluded AND concluded_at >= {literal(since_at)}))"""
