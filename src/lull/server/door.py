@@ -136,28 +136,30 @@ class Door:
         self._expire(received_at)
         seen = self.seen.setdefault(pid, {})
         held = await self._in_store(pid, events)
-        fresh: list[Event] = []
+        ids = [e.message_id for e in events]
         waits: list[Future[Position]] = []
-        for e in events:
-            if e.message_id in seen:
-                pending = seen[e.message_id]
-                if pending is not None:
-                    waits.append(pending)  # its first copy is not durable yet
-                continue
-            if e.message_id in held:
-                continue
-            seen[e.message_id] = None  # the append's future is filled in below
-            fresh.append(e)
+        if not held and seen.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
+            fresh = events  # the common case, decided set-wise
+        else:
+            fresh, ids, taken = [], [], set()
+            for e in events:
+                mid = e.message_id
+                if mid in seen:
+                    pending = seen[mid]
+                    if pending is not None:
+                        waits.append(pending)  # durable once its first copy is
+                elif mid not in held and mid not in taken:
+                    taken.add(mid)
+                    fresh.append(e)
+                    ids.append(mid)
         outcome = Outcome(accepted=len(fresh), duplicates=len(events) - len(fresh))
         if fresh or links or traits:
             batch = Batch(pid, received_at, fresh, list(links or ()), list(traits or ()))
             try:
-                future = self._submit(batch, [e.message_id for e in fresh])
+                future = self._submit(batch, ids)
             except (LogError, ValueError) as error:
-                self._forget(pid, fresh)
                 raise Unavailable(f"events could not be stored, retry: {error}") from None
-            for e in fresh:
-                seen[e.message_id] = future
+            seen.update(dict.fromkeys(ids, future))  # no await since the check above
             waits.append(future)
         for wait in waits:
             try:
@@ -169,9 +171,6 @@ class Door:
         self.failing = None
         if links:  # later requests resolve these ids at once, not once the store has them
             self.engine.link(pid, links)
-        for e in fresh:
-            if seen.get(e.message_id) is not None:
-                seen[e.message_id] = None
         return outcome
 
     def _submit(self, batch: Batch, ids: list[str]) -> Future[Position]:
@@ -370,30 +369,30 @@ class Window:
 
 
 def to_arrow(project: str, batch: Batch) -> pa.RecordBatch:
-    """A request as rows of the ingest log."""
-    cols: dict[str, list[Any]] = {name: [] for name in EVENT_SCHEMA.names}
-    r = batch.received_at
-
-    def row(kind: int, mid: str, profile: str, name: str, ts: int, source: str,
-            sent_at: int | None, props: str) -> None:  # fmt: skip
-        cols["kind"].append(kind)
-        cols["project"].append(project)
-        cols["message_id"].append(mid)
-        cols["profile_id"].append(profile)
-        cols["name"].append(name)
-        cols["ts"].append(ts)
-        cols["source"].append(source)
-        cols["received_at"].append(r)
-        cols["sent_at"].append(sent_at)
-        cols["properties"].append(props)
-
-    for e in batch.events:
-        text = e.raw if e.raw is not None else _encode(e.properties).decode()
-        row(EVENT, e.message_id, e.profile_id, e.name, e.ts, e.source, e.sent_at, text)
-    for anonymous, (profile, since) in batch.links:
-        row(LINK, anonymous, profile, "", r if since is None else since, "", None, "{}")
-    for profile, props, at in batch.traits:
-        row(TRAITS, "", profile, "", at, "", None, _encode(props).decode())
+    """A request as rows of the ingest log: its events first, then its links and traits
+    (column by column: this runs for every request)."""
+    r, evs = batch.received_at, batch.events
+    # the other rows: (kind, message_id, profile_id, ts, properties)
+    other: list[tuple[int, str, str, int, str]] = [
+        (LINK, anonymous, profile, r if since is None else since, "{}")
+        for anonymous, (profile, since) in batch.links
+    ]
+    other += [(TRAITS, "", p, at, _encode(props).decode()) for p, props, at in batch.traits]
+    n, k = len(evs) + len(other), len(other)
+    cols: dict[str, list[Any]] = {
+        "project": [project] * n,
+        "message_id": [e.message_id for e in evs] + [o[1] for o in other],
+        "profile_id": [e.profile_id for e in evs] + [o[2] for o in other],
+        "name": [e.name for e in evs] + [""] * k,
+        "ts": [e.ts for e in evs] + [o[3] for o in other],
+        "source": [e.source for e in evs] + [""] * k,
+        "received_at": [r] * n,
+        "sent_at": [e.sent_at for e in evs] + [None] * k,
+        "properties": [
+            e.raw if e.raw is not None else _encode(e.properties).decode() for e in evs
+        ] + [o[4] for o in other],
+        "kind": [EVENT] * len(evs) + [o[0] for o in other],
+    }  # fmt: skip
     return pa.RecordBatch.from_pydict(cols, schema=EVENT_SCHEMA)
 
 
