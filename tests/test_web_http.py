@@ -109,6 +109,24 @@ def test_repeated_failures_hold_back_that_account(site: LullServer) -> None:
     assert signed_in(site, "held").get("/").status_code in (200, 303)  # others go on
 
 
+def test_a_forwarded_for_header_does_not_slip_past_the_address_brake(tmp_path: Path) -> None:
+    """X-Forwarded-For is not believed, even from 127.0.0.1: rotating it does not give a
+    client a fresh address to fail 30 sign-ins from (a server of its own: the brake of
+    the module's server is shared by its tests)."""
+    with LullServer(tmp_path / "lull.duckdb") as srv:
+        srv.start()
+        c = client(srv)
+        codes = []
+        for i in range(31):
+            got = c.post(
+                "/signin",
+                data={"csrf": token(c), "name": f"u{i}", "password": "nope"},
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},
+            )
+            codes.append(got.status_code)
+        assert codes[:30] == [401] * 30 and codes[30] == 429, codes
+
+
 def test_after_sign_in_only_a_path_of_this_site_is_followed(site: LullServer) -> None:
     for target, expected in (("/p/music/events", "/p/music/events"), ("//evil.example/", "/"),
                              ("https://evil.example/", "/"), ("/\\evil.example", "/")):  # fmt: skip

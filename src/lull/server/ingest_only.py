@@ -185,7 +185,8 @@ def serve(
         signal.signal(signal.SIGTERM, _stop)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                    ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)  # fmt: skip
+                    proxy_headers=False, ssl_certfile=ssl_certfile,
+                    ssl_keyfile=ssl_keyfile)  # fmt: skip
     finally:
         beat.stop()
         log.close()  # closes the open segment: Spark reads it

@@ -105,6 +105,9 @@ def serve(
             port=port,
             log_level="warning",
             access_log=False,
+            # X-Forwarded-For is not believed (not even from 127.0.0.1): it would let a
+            # client pick the address the sign-in brake counts
+            proxy_headers=False,
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
         )
