@@ -22,7 +22,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -218,6 +219,11 @@ class LullServer:
         result: list[dict[str, Any]] = self.read(keys, "sessions", **params)
         return result
 
+    def sent(self, keys: Keys, profile_id: str) -> list[dict[str, Any]]:
+        """A profile's events as clients sent them (lull's Session Concluded left out)."""
+        got = self.events(keys, profile_id=profile_id)
+        return [e for e in got if e["name"] != "Session Concluded"]
+
     def profile(
         self,
         keys: Keys,
@@ -238,6 +244,16 @@ class LullServer:
                 assert got.status_code == 404, got.text
             assert time.monotonic() < deadline, f"profile {profile_id!r}: {got.text}"
             time.sleep(0.1)
+
+
+@contextmanager
+def default_project(folder: Path) -> Iterator[tuple[LullServer, Keys]]:
+    """A fresh store's server and the keys of the project `default` it makes (sessions
+    on, 20 minutes)."""
+    with LullServer(folder / "lull.duckdb") as srv:
+        srv.start()
+        assert srv.default_keys is not None, "the server printed no keys for `default`"
+        yield srv, srv.default_keys
 
 
 def export(db: Path, project: str, what: str) -> list[dict[str, Any]]:

@@ -10,27 +10,25 @@ from typing import Any
 import pytest
 from amplitude import Amplitude, BaseEvent, Config, EventOptions, Identify  # type: ignore[import-untyped]
 
-from serverproc import Keys, LullServer, now_ms
+from serverproc import Keys, LullServer, default_project, now_ms
 
 MIN = 60_000
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LullServer]:
-    with LullServer(tmp_path_factory.mktemp("amplitude") / "lull.duckdb") as srv:
-        srv.start()  # project `default`, sessions on
-        yield srv
+def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LullServer, Keys]]:
+    with default_project(tmp_path_factory.mktemp("amplitude")) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
-def keys(server: LullServer) -> Keys:
-    assert server.default_keys is not None
-    return server.default_keys
+def server(started: tuple[LullServer, Keys]) -> LullServer:
+    return started[0]
 
 
-def _mine(server: LullServer, keys: Keys, profile: str) -> list[dict[str, Any]]:
-    """The profile's events as sent (lull's own Session Concluded left out)."""
-    return [e for e in server.events(keys, profile_id=profile) if e["name"] != "Session Concluded"]
+@pytest.fixture(scope="module")
+def keys(started: tuple[LullServer, Keys]) -> Keys:
+    return started[1]
 
 
 class Answers:
@@ -81,12 +79,12 @@ def test_the_python_client_sends_events_that_are_sessionized(
     client.shutdown()
     assert answers.seen and {code for _, code, _ in answers.seen} == {200}, answers.seen
     assert len(answers.seen) == 7  # each event answered once: none retried
-    before = _mine(server, keys, device)
+    before = server.sent(keys, device)
     assert sorted(e["message_id"] for e in before) == [f"{path}-{i}" for i in range(4)]
     first = next(e for e in before if e["message_id"] == f"{path}-0")
     assert first["properties"] == {"n": 0, "Amplitude Session ID": start}
     assert len({e["session_id"] for e in before}) == 2 and all(e["session_id"] for e in before)
-    after = _mine(server, keys, user)
+    after = server.sent(keys, user)
     assert sorted(e["name"] for e in after) == ["Identity Set", "Signed In", "Song Played"]
     profile = server.profile(keys, user, lambda p: p["properties"].get("plan") == "gold")
     assert profile["properties"]["plan"] == "gold"
@@ -112,12 +110,12 @@ def test_a_batch_with_a_bad_event_is_refused_whole(server: LullServer, keys: Key
     assert answer["events_with_invalid_fields"] == {"time": [1]}
     assert answer["events_with_missing_fields"] == {"event_type": [2]}
     assert "event 1: field 'time' must be epoch milliseconds" in answer["error"]
-    assert _mine(server, keys, "amp-raw") == []  # nothing stored, as Amplitude does
+    assert server.sent(keys, "amp-raw") == []  # nothing stored, as Amplitude does
     body["events"] = body["events"][:1]  # the SDK drops the bad ones and sends the rest
     again = server.http.post("/2/httpapi", json=body)
     assert again.status_code == 200
     assert again.json()["code"] == 200 and again.json()["events_ingested"] == 1
-    assert [e["message_id"] for e in _mine(server, keys, "amp-raw")] == ["raw-ok"]
+    assert [e["message_id"] for e in server.sent(keys, "amp-raw")] == ["raw-ok"]
 
 
 def test_the_platform_picks_a_mobile_source(server: LullServer, keys: Keys) -> None:
@@ -129,7 +127,7 @@ def test_the_platform_picks_a_mobile_source(server: LullServer, keys: Keys) -> N
     ]
     got = server.http.post("/2/httpapi", json={"api_key": keys.web, "events": events})
     assert got.status_code == 200, got.text
-    sources = {e["message_id"]: e["source"] for e in _mine(server, keys, "amp-mob")}
+    sources = {e["message_id"]: e["source"] for e in server.sent(keys, "amp-mob")}
     assert sources == {"m-ios": "ios", "m-android": "android", "m-web": "web", "m-os": "android"}
     # a server key's events are API events, whatever the platform says
     api = server.http.post(
@@ -137,7 +135,7 @@ def test_the_platform_picks_a_mobile_source(server: LullServer, keys: Keys) -> N
         json={"api_key": keys.server, "events": [_event(device_id="amp-api", platform="iOS")]},
     )
     assert api.status_code == 200
-    [stored] = _mine(server, keys, "amp-api")
+    [stored] = server.sent(keys, "amp-api")
     assert stored["source"] == "api" and stored["session_id"] is None
     assert stored["message_id"].startswith("amp-")  # no insert_id: one from its content
 

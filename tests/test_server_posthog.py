@@ -16,27 +16,25 @@ from urllib.parse import quote
 import posthog
 import pytest
 
-from serverproc import Keys, LullServer, iso, now_ms
+from serverproc import Keys, LullServer, default_project, iso, now_ms
 
 MIN = 60_000
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LullServer]:
-    with LullServer(tmp_path_factory.mktemp("posthog") / "lull.duckdb") as srv:
-        srv.start()  # project `default`, sessions on
-        yield srv
+def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LullServer, Keys]]:
+    with default_project(tmp_path_factory.mktemp("posthog")) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
-def keys(server: LullServer) -> Keys:
-    assert server.default_keys is not None
-    return server.default_keys
+def server(started: tuple[LullServer, Keys]) -> LullServer:
+    return started[0]
 
 
-def _mine(server: LullServer, keys: Keys, profile: str) -> list[dict[str, Any]]:
-    """The profile's events as sent (lull's own Session Concluded left out)."""
-    return [e for e in server.events(keys, profile_id=profile) if e["name"] != "Session Concluded"]
+@pytest.fixture(scope="module")
+def keys(started: tuple[LullServer, Keys]) -> Keys:
+    return started[1]
 
 
 def test_the_python_client_sends_events_that_are_sessionized(
@@ -73,7 +71,7 @@ def test_the_python_client_sends_events_that_are_sessionized(
     client.flush()
     client.shutdown()
     assert errors == []
-    before = _mine(server, keys, "ph-py-1")
+    before = server.sent(keys, "ph-py-1")
     concluded = [
         e for e in server.events(keys, profile_id="ph-py-1") if e["name"] == "Session Concluded"
     ]
@@ -84,7 +82,7 @@ def test_the_python_client_sends_events_that_are_sessionized(
     assert "token" not in before[0]["properties"]
     assert len({e["session_id"] for e in before}) == 2 and all(e["session_id"] for e in before)
     # after $identify, the anonymous id's events go to the user
-    user = _mine(server, keys, "ph-py-user")
+    user = server.sent(keys, "ph-py-user")
     assert sorted(e["name"] for e in user) == ["Identity Set", "Song Played"]
     profile = server.profile(keys, "ph-py-user", lambda p: p["properties"].get("plan") == "gold")
     assert profile["properties"]["plan"] == "gold"
@@ -122,7 +120,7 @@ def test_posthog_js_body_forms(server: LullServer, keys: Keys) -> None:
     # an array of events, the key in their properties
     plain = server.http.post("/e/", json=[d])
     assert plain.status_code == 200, plain.text
-    got = {e["message_id"]: e for e in _mine(server, keys, "ph-js")}
+    got = {e["message_id"]: e for e in server.sent(keys, "ph-js")}
     assert {got[x["uuid"]]["name"] for x in (a, b, c, d)} == {
         "Page Viewed", "Screen Viewed", "Clicked", "Scrolled"
     }  # fmt: skip
@@ -135,7 +133,7 @@ def test_a_resent_event_is_stored_once(server: LullServer, keys: Keys) -> None:
         assert (
             server.http.post("/batch/", json={"api_key": keys.web, "batch": [e]}).status_code == 200
         )
-    assert [x["message_id"] for x in _mine(server, keys, "ph-dup")] == [e["uuid"]]
+    assert [x["message_id"] for x in server.sent(keys, "ph-dup")] == [e["uuid"]]
 
 
 def test_mobile_sdks_with_the_web_key_are_their_platform(server: LullServer, keys: Keys) -> None:
@@ -145,7 +143,7 @@ def test_mobile_sdks_with_the_web_key_are_their_platform(server: LullServer, key
     for e in (ios, android):
         assert server.http.post("/e/", json=e).status_code == 200
     assert server.http.post("/e/", json=server_side).status_code == 200
-    got = {e["message_id"]: e for e in _mine(server, keys, "ph-mobile")}
+    got = {e["message_id"]: e for e in server.sent(keys, "ph-mobile")}
     assert got[ios["uuid"]]["source"] == "ios"
     assert got[android["uuid"]]["source"] == "android"
     assert got[server_side["uuid"]]["source"] == "api"
@@ -166,7 +164,7 @@ def test_bad_input_is_named(server: LullServer, keys: Keys) -> None:
     mixed = server.http.post("/batch/", json={"api_key": keys.web, "batch": [ok, {"event": 5}]})
     assert mixed.status_code == 200
     assert mixed.json()["rejected"][0]["index"] == 1
-    assert [e["message_id"] for e in _mine(server, keys, "ph-mixed")] == [ok["uuid"]]
+    assert [e["message_id"] for e in server.sent(keys, "ph-mixed")] == [ok["uuid"]]
     garbage = server.http.post("/e/?compression=base64", data={"data": "%%%"})
     assert garbage.status_code == 400
 
@@ -206,7 +204,7 @@ def test_events_recorded_before_identify_stay_anonymous_whenever_they_arrive(
     assert errors == []
 
     def names(profile: str) -> list[str]:
-        return sorted(e["name"] for e in _mine(server, keys, profile))
+        return sorted(e["name"] for e in server.sent(keys, profile))
 
     assert names("ph-anon-2") == ["Page Viewed", "Song Played"]
     assert names("ph-other-2") == ["Shared"]
