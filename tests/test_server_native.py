@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import threading
@@ -27,6 +28,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LullServer]:
 @pytest.fixture(scope="module")
 def shop(server: LullServer) -> Keys:
     return server.projects["shop"]
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 def ev(
@@ -77,6 +82,31 @@ def test_every_event_bad_is_a_400(server: LullServer, shop: Keys) -> None:
     assert got.status_code == 400
     assert [r["index"] for r in got.json()["rejected"]] == [0, 1]
     assert server.events(shop, profile_id="b") == []
+
+
+def test_invalid_utf8_is_a_400_on_every_sdk_path(server: LullServer, shop: Keys) -> None:
+    """Bytes that are not UTF-8 inside a JSON string: a clear 400 (an SDK retries a 5xx
+    for ever), never stored, and the server goes on."""
+    bad = b"\xff\xfe"
+    native = b'[{"message_id": "u8", "profile_id": "u", "name": "' + bad + b'", "ts": 1}]'
+    ndjson = b'{"message_id": "u8", "profile_id": "u", "name": "' + bad + b'", "ts": 1}'
+    segment = b'{"batch": [{"type": "track", "event": "' + bad + b'"}]}'
+    amplitude = (
+        b'{"api_key": "' + shop.web.encode() + b'", "events": [{"event_type": "' + bad + b'"}]}'
+    )
+    posthog = b'{"api_key": "' + shop.web.encode() + b'", "batch": [{"event": "' + bad + b'"}]}'
+    for path, body, headers in (
+        ("/api/v1/events", native, bearer(shop.web)),
+        ("/api/v1/events", ndjson, bearer(shop.web)),
+        ("/v1/batch", segment, {"Authorization": "Basic " + b64(shop.web + ":")}),
+        ("/2/httpapi", amplitude, {}),
+        ("/batch/", posthog, {}),
+    ):
+        got = server.http.post(path, content=body, headers=headers)
+        assert got.status_code == 400, (path, got.text)
+        assert "UTF-8" in got.text, (path, got.text)
+    assert server.http.get("/healthz").status_code == 200
+    assert "u8" not in {e["message_id"] for e in server.events(shop)}
 
 
 def test_duplicates_stored_once(server: LullServer, shop: Keys) -> None:

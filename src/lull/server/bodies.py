@@ -77,6 +77,8 @@ def parse_json(body: bytes) -> Any:
         return _decode(body)
     except msgspec.DecodeError as e:
         raise BadInput(f"body is not valid JSON: {e}") from None
+    except UnicodeDecodeError as e:  # msgspec's own error for bad UTF-8 in a string
+        raise BadInput(f"body is not valid UTF-8 at byte {e.start}") from None
 
 
 def parse_events(body: bytes) -> list[Any]:
@@ -95,6 +97,8 @@ def parse_events(body: bytes) -> list[Any]:
             out.append(_decode(line))
         except msgspec.DecodeError as e:
             raise BadInput(f"line {number}: malformed JSON ({e})") from None
+        except UnicodeDecodeError as e:
+            raise BadInput(f"line {number}: not valid UTF-8 at byte {e.start}") from None
     if not out:
         raise BadInput("request body holds no events")
     return out
