@@ -109,6 +109,25 @@ def test_invalid_utf8_is_a_400_on_every_sdk_path(server: LullServer, shop: Keys)
     assert "u8" not in {e["message_id"] for e in server.events(shop)}
 
 
+def test_an_answer_never_grows_much_past_its_request(server: LullServer, shop: Keys) -> None:
+    """A body of many bad records lists the first 100 and counts them all (a 500 KB
+    body of `{}` was answered with megabytes of errors)."""
+    body = b"[" + b",".join([b"{}"] * 100_000) + b"]"
+    for path, headers, key in (
+        ("/api/v1/events", bearer(shop.web), "rejected"),
+        ("/v1/batch", {"Authorization": "Basic " + b64(shop.web + ":")}, "rejected"),
+    ):
+        wrapped = body if path == "/api/v1/events" else b'{"batch": ' + body + b"}"
+        got = server.http.post(path, content=wrapped, headers=headers)
+        assert got.status_code == 400, got.text[:200]
+        answer = got.json()
+        assert len(answer[key]) == 100 and answer["rejected_count"] == 100_000
+        assert len(got.content) < len(wrapped)
+    ok = [ev("fine-1", "u", now_ms())]
+    got = server.post_events(shop.web, ok)
+    assert got.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+
+
 def test_duplicates_stored_once(server: LullServer, shop: Keys) -> None:
     t = now_ms() - MIN
     batch = [ev("dup-1", "dup", t), ev("dup-2", "dup", t + 1), ev("dup-1", "dup", t + 2)]

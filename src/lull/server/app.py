@@ -133,7 +133,20 @@ class Gathered:
     faults: list[tuple[int, Any]] = field(default_factory=list)
 
     def errors(self) -> list[dict[str, object]]:
-        return [_error(i, e) for i, e in self.faults]
+        """The first MAX_ERRORS faults (an answer never grows much past its request)."""
+        return [_error(i, e) for i, e in self.faults[:MAX_ERRORS]]
+
+    def refused(self) -> int:
+        """The status of a request none of whose events was taken: 413 when each was too
+        big, else 400."""
+        faults = self.faults
+        return 413 if faults and all(e.status == 413 for _, e in faults) else 400
+
+    def counted(self, answer: dict[str, object]) -> dict[str, object]:
+        """`answer`, with how many were refused when not all of them are listed."""
+        if len(self.faults) > MAX_ERRORS:
+            answer["rejected_count"] = len(self.faults)
+        return answer
 
 
 def gather(
@@ -171,9 +184,7 @@ def gather(
     return got
 
 
-def _refused(rejected: list[dict[str, object]]) -> int:
-    """The status of a request none of whose events was taken: 413 when each was too big."""
-    return 413 if rejected and all(r["status"] == 413 for r in rejected) else 400
+MAX_ERRORS = 100  # refused events listed in an answer; `rejected_count` says how many
 
 
 _ANY = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -227,12 +238,10 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
         got = gather(server, grant.project_id, records, body, convert)
         rejected = got.errors()
         outcome = await server.store(grant.project_id, got.events) if got.events else Outcome()
-        answer = {
-            "accepted": outcome.accepted,
-            "duplicates": outcome.duplicates,
-            "rejected": rejected,
-        }
-        return JSONResponse(answer, status_code=_refused(rejected) if not got.events else 200)
+        answer = got.counted(
+            {"accepted": outcome.accepted, "duplicates": outcome.duplicates, "rejected": rejected}
+        )
+        return JSONResponse(answer, status_code=got.refused() if not got.events else 200)
 
     async def segment_api(request: Request) -> Response:
         kind = request.path_params.get("kind", "batch")
@@ -266,13 +275,11 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
 
         got = gather(server, grant.project_id, messages, body, convert)
         if not got.events:
-            rejected = got.errors()
-            return JSONResponse(
-                {"success": False, "rejected": rejected}, status_code=_refused(rejected)
-            )
+            answer = got.counted({"success": False, "rejected": got.errors()})
+            return JSONResponse(answer, status_code=got.refused())
         outcome = await server.store(grant.project_id, got.events, got.links, got.traits)
         return JSONResponse(
-            {"success": True, "accepted": outcome.accepted, "rejected": got.errors()}
+            got.counted({"success": True, "accepted": outcome.accepted, "rejected": got.errors()})
         )
 
     async def posthog_capture(request: Request) -> Response:
@@ -292,11 +299,11 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
         rejected = got.errors()
         if not got.events:
             return JSONResponse(
-                {"status": 0, "error": "no event was accepted", "rejected": rejected},
-                status_code=_refused(rejected),
+                got.counted({"status": 0, "error": "no event was accepted", "rejected": rejected}),
+                status_code=got.refused(),
             )
         await server.store(grant.project_id, got.events, got.links, got.traits)
-        return JSONResponse({"status": 1, "rejected": rejected})
+        return JSONResponse(got.counted({"status": 1, "rejected": rejected}))
 
     async def posthog_flags(request: Request) -> Response:
         return JSONResponse(posthog.FLAGS)
@@ -362,7 +369,8 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
             raise BadInput("body must be an object with an array 'd'")
         if len(records) > clevertap.MAX_RECORDS:
             raise BadInput(f"at most {clevertap.MAX_RECORDS} records per upload")
-        events, unprocessed, processed = [], [], 0
+        events, processed = [], 0
+        unprocessed: list[dict[str, object]] = []
         traits: list[tuple[str, dict[str, Any], int]] = []
         for i, record in enumerate(records):
             try:
@@ -375,10 +383,11 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
                 else:
                     traits.append(clevertap.profile_update(record))
             except BadInput as e:
-                unprocessed.append(
-                    {"status": "fail", "code": 400, "error": e.message, "index": i,
-                     "record": record}
-                )  # fmt: skip
+                if len(unprocessed) < MAX_ERRORS:
+                    unprocessed.append(
+                        {"status": "fail", "code": 400, "error": e.message, "index": i,
+                         "record": record}
+                    )  # fmt: skip
         if events or traits:
             await server.store(pid, events, None, traits)
         status = "fail" if records and not processed else "success"
