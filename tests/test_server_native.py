@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -126,6 +128,23 @@ def test_an_answer_never_grows_much_past_its_request(server: LullServer, shop: K
     ok = [ev("fine-1", "u", now_ms())]
     got = server.post_events(shop.web, ok)
     assert got.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+
+
+def test_clients_that_drop_mid_body_leave_no_tracebacks(server: LullServer, shop: Keys) -> None:
+    err = server.db.with_name(f"{server.db.name}.serve{server.starts}.err")
+    before = err.read_text()
+    head = (
+        f"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {shop.web}"
+        "\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n"
+    ).encode()
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", server.port)) as s:
+            s.sendall(head + b'[{"message_id": "cut", "profile_id": "u"')
+        # closed with 9,960 bytes of the body still to come
+    assert server.http.get("/healthz").status_code == 200
+    time.sleep(0.5)
+    grown = err.read_text()[len(before) :]
+    assert "Traceback" not in grown and len(grown) < 2000, grown[:2000]
 
 
 def test_duplicates_stored_once(server: LullServer, shop: Keys) -> None:

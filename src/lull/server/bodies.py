@@ -6,7 +6,7 @@ import zlib
 from typing import Any
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from lull.errors import BadInput, TooLarge
 
@@ -52,11 +52,15 @@ async def read_body(request: Request, limit: int = MAX_REQUEST) -> bytes:
         raise TooLarge(f"request body of {declared} bytes is over the limit of {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # the client went away mid-body: nothing to answer, nothing stored, no traceback
+        raise BadInput("the client closed the connection before the body ended") from None
     body = b"".join(chunks)
     gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
     if gzipped or body[:2] == b"\x1f\x8b":
