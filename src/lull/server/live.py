@@ -24,6 +24,7 @@ import queue
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -339,7 +340,15 @@ class LiveEngine:
 
     def _states(self, pid: int, timeout: int, which: str = "true") -> pa.Table:
         """Per profile (of those `which` selects), its state from the sessions table."""
-        t = self.con.execute(
+        with warnings.catch_warnings():  # DuckDB's hint: an extra copy, of one row a profile
+            warnings.simplefilter("ignore", UserWarning)
+            t = self._state_query(pid, timeout, which)
+        assert t is not None
+        return t
+
+    def _state_query(self, pid: int, timeout: int, which: str) -> pa.Table | None:
+        # on the writer's own connection (a cursor would not see its open transaction)
+        return self.con.execute(
             f"""SELECT profile_id,
                       any_value(session_id) FILTER (WHERE NOT concluded) AS open_id,
                       any_value(first_ts) FILTER (WHERE NOT concluded) AS open_first,
@@ -353,8 +362,6 @@ class LiveEngine:
                FROM sessions WHERE project_id = ? AND ({which}) GROUP BY profile_id""",
             [timeout, pid],
         ).to_arrow_table()
-        assert t is not None
-        return t
 
     def _caught_up(self, pid: int, project: _Project, since: dict[str, Any]) -> _Project:
         """A state saved while a server ran that was then killed, brought up to date: the
