@@ -113,18 +113,22 @@ def test_a_forwarded_for_header_does_not_slip_past_the_address_brake(tmp_path: P
     """X-Forwarded-For is not believed, even from 127.0.0.1: rotating it does not give a
     client a fresh address to fail 30 sign-ins from (a server of its own: the brake of
     the module's server is shared by its tests)."""
-    with LullServer(tmp_path / "lull.duckdb") as srv:
-        srv.start()
-        c = client(srv)
-        codes = []
-        for i in range(31):
-            got = c.post(
-                "/signin",
-                data={"csrf": token(c), "name": f"u{i}", "password": "nope"},
-                headers={"X-Forwarded-For": f"203.0.113.{i}"},
-            )
-            codes.append(got.status_code)
-        assert codes[:30] == [401] * 30 and codes[30] == 429, codes
+    for trusted in (False, True):
+        with LullServer(tmp_path / f"lull-{trusted}.duckdb") as srv:
+            if trusted:  # a proxy named by the operator: its header is the client's address
+                srv.serve_args += ["--forwarded-allow-ips", "127.0.0.1"]
+            srv.start()
+            c = client(srv)
+            codes = []
+            for i in range(31):
+                got = c.post(
+                    "/signin",
+                    data={"csrf": token(c), "name": f"u{i}", "password": "nope"},
+                    headers={"X-Forwarded-For": f"203.0.113.{i}"},
+                )
+                codes.append(got.status_code)
+            assert codes[30] == (401 if trusted else 429), codes
+            assert codes[:30] == [401] * 30
 
 
 def test_after_sign_in_only_a_path_of_this_site_is_followed(site: LullServer) -> None:

@@ -333,6 +333,12 @@ def whatif(
     help="a message id repeated within this much received_at of its first copy is dropped "
     "as a duplicate (R6; at least this much: whole days are kept); later, it is stored again",
 )
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    help="proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: "
+    '"127.0.0.1,10.0.0.5" (behind a load balancer); by default none are',
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -346,6 +352,7 @@ def serve(
     ingest_only: bool,
     writer: str | None,
     duplicate_window: str,
+    forwarded_allow_ips: str | None,
 ) -> None:
     """The server: ingestion API, session timer, read API."""
     from lull.model import parse_duration
@@ -360,7 +367,8 @@ def serve(
     if ingest_only:
         from lull.server import ingest_only as only
 
-        only.serve(db or ctx.obj["db"], host, port, log_dir, writer, ssl_certfile, ssl_keyfile)
+        only.serve(db or ctx.obj["db"], host, port, log_dir, writer, ssl_certfile, ssl_keyfile,
+                   forwarded_allow_ips)  # fmt: skip
         return
     run_server(
         db or ctx.obj["db"],
@@ -370,6 +378,7 @@ def serve(
         ssl_keyfile=ssl_keyfile,
         log_dir=log_dir,
         duplicate_window_ms=window_ms,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
 
 

@@ -148,6 +148,7 @@ def serve(
     writer: str | None = None,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    forwarded_allow_ips: str | None = None,
 ) -> None:
     """Serve ingestion only until interrupted (`lull serve --ingest-only`)."""
     import uvicorn
@@ -185,7 +186,8 @@ def serve(
         signal.signal(signal.SIGTERM, _stop)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                    proxy_headers=False, ssl_certfile=ssl_certfile,
+                    proxy_headers=forwarded_allow_ips is not None,
+                    forwarded_allow_ips=forwarded_allow_ips, ssl_certfile=ssl_certfile,
                     ssl_keyfile=ssl_keyfile)  # fmt: skip
     finally:
         beat.stop()

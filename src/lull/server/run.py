@@ -34,6 +34,7 @@ def serve(
     ssl_keyfile: str | None = None,
     log_dir: str | None = None,
     duplicate_window_ms: int = DEFAULT_WINDOW_MS,
+    forwarded_allow_ips: str | None = None,
 ) -> None:
     """Serve until interrupted. On a store with no keys yet, make a ready project
     (`default`, sessions on) and print its keys once. With a certificate and its key,
@@ -105,9 +106,11 @@ def serve(
             port=port,
             log_level="warning",
             access_log=False,
-            # X-Forwarded-For is not believed (not even from 127.0.0.1): it would let a
-            # client pick the address the sign-in brake counts
-            proxy_headers=False,
+            # X-Forwarded-For is believed only from the proxies named (not even from
+            # 127.0.0.1 by default): it would let a client pick the address the sign-in
+            # brake counts
+            proxy_headers=forwarded_allow_ips is not None,
+            forwarded_allow_ips=forwarded_allow_ips,
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
         )
