@@ -122,6 +122,21 @@ def test_reads_never_answer_another_origin(server: LullServer) -> None:
     assert got.status_code == 200 and "access-control-allow-origin" not in got.headers
 
 
+def test_every_answer_carries_the_security_headers(server: LullServer) -> None:
+    keys = server.projects["shop"]
+    for got in (
+        server.http.get("/healthz"),
+        server.http.get("/openapi.json"),
+        server.http.get("/static/format.js"),
+        server.http.get("/api/v1/events", headers=bearer(keys.read_token)),
+        server.http.post("/api/v1/events", json=[_event("sec-1")], headers=bearer(keys.web)),
+        server.http.get("/no/such/page"),
+    ):
+        assert got.headers["x-content-type-options"] == "nosniff", got.request.url
+        assert got.headers["x-frame-options"] == "DENY"
+        assert got.headers["referrer-policy"] == "same-origin"
+
+
 def test_settings_refuse_a_bad_origin(server: LullServer) -> None:
     got = server.http.put(
         "/api/v1/settings",

@@ -147,6 +147,20 @@ def test_clients_that_drop_mid_body_leave_no_tracebacks(server: LullServer, shop
     assert "Traceback" not in grown and len(grown) < 2000, grown[:2000]
 
 
+def test_a_gzip_body_of_several_members_is_read_whole(server: LullServer, shop: Keys) -> None:
+    t = now_ms() - MIN
+    first = json.dumps(ev("gzm-1", "gzm", t)).encode() + b"\n"
+    second = json.dumps(ev("gzm-2", "gzm", t + 1)).encode() + b"\n"
+    body = gzip.compress(first) + gzip.compress(second)  # `cat a.gz b.gz`
+    got = server.http.post("/api/v1/events", content=body, headers=bearer(shop.web))
+    assert got.status_code == 200 and got.json()["accepted"] == 2, got.text
+    stored = {e["message_id"] for e in server.events(shop, profile_id="gzm")}
+    assert stored == {"gzm-1", "gzm-2"}
+    member = gzip.compress(b" " * 400_000)  # each small packed, all over 500 KB unpacked
+    bomb = server.http.post("/api/v1/events", content=member * 3, headers=bearer(shop.web))
+    assert bomb.status_code == 413 and "once unzipped" in bomb.text
+
+
 def test_duplicates_stored_once(server: LullServer, shop: Keys) -> None:
     t = now_ms() - MIN
     batch = [ev("dup-1", "dup", t), ev("dup-2", "dup", t + 1), ev("dup-1", "dup", t + 2)]

@@ -35,6 +35,7 @@ from lull.server.bodies import parse_events, parse_json, read_body, too_big
 from lull.server.control import parse_change
 from lull.server.cors import IngestCors, check_origin
 from lull.server.door import RETRY_AFTER_S, Door, Outcome
+from lull.server.headers import SecurityHeaders
 from lull.server.identity import Link, Resolve, Target, follow, news
 from lull.server.live import Event, LiveEngine
 from lull.server.openapi import OPENAPI
@@ -491,4 +492,5 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
         exception_handlers={LullError: on_error, Exception: on_error},
     )
     app.add_middleware(IngestCors, allowed=server.origin_allowed)
+    app.add_middleware(SecurityHeaders)
     return app

@@ -64,14 +64,28 @@ async def read_body(request: Request, limit: int = MAX_REQUEST) -> bytes:
     body = b"".join(chunks)
     gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
     if gzipped or body[:2] == b"\x1f\x8b":
+        body = _gunzip(body, limit)
+    return body
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """Every member of a gzip body (concatenated members are one gzip file), at most
+    `limit` bytes in all."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
         inflater = zlib.decompressobj(wbits=31)
         try:
-            body = inflater.decompress(body, limit + 1)
+            part = inflater.decompress(data, limit + 1 - size)
         except zlib.error as e:
             raise BadInput(f"body is not valid gzip: {e}") from None
-        if len(body) > limit or inflater.unconsumed_tail:
+        size += len(part)
+        if size > limit or inflater.unconsumed_tail:
             raise TooLarge(f"request body is over the limit of {limit} bytes once unzipped")
-    return body
+        parts.append(part)
+        data = inflater.unused_data
+        if not data.startswith(b"\x1f\x8b"):  # the last member (padding after it is let be)
+            return b"".join(parts)
 
 
 def parse_json(body: bytes) -> Any:
