@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from browser import PASSWORD, populate
+from lullrun import lull
 from serverproc import LullServer, bearer
 
 PAGES = ("/p/music/board", "/p/music/settings", "/p/music/events", "/p/music/profile?id=u-1")
@@ -141,12 +142,45 @@ def test_after_sign_in_only_a_path_of_this_site_is_followed(site: LullServer) ->
 
 
 def test_signing_out_ends_the_session(site: LullServer) -> None:
-    c = signed_in(site, "vic")
+    c = signed_in(site, "ann")
+    other_device = signed_in(site, "ann")
     old_cookie = c.cookies["lull_session"]
     got = c.post("/signout", data={"csrf": token(c, "/p/music/board")})
     assert got.status_code == 303 and got.headers["location"] == "/signin"
     assert c.get("/p/music/board").status_code == 303
     assert old_cookie != c.cookies.get("lull_session")
+    # a copy of the cookie saved before signing out opens nothing, Settings included
+    replay = client(site)
+    replay.cookies.set("lull_session", old_cookie)
+    assert replay.get("/p/music/settings").status_code == 303
+    assert other_device.get("/p/music/board").status_code == 303  # every session ends
+    assert signed_in(site, "ann").get("/p/music/settings").status_code == 200  # and anew
+
+
+def test_a_new_password_or_removal_ends_the_users_sessions(tmp_path: Path) -> None:
+    db = tmp_path / "lull.duckdb"
+    with LullServer(db) as srv:
+        populate(srv, {"music": "on"}, [("ann", "music", "admin"), ("bob", "music", "viewer")])
+        srv.start()
+        ann, bob = signed_in(srv, "ann"), signed_in(srv, "bob")
+        cookies = {"ann": ann.cookies["lull_session"], "bob": bob.cookies["lull_session"]}
+        assert srv.stop() == 0
+        changed = lull(db, "user", "passwd", "ann", "--password-stdin", stdin="a new password 1\n")
+        assert changed.code == 0 and "sessions have ended" in changed.out, changed.err
+        assert lull(db, "user", "remove", "bob").code == 0
+        assert "no user named 'bob'" in lull(db, "user", "remove", "bob").err
+        srv.start()
+        for name, cookie in cookies.items():
+            again = client(srv)
+            again.cookies.set("lull_session", cookie)
+            assert again.get("/p/music/board").status_code == 303, name
+        c = client(srv)
+        got = c.post("/signin", data={"csrf": token(c), "name": "ann", "password": PASSWORD})
+        assert got.status_code == 401
+        got = c.post(
+            "/signin", data={"csrf": token(c), "name": "ann", "password": "a new password 1"}
+        )
+        assert got.status_code == 303
 
 
 def test_a_tampered_cookie_is_a_stranger(site: LullServer) -> None:

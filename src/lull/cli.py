@@ -484,6 +484,32 @@ def user_grant(ctx: click.Context, name: str, project_name: str, role: str, db: 
     click.echo(f"user {name!r} is now {role} of project {project_name!r}")
 
 
+@user.command("passwd")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="read the password from stdin")
+@click.option("--db", default=None, help="the store (LULL_DB)")
+@click.pass_context
+def user_passwd(ctx: click.Context, name: str, password_stdin: bool, db: str | None) -> None:
+    """Give a user a new password (from a prompt); its sessions end."""
+    from lull.store.users import check_password, set_password
+
+    password = check_password(_password(password_stdin))
+    _users_write(ctx, db, lambda con: set_password(con, name, password))
+    click.echo(f"user {name!r} has a new password; its sessions have ended")
+
+
+@user.command("remove")
+@click.argument("name")
+@click.option("--db", default=None, help="the store (LULL_DB)")
+@click.pass_context
+def user_remove(ctx: click.Context, name: str, db: str | None) -> None:
+    """Remove a user and its roles; its sessions end."""
+    from lull.store.users import remove_user
+
+    _users_write(ctx, db, lambda con: remove_user(con, name))
+    click.echo(f"user {name!r} removed")
+
+
 @user.command("list")
 @click.option("--db", default=None, help="the store (LULL_DB)")
 @click.pass_context

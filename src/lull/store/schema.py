@@ -86,6 +86,12 @@ CREATE TABLE IF NOT EXISTS users (
     password_hash VARCHAR NOT NULL,
     created_at BIGINT NOT NULL
 );
+-- When each user's sessions last ended (signing out, a new password): a session cookie
+-- made before then no longer opens anything.
+CREATE TABLE IF NOT EXISTS signouts (
+    user_name VARCHAR PRIMARY KEY,
+    ended_at BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS memberships (
     user_name VARCHAR NOT NULL,
     project_id INTEGER NOT NULL,

@@ -120,6 +120,37 @@ def list_users(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
     return [{"name": n, "projects": g} for n, g in out.items()]
 
 
+def end_sessions(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """End every session of `name` (on every device): cookies made before now are void."""
+    con.execute("INSERT OR REPLACE INTO signouts VALUES (?, ?)", [name, now_ms()])
+
+
+def sessions_ended(con: duckdb.DuckDBPyConnection, name: str) -> int | None:
+    """When `name`'s sessions last ended (ms), if ever."""
+    row = con.execute("SELECT ended_at FROM signouts WHERE user_name = ?", [name]).fetchone()
+    return None if row is None else int(row[0])
+
+
+def set_password(con: duckdb.DuckDBPyConnection, name: str, password: str) -> None:
+    """A new password; the user's sessions end."""
+    check_password(password)
+    if not user_exists(con, name):
+        raise BadInput(f"no user named {name!r}")
+    con.execute(
+        "UPDATE users SET password_hash = ? WHERE name = ?", [hash_password(password), name]
+    )
+    end_sessions(con, name)
+
+
+def remove_user(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """The user and its roles gone; its sessions end with it."""
+    if not user_exists(con, name):
+        raise BadInput(f"no user named {name!r}")
+    con.execute("DELETE FROM memberships WHERE user_name = ?", [name])
+    con.execute("DELETE FROM users WHERE name = ?", [name])
+    end_sessions(con, name)
+
+
 def user_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return con.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone() is not None
 

@@ -13,7 +13,8 @@ import duckdb
 from starlette.requests import Request
 
 from lull.errors import Forbidden, LullError, TooManyRequests
-from lull.store.users import Membership, memberships, user_exists
+from lull.store.projects import now_ms
+from lull.store.users import Membership, memberships, sessions_ended, user_exists
 
 
 class SignedOut(LullError):
@@ -40,8 +41,11 @@ def signed_in(request: Request, con: duckdb.DuckDBPyConnection) -> Access:
     name = request.session.get("user")
     if not isinstance(name, str):
         raise SignedOut("sign in first")
-    if not user_exists(con, name):
-        request.session.clear()  # the account is gone
+    ended = sessions_ended(con, name)
+    since = request.session.get("since")
+    stale = ended is not None and not (isinstance(since, int) and since >= ended)
+    if stale or not user_exists(con, name):
+        request.session.clear()  # signed out (here or elsewhere), or the account is gone
         raise SignedOut("sign in first")
     return Access(name, memberships(con, name))
 
@@ -81,6 +85,7 @@ def start_session(request: Request, user: str) -> None:
     """A fresh session for `user` (a new CSRF token too: nothing carries over)."""
     request.session.clear()
     request.session["user"] = user
+    request.session["since"] = now_ms()
     request.session["csrf"] = secrets.token_urlsafe(32)
 
 

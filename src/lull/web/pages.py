@@ -25,7 +25,7 @@ from lull.model import parse_time
 from lull.server import reads
 from lull.store.events import latest, of_sessions
 from lull.store.projects import get_settings
-from lull.store.users import password_hash, verify_password
+from lull.store.users import end_sessions, password_hash, verify_password
 from lull.web import format as fmt
 from lull.web.auth import (
     Access,
@@ -159,6 +159,9 @@ class Pages:
 
     async def signout(self, request: Request) -> Response:
         await self.form(request)
+        name = request.session.get("user")
+        if isinstance(name, str):  # a copy of this cookie must not open anything either
+            await self.read(lambda con: end_sessions(con, name))
         request.session.clear()
         return RedirectResponse("/signin", 303)
 
