@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from lull.store.users import (
     verify_password,
 )
 from lullrun import lull, lull_process
+from serverproc import LullServer
 
 
 @settings(max_examples=8, deadline=None)  # scrypt is slow on purpose
@@ -111,3 +113,39 @@ def test_the_password_prompt_asks_twice(db_path: Path) -> None:
     stored = password_hash(con, "pat")
     assert stored is not None and verify_password("first password", stored)
     assert password_hash(con, "pia") is None
+
+
+def test_the_cookie_secret_is_a_private_file_beside_the_store(tmp_path: Path) -> None:
+    """Whoever may read the store cannot forge a session: the secret is not in it, and
+    what lull writes is readable by its owner only."""
+    db = tmp_path / "lull.duckdb"
+    with LullServer(db) as srv:
+        srv.start()
+        assert srv.stop() == 0
+    secret = db.with_name("lull.duckdb.secret")
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert db.stat().st_mode & 0o077 == 0
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        held = con.execute("SELECT count(*) FROM lull_meta WHERE key = 'session_secret'")
+        assert held.fetchone() == (0,)
+    finally:
+        con.close()
+
+
+def test_an_older_stores_secret_moves_out_and_its_files_close(tmp_path: Path) -> None:
+    db = tmp_path / "old.duckdb"
+    con = connect(str(db))
+    con.execute("INSERT INTO lull_meta VALUES ('session_secret', 'the-old-one')")
+    con.close()
+    db.chmod(0o644)  # as lull once left it
+    con = connect(str(db))
+    try:
+        assert session_secret(con) == "the-old-one"  # sessions signed with it stay valid
+        assert con.execute(
+            "SELECT count(*) FROM lull_meta WHERE key = 'session_secret'"
+        ).fetchone() == (0,)
+    finally:
+        con.close()
+    assert db.with_name("old.duckdb.secret").read_text().strip() == "the-old-one"
+    assert db.stat().st_mode & 0o077 == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -597,6 +598,9 @@ cli.add_command(_spark)
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one clear line and a non-zero exit for any bad input."""
+    # What lull writes (the store, its log, the live state, the secret) is its owner's
+    # alone: events and accounts are not for every user of the machine.
+    os.umask(0o077)
     try:
         cli.main(args=argv, prog_name="lull", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:

@@ -55,7 +55,21 @@ def connect(
         ) from None
     if not read_only:
         _migrate(con)
+        private(path, path.with_name(path.name + ".wal"))
     return con
+
+
+def private(*paths: Path) -> None:
+    """Make files readable by their owner only (a store written by an older lull, or
+    copied in, may be open to everyone; what lull makes is private already: see
+    cli.main's umask)."""
+    for p in paths:
+        try:
+            mode = p.stat().st_mode
+            if mode & 0o077:
+                p.chmod(mode & 0o700)
+        except OSError:
+            pass  # not there (no WAL yet), or not ours: nothing to tighten
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:

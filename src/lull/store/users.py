@@ -6,13 +6,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import re
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 
 from lull.errors import BadInput
+from lull.store.db import private
 from lull.store.projects import now_ms, project_id
 
 ROLES = ("admin", "viewer")
@@ -171,12 +174,33 @@ def memberships(con: duckdb.DuckDBPyConnection, name: str) -> list[Membership]:
 
 
 def session_secret(con: duckdb.DuckDBPyConnection) -> str:
-    """The key that signs the web pages' session cookie, made on first start."""
-    row = con.execute("SELECT value FROM lull_meta WHERE key = 'session_secret'").fetchone()
-    if row is not None:
-        return str(row[0])
-    secret = secrets.token_urlsafe(48)
-    con.execute("INSERT INTO lull_meta VALUES ('session_secret', ?)", [secret])
+    """The key that signs the web pages' session cookie, made on first start. It is kept
+    out of the store, in a file of its own beside it (`<db>.secret`, readable by its
+    owner only), so that whoever may read the data cannot forge a session; a store of an
+    older lull that held it has it moved there."""
+    row = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    )
+    found = row.fetchone()
+    held = con.execute("SELECT value FROM lull_meta WHERE key = 'session_secret'").fetchone()
+    if found is None or not found[0]:  # an in-memory store: nowhere else to keep it
+        secret = str(held[0]) if held else secrets.token_urlsafe(48)
+        if not held:
+            con.execute("INSERT INTO lull_meta VALUES ('session_secret', ?)", [secret])
+        return secret
+    path = Path(str(found[0]) + ".secret")
+    if path.exists():
+        private(path)
+        secret = path.read_text().strip()
+    else:
+        secret = str(held[0]) if held else secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    if held:
+        con.execute("DELETE FROM lull_meta WHERE key = 'session_secret'")
     return secret
 
 
