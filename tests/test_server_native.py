@@ -161,6 +161,17 @@ def test_a_gzip_body_of_several_members_is_read_whole(server: LullServer, shop: 
     assert bomb.status_code == 413 and "once unzipped" in bomb.text
 
 
+def test_times_outside_1970_to_9999_are_refused(server: LullServer, shop: Keys) -> None:
+    """As an import refuses them: a year-0 time once broke a project's pages and its
+    export (issue 12), and 1969 was taken as ISO text while -1 ms was not."""
+    for i, ts in enumerate(("0001-01-01T00:00:00+23:59", "1969-12-31T23:59:59Z", -1)):
+        got = server.post_events(shop.web, [ev(f"range-{i}", "range", ts)])
+        assert got.status_code == 400, got.text
+        assert "field 'ts'" in got.json()["rejected"][0]["error"]
+    ok = server.post_events(shop.web, [ev("range-ok", "range", "1970-01-01T00:00:00Z")])
+    assert ok.status_code == 200 and ok.json()["accepted"] == 1
+
+
 def test_duplicates_stored_once(server: LullServer, shop: Keys) -> None:
     t = now_ms() - MIN
     batch = [ev("dup-1", "dup", t), ev("dup-2", "dup", t + 1), ev("dup-1", "dup", t + 2)]

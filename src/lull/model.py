@@ -159,9 +159,12 @@ def parse_time(value: object, what: str) -> int:
             )
         text = value[:-1] + "+00:00" if value.endswith("Z") else value
         try:
-            return _to_ms(datetime.fromisoformat(text))
+            ms = _to_ms(datetime.fromisoformat(text))
         except ValueError:
             raise BadInput(f"{what}: {value!r} is not a valid date and time") from None
+        if not 0 <= ms <= MAX_EPOCH_MS:  # what every reader (and an import) handles
+            raise BadInput(f"{what}: {value!r} is out of range: use a time from 1970 to 9999")
+        return ms
     raise BadInput(
         f"{what}: expected an ISO-8601 time or epoch milliseconds, got {type(value).__name__}"
     )
