@@ -88,6 +88,8 @@ def test_missing_file_is_refused(db: Path) -> None:
         (["settings", "--sessions", "maybe"], "Invalid value for '--sessions'"),
         (["settings", "--allowed-origins", "https://a.example/app"], "bad origin"),
         (["settings", "--allowed-origins", "a.example"], "bad origin 'a.example'"),
+        (["--project", "a/b", "settings", "--sessions", "on"], "bad project name 'a/b': use 1"),
+        (["--project", "-x", "settings", "--sessions", "on"], "starting with a letter"),
         (["board", "--bogus"], "No such option '--bogus'"),
         (["board", "--until", "2026-02-30"], "--until '2026-02-30': expected a date"),
         (["board", "--days", "0"], "Invalid value for '--days'"),

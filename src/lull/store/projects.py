@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import duckdb
@@ -15,15 +16,25 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# New projects' names: they go into URLs (/p/NAME/board) and folder names (the ingest
+# log, Spark's output), so a safe set. Projects made by an older lull keep their names.
+PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
 def project_id(con: duckdb.DuckDBPyConnection, name: str, *, create: bool = True) -> int:
     """The id of project `name`, created on first use (with default settings)."""
     if not name or len(name) > 100:
-        raise BadInput(f"bad project name {name!r}")
+        raise BadInput(f"bad project name {name[:40]!r}")
     row = con.execute("SELECT id FROM projects WHERE name = ?", [name]).fetchone()
     if row:
         return int(row[0])
     if not create:
         raise BadInput(f"no project named {name!r}")
+    if not PROJECT_NAME.match(name):
+        raise BadInput(
+            f"bad project name {name[:40]!r}: use 1 to 100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or a digit"
+        )
     new_id = con.execute("SELECT coalesce(max(id), 0) + 1 FROM projects").fetchone()
     assert new_id is not None
     con.execute(
