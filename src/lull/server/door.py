@@ -379,19 +379,23 @@ def to_arrow(project: str, batch: Batch) -> pa.RecordBatch:
     ]
     other += [(TRAITS, "", p, at, _encode(props).decode()) for p, props, at in batch.traits]
     n, k = len(evs) + len(other), len(other)
-    cols: dict[str, list[Any]] = {
-        "project": [project] * n,
+    cols: dict[str, Any] = {
+        # the same in every row: made in C, not converted value by value
+        "project": pa.repeat(pa.scalar(project, pa.string()), n),
         "message_id": [e.message_id for e in evs] + [o[1] for o in other],
         "profile_id": [e.profile_id for e in evs] + [o[2] for o in other],
         "name": [e.name for e in evs] + [""] * k,
         "ts": [e.ts for e in evs] + [o[3] for o in other],
         "source": [e.source for e in evs] + [""] * k,
-        "received_at": [r] * n,
+        "received_at": pa.repeat(pa.scalar(r, pa.int64()), n),
         "sent_at": [e.sent_at for e in evs] + [None] * k,
         "properties": [
             e.raw if e.raw is not None else _encode(e.properties).decode() for e in evs
         ] + [o[4] for o in other],
-        "kind": [EVENT] * len(evs) + [o[0] for o in other],
+        "kind": (
+            pa.repeat(pa.scalar(EVENT, pa.int8()), n) if not other
+            else [EVENT] * len(evs) + [o[0] for o in other]
+        ),
     }  # fmt: skip
     return pa.RecordBatch.from_pydict(cols, schema=EVENT_SCHEMA)
 
