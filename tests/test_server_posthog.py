@@ -127,6 +127,18 @@ def test_posthog_js_body_forms(server: LullServer, keys: Keys) -> None:
     assert got[a["uuid"]]["properties"]["$current_url"] == "https://x.example/"
 
 
+def test_a_batch_without_its_slash_is_posthogs_whatever_it_holds(
+    server: LullServer, keys: Keys
+) -> None:
+    """`/batch` is Amplitude's path too: PostHog's batch is told by its shape, even when
+    a property holds the word "events"."""
+    e = _ph_event("Listed", "ph-noslash", keys.web, note='"events"', events=3)
+    got = server.http.post("/batch", json={"api_key": keys.web, "batch": [e]})
+    assert got.status_code == 200 and got.json()["status"] == 1, got.text
+    [stored] = server.sent(keys, "ph-noslash")
+    assert stored["message_id"] == e["uuid"] and stored["properties"]["events"] == 3
+
+
 def test_a_resent_event_is_stored_once(server: LullServer, keys: Keys) -> None:
     e = _ph_event("Played", "ph-dup", keys.web)
     for _ in range(3):

@@ -82,12 +82,14 @@ class Server:
     async def store(
         self,
         pid: int,
+        received_at: int,
         events: list[Event],
         links: list[Link] | None = None,
         traits: list[tuple[str, dict[str, Any], int]] | None = None,
     ) -> Outcome:
-        """Make the events durable (the ingest log); returns once they are."""
-        return await self.door.take(pid, self.engine.clock(), events, links, traits)
+        """Make the events durable (the ingest log); returns once they are. `received_at`
+        is the request's arrival instant, the one its handler checked the events with."""
+        return await self.door.take(pid, received_at, events, links, traits)
 
     async def caught_up(self, wait: float = 2.0) -> None:
         """Wait (a little) until the store holds what was acknowledged before now, so a
@@ -113,6 +115,16 @@ def _basic_user(request: Request) -> str | None:
         return base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def _amplitude_shaped(body: bytes) -> bool:
+    """Is this `/batch` body Amplitude's (an object with `events`) rather than PostHog's
+    (`batch`, or a form, or gzip)? Anything unreadable is left to Amplitude's errors."""
+    try:
+        payload = parse_json(body)
+    except BadInput:
+        return not body.startswith(b"data=")
+    return not (isinstance(payload, dict) and "batch" in payload and "events" not in payload)
 
 
 def _error(index: int, e: LullError) -> dict[str, object]:
@@ -222,27 +234,29 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
         body = await read_body(request)
         arrived = server.engine.clock()
         fast = native_events(body, grant.source, arrived)
-        if fast:
-            done = await server.store(grant.project_id, fast)
-            answer = {"accepted": done.accepted, "duplicates": done.duplicates, "rejected": []}
-            return JSONResponse(answer)
-        records = parse_events(body)
+        if fast:  # a well-formed body: every event taken as it is
+            got = Gathered(events=fast)
+        else:  # the exact path: each bad record named, the good ones kept
 
-        def convert(raw: object, resolve: Resolve) -> Converted:
-            rec = to_record(raw, grant.source, arrived=arrived)
-            event = Event(
-                rec.message_id, rec.profile_id, rec.name, rec.ts, grant.source, rec.sent_at,
-                rec.properties,
-            )  # fmt: skip
-            return event, None, None
+            def convert(raw: object, resolve: Resolve) -> Converted:
+                rec = to_record(raw, grant.source, arrived=arrived)
+                event = Event(
+                    rec.message_id, rec.profile_id, rec.name, rec.ts, grant.source,
+                    rec.sent_at, rec.properties,
+                )  # fmt: skip
+                return event, None, None
 
-        got = gather(server, grant.project_id, records, body, convert)
-        rejected = got.errors()
-        outcome = await server.store(grant.project_id, got.events) if got.events else Outcome()
+            got = gather(server, grant.project_id, parse_events(body), body, convert)
+        pid, events = grant.project_id, got.events
+        outcome = await server.store(pid, arrived, events) if events else Outcome()
         answer = got.counted(
-            {"accepted": outcome.accepted, "duplicates": outcome.duplicates, "rejected": rejected}
+            {
+                "accepted": outcome.accepted,
+                "duplicates": outcome.duplicates,
+                "rejected": got.errors(),
+            }
         )
-        return JSONResponse(answer, status_code=got.refused() if not got.events else 200)
+        return JSONResponse(answer, status_code=got.refused() if not events else 200)
 
     async def segment_api(request: Request) -> Response:
         kind = request.path_params.get("kind", "batch")
@@ -278,7 +292,7 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
         if not got.events:
             answer = got.counted({"success": False, "rejected": got.errors()})
             return JSONResponse(answer, status_code=got.refused())
-        outcome = await server.store(grant.project_id, got.events, got.links, got.traits)
+        outcome = await server.store(grant.project_id, received, got.events, got.links, got.traits)
         return JSONResponse(
             got.counted({"success": True, "accepted": outcome.accepted, "rejected": got.errors()})
         )
@@ -303,7 +317,7 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
                 got.counted({"status": 0, "error": "no event was accepted", "rejected": rejected}),
                 status_code=got.refused(),
             )
-        await server.store(grant.project_id, got.events, got.links, got.traits)
+        await server.store(grant.project_id, received, got.events, got.links, got.traits)
         return JSONResponse(got.counted({"status": 1, "rejected": rejected}))
 
     async def posthog_flags(request: Request) -> Response:
@@ -322,7 +336,7 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
 
     async def amplitude_api(request: Request) -> Response:
         body = await read_body(request)
-        if request.url.path == "/batch" and b'"events"' not in body:
+        if request.url.path == "/batch" and not _amplitude_shaped(body):
             return await posthog_body(request, body)  # PostHog's /batch/, without its slash
         payload = parse_json(body)
         key, messages = amplitude.batch(payload)
@@ -342,7 +356,7 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
                 return JSONResponse({"code": 413, "error": "an event is over 32 KB"}, 413)
             return JSONResponse(amplitude.refusal(got.faults), 400)
         if got.events:
-            await server.store(grant.project_id, got.events, got.links, got.traits)
+            await server.store(grant.project_id, received, got.events, got.links, got.traits)
         return JSONResponse(
             {
                 "code": 200,
@@ -390,7 +404,7 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
                          "record": record}
                     )  # fmt: skip
         if events or traits:
-            await server.store(pid, events, None, traits)
+            await server.store(pid, server.engine.clock(), events, None, traits)
         status = "fail" if records and not processed else "success"
         return JSONResponse(
             {"status": status, "processed": processed, "unprocessed": unprocessed},

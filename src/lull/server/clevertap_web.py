@@ -87,7 +87,7 @@ def routes(server: Server) -> list[Route]:
             traits: list[tuple[str, dict[str, Any], int]] | None = (
                 [mapped.traits] if mapped.traits is not None else None
             )
-            await server.store(pid, events, links, traits)
+            await server.store(pid, received, events, links, traits)
         return _js(answer)
 
     return [Route("/a", collect, methods=["GET"])]
