@@ -110,14 +110,14 @@ class Door:
         """At start: ids the store accepted on `day` (received_at // DAY_MS)."""
         self.windows.setdefault(pid, Window()).add(day, hashes(message_ids))
 
-    async def _in_store(self, pid: int, events: list[Event]) -> set[str]:
-        """The ids of `events` that the store holds within the window: those whose hash
+    async def _in_store(self, pid: int, ids: list[str]) -> set[str]:
+        """The `ids` that the store holds within the window: those whose hash
         the window knows, checked against the store (a match is almost always a repeat:
         two ids have the same 64-bit hash with a chance of 5e-20), off the event loop."""
         window = self.windows.get(pid)
         if window is None or not window.days:
             return set()
-        maybe = window.matches([e.message_id for e in events])
+        maybe = window.matches(ids)
         if not maybe:
             return set()
         if self.stored is None:
@@ -135,8 +135,8 @@ class Door:
         """Make a request's events durable; returns once they are (or raises Unavailable)."""
         self._expire(received_at)
         seen = self.seen.setdefault(pid, {})
-        held = await self._in_store(pid, events)
         ids = [e.message_id for e in events]
+        held = await self._in_store(pid, ids)
         waits: list[Future[Position]] = []
         if not held and seen.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
             fresh = events  # the common case, decided set-wise
