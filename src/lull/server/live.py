@@ -511,9 +511,9 @@ class LiveEngine:
                 if last is not None:
                     save_applied_position(self.con, self.log.writer, last)
         except BaseException:
-            # The tables are unchanged (new state is put only after the commit), but the
-            # counters may have moved: rebuild from the store, then apply the log again
-            # from there (the group is in the log).
+            # The sessions' state is put only after the commit, but the counters, the new
+            # profiles and their seen times have moved: rebuild from the store, then apply
+            # the log again from there (the group is in the log).
             if replaying:
                 raise
             self.projects.clear()
