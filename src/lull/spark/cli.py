@@ -66,6 +66,9 @@ def resessionize_cmd(
 @click.option(
     "--partitions", type=click.IntRange(min=1), default=None, help="state partitions (first run)"
 )
+@click.option(
+    "--buckets", type=click.IntRange(min=1), default=None, help="profile buckets (first run)"
+)
 @click.option("--master", default=None, help="Spark master (default $LULL_SPARK_MASTER, local[*])")
 @click.pass_context
 def stream_cmd(
@@ -83,13 +86,14 @@ def stream_cmd(
     trigger: str,
     until_idle: bool,
     partitions: int | None,
+    buckets: int | None,
     master: str | None,
 ) -> None:
     """Sessionize a stream of events on Spark (Structured Streaming), as the server would."""
     from lull.errors import BadInput
     from lull.model import check_timezone, parse_duration, parse_timeout
     from lull.spark.session import spark_session
-    from lull.spark.stream import StreamConfig, run
+    from lull.spark.stream import DEFAULT_BUCKETS, StreamConfig, run
 
     if sum(x is not None for x in (log, landing, kafka_bootstrap)) != 1:
         raise BadInput("give one of --log DIR, --landing DIR or --kafka-bootstrap HOST:PORT")
@@ -110,5 +114,6 @@ def stream_cmd(
         trigger=f"{parse_duration(trigger)} milliseconds",
         until_idle=until_idle,
         partitions=partitions,
+        buckets=buckets or DEFAULT_BUCKETS,
     )
     run(spark_session(master, app="lull-stream"), config)

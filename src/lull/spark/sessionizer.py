@@ -1,30 +1,29 @@
-"""The stream's keyed step: one profile's new rows (or its timer) through lull's engine.
+"""The stream's keyed step: a bucket of profiles' new rows (or its timer) through lull's
+vectorized engine (`bucket.apply`, which runs `engine.vector`).
 
-Spark calls a `Sessionizer` per profile with the rows of a micro-batch and the profile's
-state (`state_codec`), or with no rows when the profile's timer fires. The rules are
-`engine.exact`'s, applied as `exact.replay` applies them during an import: the rows in
+Spark calls a `Sessionizer` once per bucket per micro-batch, with the bucket's rows of
+the batch and its state (`state_codec`), or with no rows when the bucket's timer fires.
+The rules are those of `exact.replay` as an import applies them: each profile's rows in
 arrival order (received_at, then origin and position), one arrival instant at a time,
 concluding before each instant the sessions that fell due strictly before it.
 
 The stream's clock is the event-time watermark on received_at (the latest arrival of the
-batches before); a profile's timer is set so that its open session is concluded once
-that clock reaches the session's due time (last event + timeout), as `lull import
+batches before); a bucket's timer is set so that each of its open sessions is concluded
+once that clock reaches the session's due time (last event + timeout), as `lull import
 --keep-open` concludes what is due by its last arrival.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import numpy as np
 
-from lull.engine import exact
-from lull.engine.state import Arrival, ProfileState, Session
+from lull.engine import vector
 from lull.model import SESSION_CONCLUDED, Settings
-from lull.spark import state_codec
-from lull.spark.landing import REJECTED_KEY
+from lull.spark import bucket, state_codec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,163 +39,129 @@ STATE_SCHEMA = "state binary"
 _COLUMNS = [c.split()[0] for c in OUTPUT_SCHEMA.split(", ")]
 _INTS = ("ts", "received_at", "first_ts", "last_ts", "events", "as_of", "pos")
 _encode = msgspec.json.Encoder().encode
-NO_CLOCK = -1
-
-
-class _Out:
-    """The rows one call emits (events, concluded sessions, open-session snapshots), as
-    columns: one cheap frame per call (pandas' typed constructors dominate otherwise)."""
-
-    def __init__(self, timeout: int) -> None:
-        self.timeout = timeout
-        self.cols: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
-
-    def _add(self, values: dict[str, Any]) -> None:
-        for c, column in self.cols.items():
-            column.append(values.get(c))
-
-    def event(self, row: _Row, session_id: str | None, late: bool) -> None:
-        self._add(
-            {
-                "kind": "event",
-                "message_id": row.message_id,
-                "profile_id": row.profile_id,
-                "name": row.name,
-                "ts": row.ts,
-                "source": row.source,
-                "received_at": row.r,
-                "properties": row.properties,
-                "session_id": session_id,
-                "late": late,
-                "origin": row.origin,
-                "pos": row.pos,
-            }
-        )
-
-    def session(self, kind: str, s: Session, as_of: int | None = None) -> None:
-        """A concluded session (with its Session Concluded event, R4) or an open one."""
-        row: dict[str, Any] = {
-            "kind": kind,
-            "profile_id": s.profile_id,
-            "session_id": s.session_id,
-            "source": s.source,
-            "first_ts": s.first_ts,
-            "last_ts": s.last_ts,
-            "events": s.events,
-            "as_of": as_of,
-        }
-        if kind == "concluded":
-            props = {"Session Length": s.length_s, "Session ID": s.session_id}
-            row.update(
-                message_id=f"sc-{s.session_id}",
-                name=SESSION_CONCLUDED,
-                ts=s.last_ts,
-                received_at=s.last_ts + self.timeout,  # raised when it fell due
-                properties=_encode(props).decode(),
-                late=False,
-            )
-        self._add(row)
-
-    def frame(self) -> pd.DataFrame:
-        import pandas as pd
-
-        # Python objects (ints, None): Arrow types them by OUTPUT_SCHEMA when Spark reads it
-        return pd.DataFrame(self.cols, dtype=object)
-
-
-@dataclass(slots=True)
-class _Row:
-    message_id: str
-    profile_id: str
-    name: str
-    ts: int
-    source: str
-    r: int
-    properties: str
-    origin: str
-    pos: int
-
-
-def _rows(frames: Iterator[pd.DataFrame]) -> list[_Row]:
-    """A profile's new rows in arrival order: received_at, then origin and position."""
-    rows: list[_Row] = []
-    for f in frames:
-        rows.extend(
-            map(_Row, f["message_id"].tolist(), f["profile_id"].tolist(), f["name"].tolist(),
-                f["ts"].tolist(), f["source"].tolist(), f["r"].tolist(),
-                f["properties"].tolist(), f["origin"].tolist(), f["pos"].tolist())
-        )  # fmt: skip
-    rows.sort(key=lambda e: (e.r, e.origin, e.pos))
-    return rows
+# The bucket of rejected lines and clock lines (profiles' buckets are 0 .. buckets - 1).
+REJECTED_BUCKET = -1
 
 
 class Sessionizer:
     """The function given to `applyInPandasWithState` (picklable: settings only)."""
 
-    def __init__(self, timeout_ms: int, excluded: tuple[str, ...]) -> None:
+    def __init__(self, timeout_ms: int, excluded: tuple[str, ...], buckets: int) -> None:
         self.settings = Settings(sessions_enabled=True, timeout_ms=timeout_ms, excluded=excluded)
+        self.buckets = buckets
 
     def __call__(
         self, key: tuple[Any, ...], frames: Iterator[pd.DataFrame], state: GroupState
     ) -> Iterator[pd.DataFrame]:
-        timeout = self.settings.timeout_ms
-        out = _Out(timeout)
-        profile = str(key[0])
-        if profile == REJECTED_KEY:
+        if int(key[0]) == REJECTED_BUCKET:
             yield from _rejected(frames)
             return
-        if state.exists:
-            ps, clock = state_codec.decode(profile, state.get[0])
-        else:
-            ps, clock = state_codec.fresh(profile), NO_CLOCK
-        watermark = state.getCurrentWatermarkMs()
-        if state.hasTimedOut:
-            due = exact.conclude_due(ps, watermark + 1, timeout)
-            if due is not None:
-                out.session("concluded", due)
-        else:
-            clock = self._apply(ps, clock, frames, out)
-        s = ps.open
-        if s is not None:
-            due_at = s.last_ts + timeout
-            # Due before the profile's last instant (no later arrival of it can join), or
-            # by the stream's clock: conclude now. Otherwise the timer fires once the
-            # watermark passes due_at - 1, i.e. reaches due_at.
-            if due_at < clock or due_at <= watermark:
-                exact.conclude_due(ps, due_at + 1, timeout)
-                out.session("concluded", s)
-            else:
-                out.session("open", s, clock)
-                state.setTimeoutTimestamp(due_at - 1)
-        state.update((state_codec.encode(ps, clock),))
-        yield out.frame()
+        import pandas as pd
 
-    def _apply(
-        self, ps: ProfileState, clock: int, frames: Iterator[pd.DataFrame], out: _Out
-    ) -> int:
-        """Apply the rows in arrival order, one instant at a time (`exact.replay`, as an
-        import does); returns the new clock."""
-        items = _rows(frames)
-        if not items:
-            return clock
-        instants = [max(e.r, clock) for e in items]  # the clock never runs backwards
-        eligible = [i for i, e in enumerate(items) if self.settings.is_eligible(e.name, e.source)]
-        arrivals = [Arrival(items[i].ts, i, items[i].message_id, items[i].source) for i in eligible]
-        # end: conclude what fell due before the last instant (no later arrival can join)
-        done = exact.replay(
-            ps,
-            [instants[i] for i in eligible],
-            arrivals,
-            self.settings.timeout_ms,
-            instants[-1] - 1,
-        )
-        for s, _ in done.concluded:
-            out.session("concluded", s)
-        ids = dict(zip(eligible, done.session_ids, strict=True))
-        for i, e in enumerate(items):
-            sid = ids.get(i)
-            out.event(e, sid, i in ids and sid is None)
-        return instants[-1]
+        b = state_codec.decode(state.get[0], self.buckets) if state.exists else bucket.Bucket()
+        watermark = state.getCurrentWatermarkMs()
+        parts = [f for f in frames if len(f)]
+        frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts or [None])[0]
+        rows = None if frame is None or state.hasTimedOut else _rows(frame)
+        done = bucket.apply(b, rows, watermark, self.settings)
+        if done.timer is not None:
+            state.setTimeoutTimestamp(done.timer)
+        state.update((state_codec.encode(b, self.buckets),))
+        out = [_events(frame, done)] if rows is not None and frame is not None else []
+        out.append(_sessions(b, done.concluded, self.settings.timeout_ms))
+        out.append(_open(b, done.opened, done.as_of))
+        yield pd.concat(out, ignore_index=True)
+
+
+def _rows(frame: pd.DataFrame) -> bucket.Rows:
+    def ints(name: str) -> bucket.I64:
+        return np.asarray(frame[name].to_numpy(dtype=np.int64), dtype=np.int64)
+
+    def objects(name: str) -> bucket.OBJ:
+        return np.asarray(frame[name].to_numpy(dtype=object), dtype=object)
+
+    return bucket.Rows(
+        objects("message_id"), objects("profile_id"), objects("name"), objects("source"),
+        ints("ts"), ints("r"), objects("origin"), ints("pos"),
+    )  # fmt: skip
+
+
+def _frame(n: int, values: dict[str, Any]) -> pd.DataFrame:
+    """Output rows: the columns given (arrays of n, or one value for all), None elsewhere;
+    int columns as nullable Int64 and `late` as nullable boolean (typed, not objects)."""
+    import pandas as pd
+
+    cols: dict[str, Any] = {}
+    for c in _COLUMNS:
+        v = values.get(c)
+        if c in _INTS:
+            data = np.zeros(n, dtype=np.int64) if v is None else np.asarray(v, dtype=np.int64)
+            cols[c] = pd.arrays.IntegerArray(
+                np.broadcast_to(data, (n,)).copy(), np.full(n, v is None)
+            )
+        elif c == "late":
+            data = np.zeros(n, dtype=bool) if v is None else np.asarray(v, dtype=bool)
+            cols[c] = pd.arrays.BooleanArray(
+                np.broadcast_to(data, (n,)).copy(), np.full(n, v is None)
+            )
+        else:
+            arr = np.empty(n, dtype=object)
+            arr[:] = v
+            cols[c] = arr
+    return pd.DataFrame(cols)
+
+
+def _events(frame: pd.DataFrame, done: bucket.Applied) -> pd.DataFrame:
+    return _frame(
+        len(frame),
+        {
+            "kind": "event",
+            **{c: frame[c].to_numpy() for c in ("message_id", "profile_id", "name", "ts",
+                                                "source", "properties", "origin", "pos")},
+            "received_at": frame["r"].to_numpy(),
+            "session_id": done.session_id,
+            "late": done.late,
+        },
+    )  # fmt: skip
+
+
+def _session_columns(b: bucket.Bucket, s: vector.Sessions) -> dict[str, Any]:
+    return {
+        "profile_id": b.table.profile_id[s.code],
+        "session_id": s.session_id,
+        "source": s.source,
+        "first_ts": s.first_ts,
+        "last_ts": s.last_ts,
+        "events": s.events,
+    }
+
+
+def _sessions(b: bucket.Bucket, s: vector.Sessions, timeout: int) -> pd.DataFrame:
+    """Concluded sessions, each with its Session Concluded event (R4)."""
+    ids = s.session_id.tolist()
+    lengths = ((s.last_ts - s.first_ts) // 1000).tolist()
+    props = [
+        _encode({"Session Length": n, "Session ID": i}).decode()
+        for n, i in zip(lengths, ids, strict=True)
+    ]
+    return _frame(
+        len(s),
+        {
+            "kind": "concluded",
+            **_session_columns(b, s),
+            "message_id": [f"sc-{i}" for i in ids],
+            "name": SESSION_CONCLUDED,
+            "ts": s.last_ts,
+            "received_at": s.last_ts + timeout,  # raised when it fell due
+            "properties": props,
+            "late": np.zeros(len(s), dtype=bool),
+        },
+    )
+
+
+def _open(b: bucket.Bucket, s: vector.Sessions, as_of: np.ndarray) -> pd.DataFrame:
+    """Snapshots of the open sessions of the profiles that had rows."""
+    return _frame(len(s), {"kind": "open", **_session_columns(b, s), "as_of": as_of})
 
 
 def _rejected(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

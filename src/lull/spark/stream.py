@@ -1,8 +1,9 @@
 """`lull spark stream`: the session rules as a Spark Structured Streaming job.
 
 closed ingest-log segments (or landing NDJSON, or Kafka) -> parsed rows (`landing`) ->
-watermark on received_at (the stream's clock) -> duplicates dropped (R6) -> keyed by
-profile through lull's engine with its state in Spark's state store (`sessionizer`) ->
+watermark on received_at (the stream's clock) -> duplicates dropped (R6) -> keyed by a
+bucket of profiles through lull's vectorized engine, each bucket's state in Spark's state
+store (`sessionizer`, `bucket`) ->
 Parquet, one directory per micro-batch under each output (`batch=N`), overwritten if
 Spark runs a batch again after a restart, so nothing is written twice.
 
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 # keyed step sees the watermark's column only as this constant, which is never behind.
 # (The watermark itself still follows received_at, set upstream.)
 _NEVER_LATE_MS = 7_258_118_400_000  # 2200-01-01
+# Profiles are keyed by a bucket: Spark calls Python once per bucket per micro-batch (and
+# its per-key cost is paid per bucket). A few per state partition keeps both cores busy.
+DEFAULT_BUCKETS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,7 @@ class StreamConfig:
     trigger: str = "5 seconds"
     until_idle: bool = False
     partitions: int | None = None  # of the state; fixed by the checkpoint's first run
+    buckets: int = DEFAULT_BUCKETS  # of profiles, one keyed state each; fixed likewise
 
 
 def sessionized(spark: SparkSession, config: StreamConfig) -> DataFrame:
@@ -56,8 +61,8 @@ def sessionized(spark: SparkSession, config: StreamConfig) -> DataFrame:
     from pyspark.sql import functions as F
     from pyspark.sql.streaming.state import GroupStateTimeout
 
-    from lull.spark.landing import read_kafka, read_landing, read_log
-    from lull.spark.sessionizer import OUTPUT_SCHEMA, STATE_SCHEMA, Sessionizer
+    from lull.spark.landing import REJECTED_KEY, read_kafka, read_landing, read_log
+    from lull.spark.sessionizer import OUTPUT_SCHEMA, REJECTED_BUCKET, STATE_SCHEMA, Sessionizer
 
     if config.log:
         parsed = read_log(spark, config.log, config.project)
@@ -72,9 +77,14 @@ def sessionized(spark: SparkSession, config: StreamConfig) -> DataFrame:
         "arrived", metadata={"spark.watermarkDelayMs": 0}
     )
     # (No filter here for the clock lines: Spark would push it below the watermark.)
-    keyed = clocked.select(*parsed.columns, never).dropDuplicates(["dedupe"]).drop("dedupe")
-    return keyed.groupBy("key").applyInPandasWithState(
-        Sessionizer(config.timeout_ms, config.excluded),
+    unique = clocked.select(*parsed.columns, never).dropDuplicates(["dedupe"])
+    # Spark's xxhash64 (seed 42) is fixed, so a profile stays in its bucket across restarts
+    bucket = F.when(F.col("key") == REJECTED_KEY, F.lit(REJECTED_BUCKET)).otherwise(
+        F.pmod(F.xxhash64("key"), F.lit(config.buckets))
+    )
+    keyed = unique.withColumn("bucket", bucket.cast("int")).drop("dedupe", "key")
+    return keyed.groupBy("bucket").applyInPandasWithState(
+        Sessionizer(config.timeout_ms, config.excluded, config.buckets),
         OUTPUT_SCHEMA,
         STATE_SCHEMA,
         "append",
