@@ -127,17 +127,44 @@ def settings(
     is_flag=True,
     help="leave the clock at the last arrival (for importing history in parts)",
 )
+@click.option(
+    "--from",
+    "tool",
+    type=click.Choice(["segment", "amplitude", "mixpanel", "posthog"]),
+    help="FILE is that tool's export (docs/import.md)",
+)
+@click.option(
+    "--source",
+    type=click.Choice(["web", "ios", "android", "api"]),
+    help="with --from: the write key's source the events come as (default web)",
+)
 @click.pass_context
 def import_cmd(
-    ctx: click.Context, db: str | None, project: str | None, file: str, keep_open: bool
+    ctx: click.Context,
+    db: str | None,
+    project: str | None,
+    file: str,
+    keep_open: bool,
+    tool: str | None,
+    source: str | None,
 ) -> None:
-    """Load canonical NDJSON events (FILE, or - for stdin) as if received live."""
+    """Load events (FILE, or - for stdin) as if received live: canonical NDJSON (also
+    gzip), Parquet or CSV, or with --from a tool's export."""
     from lull.importer import import_ndjson
+    from lull.ingest.imports import prepare
 
+    shown = "stdin" if file == "-" else file
+    spool = str(Path(db or ctx.obj["db"]).parent)
     with _input_file(file) as path, _open(ctx, db, project) as (con, pid):
-        with _progress() as step:
-            report = import_ndjson(con, pid, path, now=now_ms(), keep_open=keep_open, progress=step)
-        _print_json(report.as_json())
+        with _progress(6) as step, prepare(
+            con, pid, path, tool=tool, source=source, shown=shown, spool=spool, now=now_ms(),
+            progress=step,
+        ) as ready:  # fmt: skip
+            report = import_ndjson(
+                con, pid, ready.path, now=now_ms(), keep_open=keep_open, progress=step
+            )
+            found = ready.finish(con, pid)
+        _print_json({**report.as_json(), **found} if tool else report.as_json())
 
 
 @contextmanager
