@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lull.ingest.columns import EventColumns
 from lull.server import checkpoint
 from lull.server.door import _CHUNK, DAY_MS, Window, hashes
 from lull.server.live import LiveEngine
@@ -308,7 +309,7 @@ def test_a_hash_match_is_checked_against_the_store() -> None:
         return Event(mid, "p", "Song Played", now, "ios", None, {}, "{}")
 
     async def send(mids: list[str]) -> tuple[int, int]:
-        got = await door.take(1, now, [event(m) for m in mids])
+        got = await door.take(1, now, EventColumns.of([event(m) for m in mids]))
         return got.accepted, got.duplicates
 
     assert asyncio.run(send(["new-1", "new-2"])) == (2, 0)

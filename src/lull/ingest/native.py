@@ -1,5 +1,5 @@
 """lull's native API, fast: a well-formed body of canonical records decoded straight into
-typed records (msgspec) and events, properties kept as the JSON text they came in.
+typed records (msgspec) and then columns, properties kept as the JSON text they came in.
 
 Anything this path is not sure of (a type error, an ISO time it cannot read, a name that
 is refused, properties that are not a small object, a large event) makes it give up on
@@ -15,13 +15,14 @@ from typing import Annotated
 import msgspec
 
 from lull.errors import BadInput
+from lull.ingest.columns import EventColumns
 from lull.ingest.records import MAX_ID, MAX_NAME, check_clock_fix
 from lull.model import MAX_EPOCH_MS, SESSION_CONCLUDED, parse_time
 from lull.server.bodies import MAX_DEPTH, MAX_EVENT
-from lull.server.live import Event
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
+Epoch = Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH_MS)]
 _EMPTY = msgspec.Raw(b"{}")
 # Properties whose braces and brackets are this few cannot nest deeper than the limit.
 _BRACKETS = MAX_DEPTH - 2
@@ -34,46 +35,64 @@ class _Record(msgspec.Struct):
     message_id: Id
     profile_id: Id
     name: Name
-    ts: int | str
-    sent_at: int | str | None = None
-    received_at: int | str | None = None
+    ts: Epoch | str
+    sent_at: Epoch | str | None = None
+    received_at: Epoch | str | None = None
     properties: msgspec.Raw = _EMPTY
 
 
 _decode = msgspec.json.Decoder(list[_Record]).decode
 
 
-def _time(value: int | str) -> int:
-    if type(value) is int and 0 <= value <= MAX_EPOCH_MS:
-        return value
-    return parse_time(value, "time")  # BadInput: the exact path names the field
+def _times(values: list[int | str]) -> list[int]:
+    """Epoch ms (checked while decoding) or ISO times (read here; BadInput if not)."""
+    if str not in set(map(type, values)):
+        return values  # type: ignore[return-value]  # all int: checked by the decoder
+    return [v if type(v) is int else parse_time(v, "time") for v in values]
 
 
-def events(body: bytes, source: str, arrived: int) -> list[Event] | None:
-    """The events of a JSON array body, or None when the exact path must judge it."""
+def _properties(raws: list[bytes]) -> list[bytes] | None:
+    """The properties' JSON texts, `null` as `{}`; None when one is not a small object."""
+    unsure = [
+        i
+        for i, raw in enumerate(raws)
+        if raw[:1] != b"{" or len(raw) > _LARGE or raw.count(b"{") + raw.count(b"[") > _BRACKETS
+    ]
+    for i in unsure:
+        if raws[i] != b"null":
+            return None
+        raws[i] = b"{}"
+    try:
+        b"".join(raws).decode()  # the decoder skipped them: UTF-8 is checked here
+    except UnicodeDecodeError:
+        return None
+    return raws
+
+
+def columns(body: bytes, source: str, arrived: int) -> EventColumns | None:
+    """The events of a JSON array body, or None when the exact path must judge it.
+    Column by column: no object per event beyond what the decoder makes."""
     if body.lstrip()[:1] != b"[":
         return None  # NDJSON
     try:
         records = _decode(body)
-        out = []
-        for r in records:
-            if r.name == SESSION_CONCLUDED:
-                return None
-            ts = _time(r.ts)
-            sent = None if r.sent_at is None else _time(r.sent_at)
-            if r.received_at is not None:
-                _time(r.received_at)
-            check_clock_fix(ts, sent, arrived, "sent_at")
-            raw = bytes(r.properties)
-            if raw == b"null":
-                raw = b"{}"
-            elif raw[:1] != b"{" or len(raw) > _LARGE:
-                return None
-            if raw.count(b"{") + raw.count(b"[") > _BRACKETS:
-                return None
-            out.append(
-                Event(r.message_id, r.profile_id, r.name, ts, source, sent, {}, raw.decode())
-            )
-        return out
+        names = [r.name for r in records]
+        if SESSION_CONCLUDED in names:
+            return None
+        ts = _times([r.ts for r in records])
+        sent: list[int | None] = [r.sent_at for r in records]  # type: ignore[misc]
+        if any(s is not None for s in sent):
+            sent = [None if s is None else _times([s])[0] for s in sent]
+            for t, s in zip(ts, sent, strict=True):
+                check_clock_fix(t, s, arrived, "sent_at")
+        received = [r.received_at for r in records if r.received_at is not None]
+        if received:
+            _times(received)
+        props = _properties([bytes(r.properties) for r in records])
+        if props is None:
+            return None
+        ids = [r.message_id for r in records]
+        profiles = [r.profile_id for r in records]
+        return EventColumns(ids, profiles, names, ts, sent, props, source)
     except (msgspec.ValidationError, msgspec.DecodeError, BadInput, UnicodeDecodeError):
         return None

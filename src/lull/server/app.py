@@ -28,13 +28,15 @@ from lull.errors import (
     Unavailable,
 )
 from lull.ingest import amplitude, clevertap, posthog, segment
-from lull.ingest.native import events as native_events
+from lull.ingest.columns import EventColumns
+from lull.ingest.native import columns as native_columns
 from lull.ingest.records import to_record
 from lull.server import clevertap_web, reads
 from lull.server.bodies import parse_events, parse_json, read_body, too_big
 from lull.server.control import parse_change
 from lull.server.cors import IngestCors, check_origin
 from lull.server.door import RETRY_AFTER_S, Door, Outcome
+from lull.server.fast import FastIngest
 from lull.server.headers import SecurityHeaders
 from lull.server.identity import Link, Resolve, Target, follow, news
 from lull.server.live import Event, LiveEngine
@@ -83,12 +85,14 @@ class Server:
         self,
         pid: int,
         received_at: int,
-        events: list[Event],
+        events: list[Event] | EventColumns,
         links: list[Link] | None = None,
         traits: list[tuple[str, dict[str, Any], int]] | None = None,
     ) -> Outcome:
         """Make the events durable (the ingest log); returns once they are. `received_at`
         is the request's arrival instant, the one its handler checked the events with."""
+        if isinstance(events, list):
+            events = EventColumns.of(events)
         return await self.door.take(pid, received_at, events, links, traits)
 
     async def caught_up(self, wait: float = 2.0) -> None:
@@ -233,20 +237,23 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
         grant = server.writer(request, _bearer(request))
         body = await read_body(request)
         arrived = server.engine.clock()
-        fast = native_events(body, grant.source, arrived)
+        fast = native_columns(body, grant.source, arrived)
         if fast:  # a well-formed body: every event taken as it is
-            got = Gathered(events=fast)
-        else:  # the exact path: each bad record named, the good ones kept
+            outcome = await server.store(grant.project_id, arrived, fast)
+            return JSONResponse(
+                {"accepted": outcome.accepted, "duplicates": outcome.duplicates, "rejected": []}
+            )
 
-            def convert(raw: object, resolve: Resolve) -> Converted:
-                rec = to_record(raw, grant.source, arrived=arrived)
-                event = Event(
-                    rec.message_id, rec.profile_id, rec.name, rec.ts, grant.source,
-                    rec.sent_at, rec.properties,
-                )  # fmt: skip
-                return event, None, None
+        def convert(raw: object, resolve: Resolve) -> Converted:  # the exact path
+            rec = to_record(raw, grant.source, arrived=arrived)
+            event = Event(
+                rec.message_id, rec.profile_id, rec.name, rec.ts, grant.source,
+                rec.sent_at, rec.properties,
+            )  # fmt: skip
+            return event, None, None
 
-            got = gather(server, grant.project_id, parse_events(body), body, convert)
+        # each bad record named, the good ones kept
+        got = gather(server, grant.project_id, parse_events(body), body, convert)
         pid, events = grant.project_id, got.events
         outcome = await server.store(pid, arrived, events) if events else Outcome()
         answer = got.counted(
@@ -508,3 +515,8 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
     app.add_middleware(IngestCors, allowed=server.origin_allowed)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def serving(server: Server, ingest_only: bool = False) -> FastIngest:
+    """The app behind the native API's fast lane (server/fast.py): what `lull serve` runs."""
+    return FastIngest(build(server, ingest_only), server)

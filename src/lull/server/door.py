@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from lull.errors import Unavailable
+from lull.ingest.columns import EventColumns
 from lull.server.identity import Link, Target
 from lull.store.log import EVENT_SCHEMA, IngestLog, LogError, Position
 
@@ -108,7 +109,13 @@ class Door:
 
     def remember(self, pid: int, day: int, message_ids: list[str]) -> None:
         """At start: ids the store accepted on `day` (received_at // DAY_MS)."""
-        self.windows.setdefault(pid, Window()).add(day, hashes(message_ids))
+        self._window(pid).add(day, hashes(message_ids))
+
+    def _window(self, pid: int) -> Window:
+        window = self.windows.get(pid)
+        if window is None:  # (not setdefault: a Window is not cheap to make and drop)
+            window = self.windows[pid] = Window()
+        return window
 
     async def _in_store(self, pid: int, ids: list[str]) -> set[str]:
         """The `ids` that the store holds within the window: those whose hash
@@ -128,36 +135,36 @@ class Door:
         self,
         pid: int,
         received_at: int,
-        events: list[Event],
+        events: EventColumns,
         links: list[Link] | None = None,
         traits: list[tuple[str, dict[str, Any], int]] | None = None,
     ) -> Outcome:
         """Make a request's events durable; returns once they are (or raises Unavailable)."""
         self._expire(received_at)
         seen = self.seen.setdefault(pid, {})
-        ids = [e.message_id for e in events]
+        ids = events.message_ids
         held = await self._in_store(pid, ids)
         waits: list[Future[Position]] = []
         if not held and seen.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
             fresh = events  # the common case, decided set-wise
         else:
-            fresh, ids, taken = [], [], set()
-            for e in events:
-                mid = e.message_id
+            rows, taken = [], set()
+            for i, mid in enumerate(ids):
                 if mid in seen:
                     pending = seen[mid]
                     if pending is not None:
                         waits.append(pending)  # durable once its first copy is
                 elif mid not in held and mid not in taken:
                     taken.add(mid)
-                    fresh.append(e)
-                    ids.append(mid)
+                    rows.append(i)
+            fresh = events.take(rows)
+            ids = fresh.message_ids
         outcome = Outcome(accepted=len(fresh), duplicates=len(events) - len(fresh))
-        if fresh or links or traits:
-            batch = Batch(pid, received_at, fresh, list(links or ()), list(traits or ()))
+        if len(fresh) or links or traits:
+            batch = Batch(pid, received_at, [], list(links or ()), list(traits or ()))
             try:
-                future = self._submit(batch, ids)
-            except (LogError, ValueError) as error:
+                future = self._submit(batch, fresh)
+            except (LogError, ValueError, pa.ArrowException) as error:
                 raise Unavailable(f"events could not be stored, retry: {error}") from None
             seen.update(dict.fromkeys(ids, future))  # no await since the check above
             waits.append(future)
@@ -165,7 +172,7 @@ class Door:
             try:
                 await asyncio.wrap_future(wait)
             except Exception as error:
-                self._forget(pid, fresh)
+                self._forget(pid, ids)
                 self.failing = str(error)
                 raise Unavailable(f"events could not be stored, retry: {error}") from None
         self.failing = None
@@ -173,10 +180,10 @@ class Door:
             self.engine.link(pid, links)
         return outcome
 
-    def _submit(self, batch: Batch, ids: list[str]) -> Future[Position]:
-        table = to_arrow(self.names(batch.project_id), batch)
-        batch.rows = table.slice(0, len(batch.events))  # to_arrow puts the events first
-        batch.events = []  # the engine reads the rows
+    def _submit(self, batch: Batch, events: EventColumns) -> Future[Position]:
+        table = to_arrow(self.names(batch.project_id), batch, events)
+        batch.rows = table.slice(0, len(events))  # to_arrow puts the events first
+        ids = events.message_ids
         with self._lock:  # the log's order is the order of submits: keep ours the same
             future = self.log.submit(table)
             self._inflight.append((future, batch, ids))
@@ -196,10 +203,10 @@ class Door:
                         self._unfrozen.append(handed)
                     self.engine.enqueue(batch)
 
-    def _forget(self, pid: int, events: list[Event]) -> None:
+    def _forget(self, pid: int, ids: list[str]) -> None:
         seen = self.seen.get(pid, {})
-        for e in events:
-            seen.pop(e.message_id, None)
+        for mid in ids:
+            seen.pop(mid, None)
 
     def _expire(self, now: int) -> None:
         """Ids the engine has applied move from `seen` to the hashed window (with no
@@ -213,7 +220,7 @@ class Door:
             for mid in ids:  # durable, and in the store
                 pop(mid, None)
             if self.window_ms > 0:
-                window = self.windows.setdefault(pid, Window())
+                window = self._window(pid)
                 window.add(received_at // DAY_MS, list(map(hash, ids)))
         oldest = (now - self.window_ms) // DAY_MS  # a day before it is wholly past
         for window in self.windows.values():
@@ -368,36 +375,49 @@ class Window:
             self._set(run)
 
 
-def to_arrow(project: str, batch: Batch) -> pa.RecordBatch:
-    """A request as rows of the ingest log: its events first, then its links and traits
-    (column by column: this runs for every request)."""
-    r, evs = batch.received_at, batch.events
+def to_arrow(project: str, batch: Batch, events: EventColumns | None = None) -> pa.RecordBatch:
+    """A request as rows of the ingest log: its events (`events`, else `batch.events`)
+    first, then its links and traits (column by column: this runs for every request)."""
+    r = batch.received_at
+    if events is None:
+        events = EventColumns.of(batch.events)
     # the other rows: (kind, message_id, profile_id, ts, properties)
     other: list[tuple[int, str, str, int, str]] = [
         (LINK, anonymous, profile, r if since is None else since, "{}")
         for anonymous, (profile, since) in batch.links
     ]
     other += [(TRAITS, "", p, at, _encode(props).decode()) for p, props, at in batch.traits]
-    n, k = len(evs) + len(other), len(other)
-    cols: dict[str, Any] = {
+    n, k = len(events) + len(other), len(other)
+    source = events.source
+    cols: list[pa.Array | pa.ChunkedArray] = [
         # the same in every row: made in C, not converted value by value
-        "project": pa.repeat(pa.scalar(project, pa.string()), n),
-        "message_id": [e.message_id for e in evs] + [o[1] for o in other],
-        "profile_id": [e.profile_id for e in evs] + [o[2] for o in other],
-        "name": [e.name for e in evs] + [""] * k,
-        "ts": [e.ts for e in evs] + [o[3] for o in other],
-        "source": [e.source for e in evs] + [""] * k,
-        "received_at": pa.repeat(pa.scalar(r, pa.int64()), n),
-        "sent_at": [e.sent_at for e in evs] + [None] * k,
-        "properties": [
-            e.raw if e.raw is not None else _encode(e.properties).decode() for e in evs
-        ] + [o[4] for o in other],
-        "kind": (
-            pa.repeat(pa.scalar(EVENT, pa.int8()), n) if not other
-            else [EVENT] * len(evs) + [o[0] for o in other]
+        pa.repeat(pa.scalar(project, pa.string()), n),
+        _strings(events.message_ids, [o[1] for o in other]),
+        _strings(events.profile_ids, [o[2] for o in other]),
+        _strings(events.names, [""] * k),
+        pa.array(events.ts + [o[3] for o in other], pa.int64()),
+        (
+            pa.repeat(pa.scalar(source, pa.string()), n) if isinstance(source, str)
+            else _strings(source, [""] * k)
         ),
-    }  # fmt: skip
-    return pa.RecordBatch.from_pydict(cols, schema=EVENT_SCHEMA)
+        pa.repeat(pa.scalar(r, pa.int64()), n),
+        pa.array(events.sent_at + [None] * k, pa.int64()),
+        _strings(events.properties, [o[4] for o in other]),
+        (
+            pa.repeat(pa.scalar(EVENT, pa.int8()), n) if not other
+            else pa.array([EVENT] * len(events) + [o[0] for o in other], pa.int8())
+        ),
+    ]  # fmt: skip
+    return pa.RecordBatch.from_arrays(cols, schema=EVENT_SCHEMA)
+
+
+def _strings(values: Sequence[str | bytes], more: list[str]) -> pa.Array:
+    """A string column of texts, or of UTF-8 bytes (checked by whoever made them), then
+    `more`."""
+    if values and type(values[0]) is bytes:
+        column = pa.array(values, pa.binary()).view(pa.string())
+        return pa.concat_arrays([column, pa.array(more, pa.string())]) if more else column
+    return pa.array([*values, *more], pa.string())
 
 
 def from_arrow(batch: pa.RecordBatch, ids: dict[str, int]) -> Batch | None:

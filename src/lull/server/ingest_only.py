@@ -153,7 +153,7 @@ def serve(
     """Serve ingestion only until interrupted (`lull serve --ingest-only`)."""
     import uvicorn
 
-    from lull.server.app import Server, build
+    from lull.server.app import Server, serving
     from lull.server.door import Door
     from lull.server.run import _stop
 
@@ -171,7 +171,7 @@ def serve(
         try:
             # no duplicate window: Spark keeps the ids (window 0: in-flight copies only)
             door = Door(log, engine, names, window_ms=0)
-            app = build(Server(con, engine, door), ingest_only=True)
+            app = serving(Server(con, engine, door), ingest_only=True)
         except BaseException:
             log.close()
             raise

@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import uvicorn
 
-from lull.server.app import Server, build
+from lull.server.app import Server, serving
 from lull.server.door import DAY_MS, DEFAULT_WINDOW_MS, Door
 from lull.server.live import LiveEngine, applied_position, save_applied_position
 from lull.store.db import connect, transaction
@@ -82,7 +82,7 @@ def serve(
     loaded = time.perf_counter()
     door = Door(log, engine, _name_lookup(con.cursor()), duplicate_window_ms, _stored(con))
     ids = remember_window(con, door, engine.clock())
-    app = build(Server(con, engine, door))
+    app = serving(Server(con, engine, door))
     gc.collect()
     gc.freeze()  # what start-up built lives as long as the server: never walk it again
     scheme = "https" if ssl_certfile else "http"
