@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lullrun import Result, export, lull, lull_process, write_events
+from serverproc import default_project
 
 T0 = 1_793_520_000_000  # 2026-11-01T06:40:00Z
 SEC = 1_000
@@ -127,11 +128,12 @@ def segment_message(kind: str, mid: str, at: int, *, anon: str | None = None,
     return msg
 
 
-def test_segment_archive_maps_like_the_live_api(tmp_path: Path) -> None:
+def segment_messages() -> list[dict[str, Any]]:
+    """A device browses, signs in (identify), goes on; another user was aliased."""
     played = {"event": "Song Played"}
     rock = segment_message("track", "s5", T0 + 45 * MIN, user="u-1", **played,
                            properties={"genre": "rock"})  # fmt: skip
-    msgs = [
+    return [
         segment_message("page", "s1", T0, anon="anon-1", name="Home", properties={"path": "/"}),
         segment_message(
             "track", "s2", T0 + 5 * MIN, anon="anon-1", **played, properties={"genre": "jazz"}
@@ -146,6 +148,10 @@ def test_segment_archive_maps_like_the_live_api(tmp_path: Path) -> None:
         segment_message("alias", "s6", T0 + 50 * MIN, user="u-2", previousId="old-2"),
         segment_message("track", "s7", T0 + 52 * MIN, anon="old-2", event="Liked"),
     ]
+
+
+def test_segment_archive_maps_like_the_live_api(tmp_path: Path) -> None:
+    msgs = segment_messages()
     # received out of order in the file: the import replays them as they were received
     msgs[1], msgs[3] = msgs[3], msgs[1]
     path = tmp_path / "segment-logs" / "src1" / "1793491200000" / "part-0001.gz"
@@ -195,7 +201,8 @@ def amplitude_row(n: int, event_type: str, at: int, *, user: str | None = None,
     return row
 
 
-def test_amplitude_export_zip_maps_like_the_live_api(tmp_path: Path) -> None:
+def amplitude_hours() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Two hours' files: a device, then its user after sign-in; an iOS device."""
     hour1 = [
         amplitude_row(
             1, "[Amplitude] Page Viewed", T0, device="dev-1", event_properties={"page": "/"}
@@ -218,6 +225,11 @@ def test_amplitude_export_zip_maps_like_the_live_api(tmp_path: Path) -> None:
             6, "Song Played", T0 + 71 * MIN, device="ios-9", platform="iOS", session_id=-1
         ),
     ]
+    return hour1, hour2
+
+
+def test_amplitude_export_zip_maps_like_the_live_api(tmp_path: Path) -> None:
+    hour1, hour2 = amplitude_hours()
     path = tmp_path / "export.zip"
     with zipfile.ZipFile(path, "w") as z:
         for name, rows in (("123456_2026-11-01_6#0.json.gz", hour1),
@@ -533,3 +545,78 @@ def test_source_names_the_key_the_export_comes_as(tmp_path: Path) -> None:
     db = imported(tmp_path, "api", path, "--from", "mixpanel", "--source", "api")
     (event,) = export(db, "events", tmp_path)
     assert (event["source"], event["session_id"]) == ("api", None)
+
+
+# --- the same events sent live: the same ids, profiles, names, sources, properties, links --
+
+
+def test_the_live_endpoints_store_what_the_import_stores(tmp_path: Path) -> None:
+    """The Segment, Amplitude and PostHog messages behind the exports above, sent to a live
+    server as their SDKs send them (in the order received), store the same events (but
+    for their times, which the live server takes from its own clock), the same identity
+    links and the same profile properties as the import of the exports."""
+    segment_msgs = sorted(segment_messages(), key=lambda m: str(m["receivedAt"]))
+    hour1, hour2 = amplitude_hours()
+    amplitude_rows = [r for r in hour1 + hour2 if "$insert_id" in r]  # live: a content hash
+    posthog_events = posthog_rows()
+
+    def utc(text: str) -> int:
+        return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+    def pick(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+        return {k: row[k] for k in fields}
+
+    (tmp_path / "live").mkdir()
+    with default_project(tmp_path / "live") as (server, keys):
+        batch = [
+            {**{k: v for k, v in m.items() if k not in ("receivedAt", "timestamp")},
+             "timestamp": m["originalTimestamp"]}
+            for m in segment_msgs
+        ]  # fmt: skip
+        got = server.http.post("/v1/batch", json={"writeKey": keys.web, "batch": batch})
+        assert got.status_code == 200, got.text
+        amplitude_fields = ("event_type", "user_id", "device_id", "event_properties",
+                            "user_properties", "session_id", "platform", "os_name")  # fmt: skip
+        events = [
+            {
+                **pick(r, amplitude_fields),
+                "time": utc(r["event_time"]),
+                "insert_id": r["$insert_id"],
+            }
+            for r in amplitude_rows
+        ]
+        got = server.http.post("/2/httpapi", json={"api_key": keys.web, "events": events})
+        assert got.status_code == 200, got.text
+        posthog_fields = ("event", "distinct_id", "uuid", "properties", "timestamp")
+        capture = [pick(r, posthog_fields) for r in posthog_events]
+        got = server.http.post("/batch/", json={"api_key": keys.web, "batch": capture})
+        assert got.status_code == 200, got.text
+        assert server.stop() == 0  # as a service manager stops it: all of it written
+    live_db = tmp_path / "live" / "lull.duckdb"
+
+    db = fresh_db(tmp_path, "imports")
+    files = {
+        "segment": tmp_path / "segment.json",
+        "amplitude": tmp_path / "amplitude.json",
+        "posthog": tmp_path / "posthog.jsonl",
+    }
+    files["segment"].write_text("".join(json.dumps(m) + "\n" for m in segment_msgs))
+    files["amplitude"].write_text("".join(json.dumps(r) + "\n" for r in amplitude_rows))
+    files["posthog"].write_text("".join(json.dumps(r) + "\n" for r in posthog_events))
+    for tool, path in files.items():
+        result = run(db, path, "--from", tool)
+        assert result.code == 0, result.err
+
+    def what(found: Path) -> dict[str, tuple[Any, ...]]:
+        return {
+            e["message_id"]: (e["profile_id"], e["name"], e["source"], e["properties"])
+            for e in export(found, "events", tmp_path)
+            if e["name"] != "Session Concluded"
+        }
+
+    assert what(db) == what(live_db)
+    assert len(what(db)) == 7 + 5 + 6
+    assert links(db) == links(live_db)
+    assert [a for a, _p, _s in links(db)] == ["anon-1", "anon-7", "dev-1", "old-2"]
+    for user in ("u-1", "u-7"):
+        assert traits(db, user) == traits(live_db, user), user
