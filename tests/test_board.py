@@ -82,7 +82,18 @@ def expected(
         )
         day += timedelta(days=1)
     edges = [*BUCKET_EDGES, None]
+    extra: dict[str, Any] = {"grain": "hour" if (last - first).days < 3 else "day"}
+    if extra["grain"] == "hour":
+        extra["per_hour"] = per_hour(counted, tz, first, last)
+    if not counted:  # where the data lies, whatever the range
+        ends = sorted(
+            local_day(parse_time(s["last_ts"], "last_ts"), tz).isoformat()
+            for s in sessions
+            if s["concluded"] and source in (None, s["source"])
+        )
+        extra["data_range"] = {"first": ends[0], "last": ends[-1]} if ends else None
     return {
+        **extra,
         "sessions": len(counted),
         "total_length_s": sum(lengths),
         "per_day": per_day,
@@ -101,6 +112,8 @@ def expected(
             "users": users,
             "median_length_s": nearest_rank(lengths, 0.5),
             "p90_length_s": nearest_rank(lengths, 0.9),
+            "average_length_s": round(sum(lengths) / len(lengths), 1) if lengths else None,
+            "total_length_s": sum(lengths),
             "sessions_per_user": round(len(counted) / users, 2) if users else None,
             "events_per_session": (
                 round(sum(s["events"] for s in counted) / len(counted), 2) if counted else None
@@ -108,6 +121,24 @@ def expected(
             "late_events": late,
         },
     }
+
+
+def per_hour(counted: list[dict[str, Any]], tz: str, first: date, last: date) -> list[Any]:
+    """Sessions and their total length per wall-clock hour of their last event."""
+
+    def hour(s: dict[str, Any]) -> str:
+        at = datetime.fromtimestamp(parse_time(s["last_ts"], "last_ts") / 1000, ZoneInfo(tz))
+        return at.strftime("%Y-%m-%dT%H:00")
+
+    out = []
+    day = first
+    while day <= last:
+        for h in range(24):
+            key = f"{day.isoformat()}T{h:02d}:00"
+            that = [s["length_s"] for s in counted if hour(s) == key]
+            out.append({"hour": key, "sessions": len(that), "total_length_s": sum(that)})
+        day += timedelta(days=1)
+    return out
 
 
 @st.composite
@@ -190,10 +221,13 @@ def test_an_empty_range_gives_zeros_and_nulls(db_path: Path) -> None:
         "users": 0,
         "median_length_s": None,
         "p90_length_s": None,
+        "average_length_s": None,
+        "total_length_s": 0,
         "sessions_per_user": None,
         "events_per_session": None,
         "late_events": 0,
     }
+    assert got["data_range"] is None  # no session at all
     assert [d["sessions"] for d in got["per_day"]] == [0, 0, 0]
     assert sum(b["sessions"] for b in got["length_distribution"]) == 0
 

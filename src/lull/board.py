@@ -7,11 +7,12 @@ project's time zone, on a day of the range (R7), of the chosen source if one is 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import duckdb
 
-from lull.days import Days, of_number
+from lull.days import HOUR_MS, Days, number, of_number
 from lull.errors import BadInput
 from lull.model import Settings
 
@@ -19,6 +20,8 @@ from lull.model import Settings
 BUCKET_EDGES = (0, 1, 10, 30, 60, 180, 600, 1800, 3600, 10800)
 # The sources a board can be narrowed to (API events never have sessions, R1).
 BOARD_SOURCES = ("web", "ios", "android")
+# Ranges of at most this many days are also drawn hour by hour.
+HOURLY_DAYS = 3
 
 
 def check_source(source: str | None) -> str | None:
@@ -93,6 +96,44 @@ def per_day(con: duckdb.DuckDBPyConnection, span: Span) -> list[dict[str, object
     return out
 
 
+def per_hour(con: duckdb.DuckDBPyConnection, span: Span) -> list[dict[str, object]]:
+    """R7 by the hour: sessions and the sum of their lengths per wall-clock hour (in the
+    project's zone) of their Session Concluded time; every hour of the days listed (a
+    day that skips an hour for DST shows it empty; one that repeats it counts both in it)."""
+    rows = con.execute(
+        f"""SELECT {span.days.local_sql("last_ts", HOUR_MS)} AS hour, count(*),
+                   sum((last_ts - first_ts) // 1000)
+            FROM ({span.counted()}) GROUP BY 1""",
+        span.params(),
+    ).fetchall()
+    found = {int(h): (int(n), int(total)) for h, n, total in rows}
+    first = number(span.days.first) * 24
+    out: list[dict[str, object]] = []
+    for h in range(first, (number(span.days.last) + 1) * 24):
+        n, total = found.get(h, (0, 0))
+        at = datetime.fromtimestamp(h * 3600, UTC)  # wall-clock, not an instant
+        out.append({"hour": at.strftime("%Y-%m-%dT%H:00"), "sessions": n, "total_length_s": total})
+    return out
+
+
+def extent(con: duckdb.DuckDBPyConnection, span: Span) -> dict[str, str] | None:
+    """The first and last day (in the project's zone) with a concluded session of the
+    span's source, whatever the range: where the data lies, for an empty range."""
+    row = con.execute(
+        """SELECT min(last_ts), max(last_ts) FROM sessions WHERE project_id = $pid
+           AND concluded AND ($source IS NULL OR source = $source)""",
+        span.params(),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    zone = ZoneInfo(span.days.tz)
+
+    def day(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone).date().isoformat()
+
+    return {"first": day(int(row[0])), "last": day(int(row[1]))}
+
+
 def late_events(con: duckdb.DuckDBPyConnection, span: Span) -> int:
     """Events marked late (R5) whose event time falls in the range (of that source)."""
     row = con.execute(
@@ -113,18 +154,21 @@ def headline(con: duckdb.DuckDBPyConnection, span: Span) -> dict[str, object]:
     row = con.execute(
         f"""SELECT count(*), count(DISTINCT profile_id),
                    quantile_disc((last_ts - first_ts) // 1000, [0.5, 0.9]),
-                   coalesce(sum(events), 0)
+                   coalesce(sum(events), 0), coalesce(sum((last_ts - first_ts) // 1000), 0)
             FROM ({span.counted()})""",
         span.params(),
     ).fetchone()
     assert row is not None
     sessions, users, quantiles, events = int(row[0]), int(row[1]), row[2], int(row[3])
+    total = int(row[4])
     median, p90 = (None, None) if quantiles is None else (int(q) for q in quantiles)
     return {
         "sessions": sessions,
         "users": users,
         "median_length_s": median,
         "p90_length_s": p90,
+        "average_length_s": round(total / sessions, 1) if sessions else None,
+        "total_length_s": total,
         "sessions_per_user": round(sessions / users, 2) if users else None,
         "events_per_session": round(events / sessions, 2) if sessions else None,
     }
@@ -146,15 +190,22 @@ def board(
     span = Span(pid, Days(tz, first, until), source)
     days_out = per_day(con, span)
     late = late_events(con, span)
-    return {
+    sessions = sum(int(str(d["sessions"])) for d in days_out)
+    out: dict[str, object] = {
         "from": first.isoformat(),
         "until": until.isoformat(),
         "timezone": tz,
         "source": source,
-        "sessions": sum(int(str(d["sessions"])) for d in days_out),
+        "sessions": sessions,
         "total_length_s": sum(int(str(d["total_length_s"])) for d in days_out),
         "headline": {**headline(con, span), "late_events": late},
         "length_distribution": length_distribution(con, span),
         "per_day": days_out,
         "late_events": late,
+        "grain": "hour" if days <= HOURLY_DAYS else "day",
     }
+    if days <= HOURLY_DAYS:
+        out["per_hour"] = per_hour(con, span)
+    if sessions == 0:  # say where the data is
+        out["data_range"] = extent(con, span)
+    return out

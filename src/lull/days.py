@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from lull.model import MAX_EPOCH_MS
 
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _STEP_MS = DAY_MS // 2  # offsets change at most once in half a day
@@ -79,13 +80,18 @@ class Days:
 
     def day_sql(self, col: str) -> str:
         """SQL: the local epoch-day number of `col` (epoch ms within [lo, hi])."""
+        return self.local_sql(col, DAY_MS)
+
+    def local_sql(self, col: str, unit_ms: int) -> str:
+        """SQL: the local wall-clock time of `col` in whole `unit_ms` since the epoch
+        (days with DAY_MS, hours with HOUR_MS)."""
         if len(self.pieces) == 1:
-            return f"(({col} + {self.pieces[0][1]}) // {DAY_MS})"
+            return f"(({col} + {self.pieces[0][1]}) // {unit_ms})"
         whens = " ".join(
             f"WHEN {col} < {start} THEN {offset}"
             for (_, offset), (start, _) in pairwise(self.pieces)
         )
-        return f"(({col} + CASE {whens} ELSE {self.pieces[-1][1]} END) // {DAY_MS})"
+        return f"(({col} + CASE {whens} ELSE {self.pieces[-1][1]} END) // {unit_ms})"
 
     def where(self, col: str) -> str:
         """SQL: `col` (epoch ms) falls on one of the days."""
