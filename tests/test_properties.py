@@ -1,10 +1,12 @@
 """Properties: every engine gives the same sessions on the same events.
 
-- With no late arrival, `lull import` (columnar), `lull resessionize` (SQL) and a plain
-  reference of R2 written here agree exactly.
-- With any delivery order (late events included), `lull import` (columnar + exact
-  fallback; one file, or two parts with --keep-open) agrees with a per-profile
-  `exact.replay` on R5's clock, and `lull resessionize` afterwards agrees with R2.
+- With no late arrival, `lull import` (the vectorized live engine), `lull resessionize`
+  (set-wise R2) and a plain reference of R2 written here agree exactly.
+- With any delivery order (late events included), `lull import` (the vectorized engine
+  with its exact fallback; one file, or two parts with --keep-open) agrees with a
+  per-profile `exact.replay` on R5's clock, and `lull resessionize` afterwards agrees
+  with R2. (test_replay.py checks the import's engine against `exact.replay` directly,
+  without a store, on many more examples.)
 
 Each example gets its own project in one shared store (opening a new store per example
 costs more than the example).
@@ -19,12 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lull.engine import exact
-from lull.engine.columnar import NONE, Prior, sessionize
 from lull.engine.state import Arrival, ProfileState, Session
 from lull.model import DEFAULT_EXCLUDED, format_time, session_id_for
 from lullrun import lull, lull_process, write_events
@@ -267,70 +267,6 @@ def test_exact_replay_applies_an_instant_as_a_set(events: list[Event], rng: rand
             ids = dict(zip((a.message_id for _, a in order), out.session_ids, strict=True))
             runs.append((ids, [(session_record(s, True), at) for s, at in out.concluded]))
         assert runs[0] == runs[1]
-
-
-@settings(max_examples=200, deadline=None)
-@given(any_order(), st.data())
-def test_columnar_rows_it_keeps_match_exact_replay(
-    events: list[Event], data: st.DataObject
-) -> None:
-    # The events after `cut` are sessionized by columnar from the state the exact engine
-    # left after the ones before it (R5's clock runs on to the cut, as with --keep-open);
-    # every row columnar keeps (not slow) gets the session the exact engine gives it.
-    cut = data.draw(st.integers(0, len(events)))
-    first_end = max((e.received_at for e in events[:cut]), default=0)
-    events = events[:cut] + [
-        Event(e.message_id, e.profile_id, e.ts, max(e.received_at, first_end + 1), e.kind)
-        for e in events[cut:]
-    ]
-    clocks = list(itertools.accumulate((e.received_at for e in events), max))
-    rows = [(c, seq, e) for seq, (c, e) in enumerate(zip(clocks, events, strict=True))]
-    profiles = sorted({e.profile_id for e in events})
-    prior = Prior(*(np.full(len(profiles), NONE, dtype=np.int64) for _ in range(3)))
-    states, carried_events = {}, {}
-    expected: dict[str, str | None] = {}
-    spans: dict[str | None, tuple[int, int, int]] = {}
-    for code, profile_id in enumerate(profiles):
-        feed = [(c, Arrival(e.ts, seq, e.message_id, e.source)) for c, seq, e in rows
-                if e.profile_id == profile_id and e.eligible]  # fmt: skip
-        before = [x for x in feed if x[1].seq < cut]
-        after = [x for x in feed if x[1].seq >= cut]
-        state = states[profile_id] = ProfileState(profile_id, history=[])
-        exact.replay(state, [c for c, _ in before], [a for _, a in before], T, first_end)
-        if state.open is not None:
-            prior.open_first[code], prior.open_last[code] = state.open.first_ts, state.open.last_ts
-            carried_events[profile_id] = (state.open.session_id, state.open.events)
-        if state.horizon is not None:
-            prior.horizon[code] = state.horizon
-        out = exact.replay(state, [c for c, _ in after], [a for _, a in after], T, END)
-        expected.update(
-            (a.message_id, sid) for (_, a), sid in zip(after, out.session_ids, strict=True)
-        )
-        finished = [s for s, _ in out.concluded] + ([state.open] if state.open is not None else [])
-        spans.update((s.session_id, (s.first_ts, s.last_ts, s.events)) for s in finished)
-
-    mine = [(c, e) for c, seq, e in rows if seq >= cut and e.eligible]
-    runs = sessionize(
-        np.array([profiles.index(e.profile_id) for _, e in mine], dtype=np.int64),
-        np.array([e.ts for _, e in mine], dtype=np.int64),
-        np.array([c for c, _ in mine], dtype=np.int64),
-        prior,
-        T,
-    )
-    run_ids: list[str | None] = []
-    for i in range(len(runs.code)):
-        profile_id = profiles[int(runs.code[i])]
-        if runs.first_row[i] < 0:
-            sid, earlier = carried_events[profile_id]
-        else:
-            sid, earlier = session_id_for(profile_id, mine[int(runs.first_row[i])][1].message_id), 0
-        run_ids.append(sid)
-        if not runs.handed[i]:  # (the exact engine goes on from a handed run)
-            events_here = int(runs.events[i]) + earlier
-            assert spans[sid] == (int(runs.first_ts[i]), int(runs.last_ts[i]), events_here)
-    for row, run in zip(runs.order, runs.row_run, strict=True):
-        if run >= 0:
-            assert run_ids[run] == expected[mine[row][1].message_id]
 
 
 @EXAMPLES

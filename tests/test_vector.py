@@ -23,8 +23,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from lull.engine import exact, vector
-from lull.engine.columnar import NONE
-from lull.engine.state import Arrival, ProfileState, Session
+from lull.engine.state import NONE, Arrival, ProfileState, Session
 from lull.model import session_id_for
 from test_properties import (
     END,

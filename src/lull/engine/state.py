@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
+NONE = int(np.iinfo(np.int64).min)  # "no value" in the engines' int64 state arrays
+
 
 @dataclass(slots=True, frozen=True)
 class Arrival:

@@ -63,8 +63,16 @@ bench/generate.py's app (`bench/vector.py --realistic`, batches of 10k) about 1.
 profiles a batch touches go to the exact engine: two thirds for web events overtaking
 each other within the batch, a third for an event older than the open session's last
 (from an earlier batch), a few older than the horizon; the tangled case is ~1 in 100,000.
-Most of them only extend the open session; taking them set-wise too (as
-`columnar._valid` does for an import) is the next step if they ever matter.
+Most of them only extend the open session; taking them set-wise too is the next step if
+they ever matter.
+
+Deferred ids (a bulk import, `engine/replay.py`): a batch may leave `message_id` and
+`source` None. Making R3's id is then the caller's: every session the batch creates comes
+back with `session_id` and `source` None and its `head` row, whose message id and source
+give them (`session_id_for(profile, message_id[head])`, the head's source), which a store
+does set-wise in SQL instead of one md5 a session in Python. The exact engine, which
+needs an identity for the sessions it juggles, gets the row's `seq` as a stand-in message
+id; an open session carried from an earlier batch keeps whatever id the table holds.
 """
 
 from __future__ import annotations
@@ -76,9 +84,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lull.engine import exact
-from lull.engine.columnar import NONE
 from lull.engine.order import group_by_code
-from lull.engine.state import Arrival, ProfileState, Session
+from lull.engine.state import NONE, Arrival, ProfileState, Session
 from lull.model import session_id_for
 
 I64 = npt.NDArray[np.int64]
@@ -200,15 +207,28 @@ class Batch:
     """Arrivals in arrival order: `seq` increasing, `clock` (the arrival instant, ms)
     never decreasing. `code` indexes the `Profiles` table; `ts` is the event time after
     R5's clock fix. `message_id` and `source` are object arrays (or lists) of str; for
-    Arrow columns, pass `column.to_numpy(zero_copy_only=False)`. `eligible` None: all."""
+    Arrow columns, pass `column.to_numpy(zero_copy_only=False)`; both None: the ids are
+    deferred to the caller (see the module docstring). `eligible` None: all."""
 
     code: I64
     ts: I64
     clock: I64
     seq: I64
-    message_id: OBJ | Sequence[str]
-    source: OBJ | Sequence[str]
+    message_id: OBJ | Sequence[str] | None
+    source: OBJ | Sequence[str] | None
     eligible: BOOL | None = None
+
+    @property
+    def deferred(self) -> bool:
+        """True when the caller makes the new sessions' ids and sources (from `head`)."""
+        return self.message_id is None or self.source is None
+
+    def texts(self, rows: Sequence[int]) -> tuple[list[str], list[str]]:
+        """The message ids and sources of `rows` (stand-ins when deferred: the seq, '')."""
+        if self.message_id is None or self.source is None:
+            return [f"\x00{int(self.seq[r])}" for r in rows], [""] * len(rows)
+        m, s = self.message_id, self.source
+        return [str(m[r]) for r in rows], [str(s[r]) for r in rows]
 
     def __len__(self) -> int:
         return len(self.code)
@@ -327,8 +347,10 @@ def _clear_open(after: Profiles, mask: BOOL) -> None:
 
 def _check(batch: Batch) -> None:
     n = len(batch.code)
+    if (batch.message_id is None) != (batch.source is None):
+        raise ValueError("batch columns 'message_id' and 'source' are given together or not at all")
     for name in ("ts", "clock", "seq", "message_id", "source"):
-        if len(getattr(batch, name)) != n:
+        if getattr(batch, name) is not None and len(getattr(batch, name)) != n:
             raise ValueError(f"batch column {name!r} has {len(getattr(batch, name))} rows, not {n}")
     if batch.eligible is not None and len(batch.eligible) != n:
         raise ValueError("batch column 'eligible' has the wrong length")
@@ -453,15 +475,18 @@ def step(
     source[cpos] = before.open_source[sg]
     first_ts[hpos] = batch.ts[heads]
     head[hpos] = heads
-    messages = batch.message_id
-    sid[hpos] = [
-        session_id_for(p, messages[r])
-        for p, r in zip(before.profile_id[kg[cut]].tolist(), heads.tolist(), strict=True)
-    ]
-    sources = batch.source
-    source[hpos] = (
-        sources[heads] if isinstance(sources, np.ndarray) else [sources[r] for r in heads]
-    )
+    messages, sources = batch.message_id, batch.source
+    if messages is None or sources is None:
+        sid[hpos] = None
+        source[hpos] = None
+    else:
+        sid[hpos] = [
+            session_id_for(p, messages[r])
+            for p, r in zip(before.profile_id[kg[cut]].tolist(), heads.tolist(), strict=True)
+        ]
+        source[hpos] = (
+            sources[heads] if isinstance(sources, np.ndarray) else [sources[r] for r in heads]
+        )
     events += np.bincount(row_sess, minlength=total)
     ends = np.ones(km, dtype=bool)
     ends[:-1] = row_sess[1:] != row_sess[:-1]
@@ -535,7 +560,11 @@ def step(
                 else:
                     session[row] = index_or_late
             after.set(gi, state)
-        sessions = Sessions.join([sessions, Sessions.of(extra)])
+        more = Sessions.of(extra)
+        if batch.deferred:  # the stand-in ids stay inside the exact engine's state
+            more.session_id[more.head >= 0] = None
+            more.source[more.head >= 0] = None
+        sessions = Sessions.join([sessions, more])
     return Step(session, late_out, sessions, touched, after, touched[slow])
 
 
@@ -567,11 +596,13 @@ def _rescued(
     heads = s[candidates[np.searchsorted(candidates, lo)]]
     opened = before.open_last[gi] != NONE
     profiles = before.profile_id[gi].tolist()
-    messages, sources = batch.message_id, batch.source
-    new_id = _objects(
-        [session_id_for(p, str(messages[r])) for p, r in zip(profiles, heads.tolist(), strict=True)]
-    )
-    new_source = _objects([str(sources[r]) for r in heads.tolist()])
+    if batch.deferred:
+        new_id = np.full(len(gi), None, dtype=object)
+        new_source = np.full(len(gi), None, dtype=object)
+    else:
+        messages, sources = batch.texts(heads.tolist())
+        new_id = _objects([session_id_for(p, m) for p, m in zip(profiles, messages, strict=True)])
+        new_source = _objects(sources)
     sid = np.where(opened, before.open_id[gi], new_id)
     source = np.where(opened, before.open_source[gi], new_source)
     first_ts = np.where(opened, np.minimum(before.open_first[gi], t_min), t_min)
@@ -608,11 +639,11 @@ def _exact_profile(
     sessions it touched to `out` (their indices start at `offset + len(out)`) and returns
     (row, session index or -1 for late)."""
     carried = state.open
+    messages, sources = batch.texts(rows.tolist())
     arrivals = [
-        Arrival(int(batch.ts[r]), int(batch.seq[r]), str(batch.message_id[r]),
-                str(batch.source[r]))
-        for r in rows.tolist()
-    ]  # fmt: skip
+        Arrival(int(batch.ts[r]), int(batch.seq[r]), m, src)
+        for r, m, src in zip(rows.tolist(), messages, sources, strict=True)
+    ]
     clocks = batch.clock[rows].tolist()
     touched: dict[str, tuple[Session, bool]] = {}  # in order of first touch
     concluded_here: list[Session] = []
@@ -649,8 +680,8 @@ def _exact_profile(
             close(due)
     used = {sid for _, sid in marks if sid is not None}
     heads: dict[str, int] = {}
-    for r in rows.tolist():
-        heads.setdefault(session_id_for(state.profile_id, str(batch.message_id[r])), r)
+    for r, m in zip(rows.tolist(), messages, strict=True):
+        heads.setdefault(session_id_for(state.profile_id, m), r)
     index: dict[str, int] = {}
     for sid, (s, done) in touched.items():
         if done or sid in used:
