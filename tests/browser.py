@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,9 +63,12 @@ def watched(page: Page) -> Watched:
 
     def console(msg: ConsoleMessage) -> None:
         # A page served with a 401/403 on purpose is reported as a failed resource: the
-        # page itself, not an error of its scripts.
+        # page itself, not an error of its scripts; so is a refusal (4xx) the page's
+        # script was given and showed (the tests check what it shows).
         document = msg.location.get("url") == page.url
-        if msg.type == "error" and not (document and msg.text.startswith("Failed to load")):
+        refused = re.search(r"responded with a status of 4\d\d", msg.text) is not None
+        failed = msg.text.startswith("Failed to load")
+        if msg.type == "error" and not (failed and (document or refused)):
             w.errors.append(f"{page.url}: {msg.text}")
 
     def crashed(e: Error) -> None:

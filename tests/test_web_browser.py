@@ -3,12 +3,14 @@ HTTP API. Each test saves a screenshot of its page to docs/screenshots/."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Error, Page, Route, expect
 
 from browser import (
     PASSWORD,
@@ -76,6 +78,7 @@ def api_board(server: LullServer, project: str, **params: str) -> dict[str, Any]
 def headline(page: Page) -> dict[str, str]:
     expect(page.locator("#charts")).to_have_attribute("data-state", "ready")
     ids = ("sessions", "users", "median", "p90", "spu", "eps", "late")
+    expect(page.locator("#figures")).to_have_attribute("data-state", "ready")
     return {k: page.locator(f"#hl-{k}").inner_text() for k in ids}
 
 
@@ -103,6 +106,10 @@ def tooltip(page: Page, chart: str, index: int) -> list[str]:
 
 def number(n: int) -> str:
     return f"{n:,}"
+
+
+def weekday(iso: str) -> str:
+    return date.fromisoformat(iso[:10]).strftime("%a")
 
 
 def test_a_stranger_reaches_only_the_sign_in_page(site: LullServer, tab: Watched) -> None:
@@ -146,7 +153,7 @@ def test_the_board_shows_the_same_figures_as_the_read_api(site: LullServer, tab:
     assert rows.nth(29).locator("td").text_content() == number(per_day[29]["sessions"])
     shot(page, "board")
     assert tooltip(page, "c-count", 20) == [
-        per_day[20]["date"][5:],
+        f"{weekday(per_day[20]['date'])} {per_day[20]['date']}",
         f" {number(per_day[20]['sessions'])} sessions",
     ]
     assert (
@@ -295,7 +302,7 @@ def test_keyboard_reaches_the_board_controls(site: LullServer, tab: Watched) -> 
         focused = page.evaluate("document.activeElement.id || document.activeElement.textContent")
         if not seen or seen[-1] != focused:
             seen.append(focused)
-    assert seen[:5] == ["from", "until", "source", "7 days", "30 days"]
+    assert seen[:6] == ["from", "until", "source", "1 day", "7 days", "30 days"]
     page.get_by_role("button", name="7 days").focus()
     page.keyboard.press("Enter")
     expect(page.locator("#from")).to_have_value(re.compile(r"\d{4}-\d{2}-\d{2}"))
@@ -304,3 +311,97 @@ def test_keyboard_reaches_the_board_controls(site: LullServer, tab: Watched) -> 
     week = api_board(site, "music", until=until, days="7")["headline"]
     expect(page.locator("#hl-sessions")).to_have_text(number(week["sessions"]))
     assert page.url.endswith(f"until={until}") and "from=" in page.url
+
+
+# -- the board's figures always answer the filters on screen ---------------------------
+
+BOARD_API = re.compile(r"/web/api/p/music/board\?")
+
+
+def test_a_slow_answer_for_old_filters_never_replaces_a_newer_one(
+    site: LullServer, tab: Watched
+) -> None:
+    """Web asked first and answered last (held in the browser until iOS is shown):
+    its answer is dropped, and the menu, the address and the figures all say iOS."""
+    page = tab.page
+    sign_in(page, site.base, "vic")
+    headline(page)
+    held: list[Route] = []
+    failed: list[str] = []
+    page.on("requestfailed", lambda r: failed.append(r.url) if BOARD_API.search(r.url) else None)
+
+    def slow_web(route: Route) -> None:
+        if "source=web" in route.request.url:
+            held.append(route)  # answered below, after iOS's
+        else:
+            route.continue_()
+
+    page.route(BOARD_API, slow_web)
+    source = page.get_by_label("Source", exact=True)
+    source.select_option("web")
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(20)
+    assert len(held) == 1, "the request for web was not sent"
+    expect(page.locator("#figures")).to_have_attribute("data-state", "loading")
+    source.select_option("ios")
+    ios = api_board(site, "music", source="ios")["headline"]
+    web = api_board(site, "music", source="web")["headline"]
+    assert ios["sessions"] != web["sessions"]
+    expect(page.locator("#hl-sessions")).to_have_text(number(ios["sessions"]))
+    expect(page.locator("#figures")).to_have_attribute("data-state", "ready")
+    with contextlib.suppress(Error):  # the browser may have dropped the request already
+        held[0].continue_()  # web's answer, late
+    page.wait_for_timeout(500)
+    assert [u for u in failed if "source=web" in u], "web's request was not aborted"
+    expect(page.locator("#hl-sessions")).to_have_text(number(ios["sessions"]))
+    assert source.input_value() == "ios" and "source=ios" in page.url
+    assert page.locator("#figures").get_attribute("data-for") == page.url.split("?", 1)[1]
+
+
+def test_arrowing_through_the_source_menu_sends_one_request(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    sign_in(page, site.base, "vic")
+    headline(page)
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if BOARD_API.search(r.url) else None)
+    page.get_by_label("Source", exact=True).focus()
+    for _ in range(3):  # all -> web -> iOS -> Android
+        page.keyboard.press("ArrowDown")
+    assert "source=android" in page.url  # the address follows at once
+    expect(page.locator("#figures")).to_have_attribute("data-state", "loading")
+    android = api_board(site, "music", source="android")["headline"]
+    expect(page.locator("#hl-sessions")).to_have_text(number(android["sessions"]))
+    expect(page.locator("#figures")).to_have_attribute("data-state", "ready")
+    assert len(sent) == 1 and "source=android" in sent[0], sent
+
+
+def test_a_refused_range_hides_the_figures_and_a_bad_link_keeps_its_filters(
+    site: LullServer, tab: Watched
+) -> None:
+    page = tab.page
+    sign_in(page, site.base, "vic")
+    headline(page)
+    expect(page.locator("#board-updated")).to_have_text(re.compile(r"^Updated \d\d:\d\d:\d\d UTC$"))
+    page.locator("#from").fill("2026-11-20")
+    page.locator("#until").fill("2026-11-10")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#board-error")).to_have_text("the first day comes after the last day")
+    expect(page.locator("#figures")).to_have_attribute("data-state", "error")
+    expect(page.locator("#hl-sessions")).to_be_hidden()
+    expect(page.locator("#board-updated")).to_have_text("")
+    assert "from=2026-11-20&until=2026-11-10" in page.url
+    # the same filters in a link: the board with them and the reason, not a dead end
+    got = page.goto(f"{site.base}/p/music/board?from=2026-11-20&until=2026-11-10&source=ios")
+    assert got is not None and got.status == 400
+    expect(page.locator("#board-error")).to_have_text("the first day comes after the last day")
+    assert page.locator("#from").input_value() == "2026-11-20"
+    assert page.get_by_label("Source", exact=True).input_value() == "ios"
+    expect(page.locator("#hl-sessions")).to_be_hidden()
+    page.locator("#from").fill("2026-11-01")
+    page.get_by_role("button", name="Show").click()
+    want = api_board(site, "music", until="2026-11-10", days="10", source="ios")["headline"]
+    expect(page.locator("#hl-sessions")).to_have_text(number(want["sessions"]))
+    expect(page.locator("#board-error")).to_be_hidden()
+    shot(page, "board-error-mended", full=False)

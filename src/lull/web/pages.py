@@ -21,7 +21,7 @@ from starlette.templating import Jinja2Templates
 
 from lull.board import check_source
 from lull.errors import BadInput, LullError, NotFound
-from lull.model import parse_time
+from lull.model import Settings, parse_time
 from lull.server import reads
 from lull.store.events import latest, of_sessions
 from lull.store.projects import get_settings
@@ -190,8 +190,21 @@ class Pages:
 
         created, settings, last = await self.read(look)
         params = dict(request.query_params)
-        until, days = span(params, settings)
         note = None
+        try:
+            until, days = span(params, settings)
+            source = check_source(params.get("source") or None)
+        except BadInput as e:
+            # A bad range in a link: the board with the filters as given and the reason,
+            # so they can be mended here (not a dead-end page).
+            context = {
+                "error": e.message,
+                "first": params.get("from", ""),
+                "until": params.get("until", ""),
+                "source": params.get("source") or None,
+            }
+            return self.render(request, "board.html", {**context, **_board(created, settings)},
+                               status=e.status, who=who)  # fmt: skip
         if not (params.get("until") or params.get("from")) and last and last[0] is not None:
             # History imported long ago would leave the last 30 days empty: show the 30
             # days up to the latest session instead, and say so.
@@ -203,11 +216,8 @@ class Pages:
             "note": note,
             "first": (until - timedelta(days=days - 1)).isoformat(),
             "until": until.isoformat(),
-            "source": check_source(params.get("source") or None),
-            "page": "board",
-            "made": bool(created and created[0] is not None),
-            "settings": settings,
-            "chart_js": CHART_JS.is_file(),
+            "source": source,
+            **_board(created, settings),
         }
         return self.render(request, "board.html", context, who=who)
 
@@ -293,6 +303,16 @@ def _next(request: Request, sent: object = None) -> str:
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
+
+
+def _board(created: Any, settings: Settings) -> dict[str, Any]:
+    """What the board page shows whatever its range."""
+    return {
+        "page": "board",
+        "made": bool(created and created[0] is not None),
+        "settings": settings,
+        "chart_js": CHART_JS.is_file(),
+    }
 
 
 def _saved(rebuild: bool, report: dict[str, Any]) -> str:
