@@ -31,12 +31,22 @@ DEFAULT_TIMEOUT_MS = 20 * MINUTE_MS
 MIN_TIMEOUT_MS = MINUTE_MS
 MAX_TIMEOUT_MS = 24 * 60 * MINUTE_MS
 
+# What an event may hold: one definition for every way in (the native API, the SDK
+# formats, `lull import`) and out (`lull export`), so that whatever is stored can be
+# exported and imported again unchanged (docs/api.md, "What an event may hold").
+MAX_ID = 256  # characters of a message id and of a profile id (user, device, identity)
+MAX_NAME = 512  # characters of an event name
+MAX_EVENT = 32 * 1024  # bytes of an event as JSON (its properties, as stored, counted)
+MAX_DEPTH = 64  # arrays and objects inside each other (a request body is counted whole)
+# Epoch milliseconds accepted: 1970 to the year 9999, what every reader handles (an ISO
+# text with a four-digit year, DuckDB's timestamps, Python's datetime, the browser's Date).
+MIN_EPOCH_MS = 0
+MAX_EPOCH_MS = 253_402_300_799_999
+
 # ISO-8601 with a date, a time and an offset (or Z). The same pattern is used in SQL
 # (ingest/ndjson.py) so the fast and the exact validators agree on what is valid.
 ISO_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
 _ISO = re.compile(ISO_PATTERN)
-# Epoch milliseconds accepted: 1970 to the year 9999.
-MAX_EPOCH_MS = 253_402_300_799_999
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
@@ -148,8 +158,11 @@ def parse_time(value: object, what: str) -> int:
     if isinstance(value, bool):
         raise BadInput(f"{what}: expected an ISO-8601 time or epoch milliseconds, got a boolean")
     if isinstance(value, int):
-        if not 0 <= value <= MAX_EPOCH_MS:
-            raise BadInput(f"{what}: epoch milliseconds {value} out of range")
+        if not MIN_EPOCH_MS <= value <= MAX_EPOCH_MS:
+            raise BadInput(
+                f"{what}: epoch milliseconds {value} out of range: use a time from 1970 to 9999 "
+                f"({MIN_EPOCH_MS} to {MAX_EPOCH_MS})"
+            )
         return value
     if isinstance(value, str):
         if not _ISO.match(value):
@@ -162,12 +175,19 @@ def parse_time(value: object, what: str) -> int:
             ms = _to_ms(datetime.fromisoformat(text))
         except ValueError:
             raise BadInput(f"{what}: {value!r} is not a valid date and time") from None
-        if not 0 <= ms <= MAX_EPOCH_MS:  # what every reader (and an import) handles
+        if not MIN_EPOCH_MS <= ms <= MAX_EPOCH_MS:  # what every reader handles
             raise BadInput(f"{what}: {value!r} is out of range: use a time from 1970 to 9999")
         return ms
     raise BadInput(
         f"{what}: expected an ISO-8601 time or epoch milliseconds, got {type(value).__name__}"
     )
+
+
+def check_epoch(ms: int, what: str) -> int:
+    """`ms` if it is within what every reader handles; BadInput naming `what` if not."""
+    if not MIN_EPOCH_MS <= ms <= MAX_EPOCH_MS:
+        raise BadInput(f"{what}: {ms} ms is out of range: the time must fall from 1970 to 9999")
+    return ms
 
 
 def _to_ms(dt: datetime) -> int:

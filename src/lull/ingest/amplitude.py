@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lull.errors import BadInput
+from lull.errors import BadInput, LullError
+from lull.ingest.records import EventTooLarge, check_properties
 from lull.ingest.sdk import content_id, event_name, properties, source_for, text_id
-from lull.model import MAX_EPOCH_MS
+from lull.model import MAX_EPOCH_MS, MIN_EPOCH_MS
 from lull.server.live import Event
 
 RENAMES = {
@@ -68,8 +69,12 @@ def to_event(
     time = msg.get("time")
     if time is None:
         ts = received_at
-    elif isinstance(time, bool) or not isinstance(time, int) or not 0 <= time <= MAX_EPOCH_MS:
+    elif isinstance(time, bool) or not isinstance(time, int):
         raise BadEvent("time", "field 'time' must be epoch milliseconds (an integer)")
+    elif not MIN_EPOCH_MS <= time <= MAX_EPOCH_MS:
+        raise BadEvent(
+            "time", f"field 'time': {time} ms is out of range: use a time from 1970 to 9999"
+        )
     else:
         ts = time
     profile = user if user is not None else resolve(device or "", ts)
@@ -84,6 +89,12 @@ def to_event(
     session = msg.get("session_id")
     if session is not None and session != -1:
         props["Amplitude Session ID"] = session
+    try:
+        check_properties(props, "event_properties")
+    except EventTooLarge:
+        raise
+    except BadInput as e:
+        raise BadEvent("event_properties", e.message) from None
     traits = None
     if name == "Identity Set" and user_props:
         # `$identify` carries operations ({"$set": {...}}); plain properties are sets too
@@ -112,12 +123,13 @@ def _id(msg: dict[str, Any], field: str) -> str | None:
         raise BadEvent(field, e.message) from None
 
 
-def refusal(faults: list[tuple[int, BadEvent]]) -> dict[str, object]:
+def refusal(faults: list[tuple[int, LullError]]) -> dict[str, object]:
     """The 400 answer Amplitude gives a batch with bad events: indices by field."""
     invalid: dict[str, list[int]] = {}
     missing: dict[str, list[int]] = {}
-    for index, fault in faults:
-        (missing if fault.missing else invalid).setdefault(fault.field, []).append(index)
+    for index, fault in faults:  # an event over 32 KB is no BadEvent: its field is the event
+        field, lacking = getattr(fault, "field", "event"), getattr(fault, "missing", False)
+        (missing if lacking else invalid).setdefault(field, []).append(index)
     first_index, first = faults[0]
     return {
         "code": 400,

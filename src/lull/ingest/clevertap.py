@@ -8,7 +8,9 @@ from typing import Any
 import msgspec
 
 from lull.errors import BadInput
-from lull.model import SESSION_CONCLUDED
+from lull.ingest.records import check_properties
+from lull.ingest.sdk import event_name, properties, text_id
+from lull.model import check_epoch
 from lull.server.live import Event
 
 MAX_RECORDS = 1000
@@ -26,27 +28,23 @@ def to_event(record: object) -> Event | None:
     kind = record.get("type")
     if kind not in ("event", "profile"):
         raise BadInput("'type' must be 'event' or 'profile'")
-    identity = record.get("identity", record.get("objectId"))
+    field = "identity" if "identity" in record else "objectId"
+    identity = record.get(field)
     if isinstance(identity, bool) or not isinstance(identity, str | int) or identity == "":
         raise BadInput("'identity' (or 'objectId') must be a string or a number")
+    profile = text_id(identity, field)
+    assert profile is not None
     ts = record.get("ts")
-    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts < 253_402_300_800:
-        raise BadInput("'ts' must be epoch seconds (an integer)")
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise BadInput("field 'ts' must be epoch seconds (an integer)")
+    check_epoch(ts * 1000, "field 'ts'")
     if kind == "profile":
-        data = record.get("profileData", {})
-        if not isinstance(data, dict):
-            raise BadInput("'profileData' must be an object")
+        properties(record.get("profileData", {}), "profileData")
         return None
-    name = record.get("evtName")
-    if not isinstance(name, str) or not name:
-        raise BadInput("'evtName' must be a non-empty string")
-    if name == SESSION_CONCLUDED:
-        raise BadInput(f"'evtName': {SESSION_CONCLUDED!r} is a system event")
-    data = record.get("evtData", {})
-    if not isinstance(data, dict):
-        raise BadInput("'evtData' must be an object")
+    name = event_name(record.get("evtName"), "evtName", {})
+    data = check_properties(properties(record.get("evtData", {}), "evtData"), "evtData")
     digest = hashlib.md5(_encode(record)).hexdigest()
-    return Event(f"ct-{digest}", str(identity), name, ts * 1000, "api", None, data)
+    return Event(f"ct-{digest}", profile, name, ts * 1000, "api", None, data)
 
 
 def profile_update(record: dict[str, Any]) -> tuple[str, dict[str, Any], int]:

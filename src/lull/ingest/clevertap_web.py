@@ -23,15 +23,15 @@ from typing import Any
 import msgspec
 
 from lull.errors import BadInput, TooLarge
-from lull.ingest.records import check_clock_fix
-from lull.model import SESSION_CONCLUDED
+from lull.ingest.records import check_clock_fix, check_id, check_properties
+from lull.ingest.sdk import event_name
+from lull.model import MAX_EPOCH_MS, MAX_ID
 from lull.server.live import Event
 
 KINDS = ("page", "push", "ping", "data")
 PAGE_VIEWED = "Page Viewed"
 IDENTITY_SET = "Identity Set"
 SESSION_PROPERTY = "CleverTap Session ID"
-MAX_EVENT = 32 * 1024
 MAX_PAYLOAD = 512 * 1024  # decompressed characters: bounds a crafted payload's blow-up
 # Events the SDK sends for its own needs, not the site's (campaigns and variables).
 SDK_EVENTS = frozenset({"wzrk_fetch"})
@@ -146,11 +146,11 @@ class Hit:
     @property
     def guid(self) -> str | None:
         """The device the request comes from: the guid it was recorded with, else the
-        one it was sent with; None for a device lull has not given a guid yet."""
+        one it was sent with; None for a device lull has not given a guid yet (or whose
+        guid is longer than a profile id may be: it is given a new one)."""
         g = self.payload.get("g")
-        if isinstance(g, str) and g:
-            return g
-        return self.gc
+        guid = g if isinstance(g, str) and g else self.gc
+        return guid if guid is None or len(guid) <= MAX_ID else None
 
     @property
     def session(self) -> int | None:
@@ -213,8 +213,10 @@ def _epoch(value: str | None, scale: int, what: str) -> int | None:
         number = int(value)
     except ValueError:
         raise BadInput(f"field {what!r}: {value!r} is not an integer") from None
-    if not 0 <= number * scale < 253_402_300_800_000:
-        raise BadInput(f"field {what!r}: {value!r} is out of range")
+    if not 0 <= number * scale <= MAX_EPOCH_MS:
+        raise BadInput(
+            f"field {what!r}: {value!r} is out of range: the time must fall from 1970 to 9999"
+        )
     return number * scale
 
 
@@ -252,12 +254,7 @@ def to_event(
             if payload.get(short) is not None:
                 props[long] = payload[short]
     elif hit.kind == "push" and payload.get("type") == "event":
-        evt_name = payload.get("evtName")
-        if not isinstance(evt_name, str) or not evt_name:
-            raise BadInput("field 'evtName' must be a non-empty string")
-        name = evt_name
-        if name == SESSION_CONCLUDED:
-            raise BadInput(f"field 'evtName': {SESSION_CONCLUDED!r} is a system event")
+        name = event_name(payload.get("evtName"), "evtName", {})
         if name in SDK_EVENTS:
             return Mapped(None, link, None)
         data = payload.get("evtData", {})
@@ -269,6 +266,8 @@ def to_event(
         props = dict(profile)
     else:
         return Mapped(None, link, None)
+    if identity is not None:
+        check_id(identity, "Identity")
     ts = _epoch(hit.i, 1000, "i")
     ts = received_at if ts is None else ts
     sent_at = _epoch(hit.r, 1, "r")
@@ -277,7 +276,6 @@ def to_event(
     if name == IDENTITY_SET and props:
         traits = (profile_id, dict(props), ts)
     props[SESSION_PROPERTY] = session
-    if len(_encode(props)) > MAX_EVENT:
-        raise TooLarge("the event is over 32 KB")
+    check_properties(props, "evtData" if hit.kind == "push" and name != IDENTITY_SET else "d")
     event = Event(message_id(hit, guid), profile_id, name, ts, "web", sent_at, props)
     return Mapped(event, link, traits)

@@ -22,9 +22,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from lull.errors import BadInput
-from lull.ingest.records import check_clock_fix
+from lull.ingest.records import check_clock_fix, check_properties
 from lull.ingest.sdk import content_id, event_name, properties, source_for, text_id
-from lull.model import parse_time
+from lull.model import check_epoch, parse_time
 from lull.server.live import Event
 
 RENAMES = {
@@ -131,7 +131,8 @@ def to_event(
     if timestamp is not None:
         ts = parse_time(timestamp, "field 'timestamp'")
     elif isinstance(msg.get("offset"), int) and not isinstance(msg.get("offset"), bool):
-        ts = max(0, received_at - int(msg["offset"]))
+        # ms before it was sent: a negative offset (the future) is capped at the arrival
+        ts = check_epoch(received_at - int(msg["offset"]), "field 'offset'")
     else:
         ts = received_at
     sent = msg.get("sent_at", sent_at)
@@ -142,6 +143,7 @@ def to_event(
     if traits is not None and not isinstance(traits, dict):
         raise BadInput("field '$set' must be an object")
     platform = _PLATFORM.get(str(props.get("$lib", "")), props.get("$os"))
+    kept = {k: v for k, v in props.items() if k not in _DROPPED}
     event = Event(
         message_id=message_id,
         profile_id=profile,
@@ -149,7 +151,7 @@ def to_event(
         ts=ts,
         source=source_for(key_source, platform),
         sent_at=sent_ms,
-        properties={k: v for k, v in props.items() if k not in _DROPPED},
+        properties=check_properties(kept, "properties"),
     )
     return event, link, traits or None
 

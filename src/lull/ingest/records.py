@@ -11,11 +11,71 @@ from typing import Any
 
 import msgspec
 
-from lull.errors import BadInput
-from lull.model import SESSION_CONCLUDED, SOURCES, parse_time
+from lull.errors import BadInput, TooLarge
+from lull.model import (
+    MAX_DEPTH,
+    MAX_EVENT,
+    MAX_ID,
+    MAX_NAME,
+    SESSION_CONCLUDED,
+    SOURCES,
+    parse_time,
+)
 
-MAX_ID = 256
-MAX_NAME = 512
+__all__ = ["MAX_ID", "MAX_NAME", "Record", "check_id", "check_name", "check_properties"]
+
+# The properties object counted as one level: a canonical record holding it, in a JSON
+# array body, is then MAX_DEPTH levels deep at most.
+MAX_PROPERTIES_DEPTH = MAX_DEPTH - 2
+_encode = msgspec.json.Encoder().encode
+
+
+class EventTooLarge(TooLarge, BadInput):
+    """An event over MAX_EVENT: a 413 to a client, and a bad line to an import."""
+
+
+def check_id(value: str, field: str) -> str:
+    """A message or profile id (a user, a device, an identity) as lull stores it."""
+    if not value or len(value) > MAX_ID:
+        raise BadInput(f"field {field!r} must be 1 to {MAX_ID} characters")
+    return value
+
+
+def check_name(value: str, field: str) -> str:
+    """An event name a client may send: 1 to MAX_NAME characters, not the system event."""
+    if not value or len(value) > MAX_NAME:
+        raise BadInput(f"field {field!r} must be 1 to {MAX_NAME} characters")
+    if value == SESSION_CONCLUDED:
+        raise BadInput(f"field {field!r}: {SESSION_CONCLUDED!r} is a system event")
+    return value
+
+
+def check_properties(props: dict[str, Any], field: str) -> dict[str, Any]:
+    """An event's properties as lull stores them: at most MAX_EVENT bytes of JSON and
+    MAX_PROPERTIES_DEPTH levels deep. TooLarge (413) when over the size."""
+    encoded = _encode(props)
+    if len(encoded) > MAX_EVENT:
+        raise EventTooLarge(f"field {field!r}: the event is over {MAX_EVENT // 1024} KB")
+    # only a text with that many brackets can nest that deep: most are not walked
+    brackets = encoded.count(b"{") + encoded.count(b"[")
+    if brackets > MAX_PROPERTIES_DEPTH and deeper_than(props, MAX_PROPERTIES_DEPTH):
+        raise BadInput(f"field {field!r} is nested more than {MAX_PROPERTIES_DEPTH} levels deep")
+    return props
+
+
+def deeper_than(value: object, limit: int) -> bool:
+    """Do arrays and objects nest more than `limit` levels in `value`?"""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+    return False
 
 
 @dataclass(slots=True, frozen=True)
@@ -91,11 +151,7 @@ def to_record(
     """
     if not isinstance(obj, dict):
         raise BadInput(f"an event must be a JSON object, got {_kind(obj)}")
-    name = _text(obj, "name", MAX_NAME)
-    if name == SESSION_CONCLUDED:
-        raise BadInput(
-            f"field 'name': {SESSION_CONCLUDED!r} is a system event that only lull raises"
-        )
+    name = check_name(_text(obj, "name", MAX_NAME), "name")
     if source is None:
         source = _text(obj, "source", 16)
     if source not in SOURCES:
@@ -105,6 +161,8 @@ def to_record(
         props = {}
     elif not isinstance(props, dict):
         raise BadInput(f"field 'properties' must be an object, got {_kind(props)}")
+    else:
+        check_properties(props, "properties")
     ts = _time(obj, "ts", True)
     assert ts is not None
     received_at = _time(obj, "received_at", False)

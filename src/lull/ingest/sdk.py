@@ -8,10 +8,10 @@ from typing import Any
 import msgspec
 
 from lull.errors import BadInput
-from lull.ingest.records import MAX_ID, MAX_NAME
-from lull.model import SESSION_CONCLUDED
+from lull.ingest.records import MAX_ID, check_id, check_name
 
 _encode = msgspec.json.Encoder(order="sorted").encode
+_ID_BITS = 4 * MAX_ID  # a number this long has over MAX_ID digits; str() of it is slow
 _MOBILE = {"ios": "ios", "ipados": "ios", "android": "android"}
 
 
@@ -23,10 +23,9 @@ def text_id(value: object, field: str, *, required: bool = True) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise BadInput(f"field {field!r} must be a string")
-    text = str(value)
-    if len(text) > MAX_ID:
+    if isinstance(value, int) and value.bit_length() > _ID_BITS:  # more digits than MAX_ID
         raise BadInput(f"field {field!r} must be 1 to {MAX_ID} characters")
-    return text
+    return check_id(str(value), field)
 
 
 def event_name(value: object, field: str, renames: dict[str, str]) -> str:
@@ -34,11 +33,7 @@ def event_name(value: object, field: str, renames: dict[str, str]) -> str:
     identify calls (`renames`), and never the system event."""
     if not isinstance(value, str) or not value:
         raise BadInput(f"field {field!r} must be a non-empty string")
-    if len(value) > MAX_NAME:
-        raise BadInput(f"field {field!r} must be 1 to {MAX_NAME} characters")
-    if value == SESSION_CONCLUDED:
-        raise BadInput(f"field {field!r}: {SESSION_CONCLUDED!r} is a system event")
-    return renames.get(value, value)
+    return renames.get(value, check_name(value, field))
 
 
 def properties(value: object, field: str) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from lull.errors import BadInput
-from lull.ingest.records import check_clock_fix
-from lull.model import SESSION_CONCLUDED, parse_time
+from lull.ingest.records import check_clock_fix, check_properties
+from lull.ingest.sdk import event_name, properties, text_id
+from lull.model import parse_time
 from lull.server.live import Event
 
 TYPES = {"track", "page", "screen", "identify", "alias", "group"}
@@ -29,12 +30,7 @@ _NAMES = {
 
 
 def _str(msg: dict[str, Any], key: str) -> str | None:
-    value = msg.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise BadInput(f"field {key!r} must be a string")
-    return str(value)
+    return text_id(msg.get(key), key, required=False)
 
 
 def to_event(
@@ -60,21 +56,14 @@ def to_event(
     message_id = _str(msg, "messageId")
     if message_id is None:
         raise BadInput("field 'messageId' is missing")
-    if kind == "track":
-        name = msg.get("event")
-        if not isinstance(name, str) or not name:
-            raise BadInput("field 'event' must be a non-empty string")
-        if name == SESSION_CONCLUDED:
-            raise BadInput(f"field 'event': {SESSION_CONCLUDED!r} is a system event")
-    else:
-        name = _NAMES[kind]
-    props = msg.get("traits" if kind in ("identify", "group") else "properties") or {}
-    if not isinstance(props, dict):
-        raise BadInput("field 'properties' must be an object")
+    name = event_name(msg.get("event"), "event", {}) if kind == "track" else _NAMES[kind]
+    where = "traits" if kind in ("identify", "group") else "properties"
+    props = properties(msg.get(where) or None, where)
     if kind == "page" and msg.get("name"):
         props = {"name": msg["name"], **props}
     if kind == "group" and msg.get("groupId") is not None:
         props = {"groupId": msg["groupId"], **props}
+    check_properties(props, where)
     timestamp = msg.get("timestamp")
     ts = received_at if timestamp is None else parse_time(timestamp, "field 'timestamp'")
     sent = msg.get("sentAt", sent_at)
