@@ -148,3 +148,12 @@ def test_properties_nested_past_the_depth_are_refused_naming_the_field(path: Pat
 def test_an_id_given_as_a_huge_number_is_refused_not_converted() -> None:
     with pytest.raises(BadInput, match="'userId' must be 1 to 256 characters"):
         via_segment({"userId": 10**300})
+
+
+def test_amplitude_refusal_lists_an_event_over_the_size_among_bad_ones() -> None:
+    faults: list[tuple[int, Any]] = [
+        (0, TooLarge("event is over 32 KB")),
+        (1, amplitude.BadEvent("time", "field 'time' must be epoch milliseconds")),
+    ]
+    answer = amplitude.refusal(faults)
+    assert answer["events_with_invalid_fields"] == {"event": [0], "time": [1]}
