@@ -43,6 +43,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ class Running:
     proc: subprocess.Popen[bytes]
     key: str
     log: Path
+    read: str = ""  # C's read token
 
 
 def cpu_seconds(pid: int) -> float:
@@ -148,7 +150,7 @@ def start(kind: str, port: int, tmp: Path, lull_args: list[str]) -> Running:
         if "{" in text:
             try:
                 keys, _ = json.JSONDecoder().raw_decode(text[text.index("{") :])
-                return Running(proc, str(keys["keys"]["web"]), log)
+                return Running(proc, str(keys["keys"]["web"]), log, str(keys["read_token"]))
             except ValueError:
                 pass
         if proc.poll() is not None:
@@ -203,12 +205,57 @@ def measure(run: Running, port: int, args: argparse.Namespace) -> dict[str, Any]
         raise RuntimeError("load generator did not start")
     time.sleep(args.warmup)
     cpu0 = cpu_seconds(run.proc.pid)
+    probe = TimerProbe(port, run) if run.read else None
     time.sleep(args.seconds)
     cpu1 = cpu_seconds(run.proc.pid)
     result = result_of(client, client.stdout)
+    if probe is not None:
+        result["timer_late_s"] = probe.result()
     result["server_cpu"] = (cpu1 - cpu0) / args.seconds
     result["rss_mb"] = rss_mb(run.proc.pid)
     return result
+
+
+TIMEOUT_MS = 20 * 60 * 1000  # the default session timeout of a new project
+
+
+class TimerProbe:
+    """While the load runs: one event of a new profile, timed so that its session falls
+    due (last event + timeout) 2 s after it is sent; then the session is polled for
+    until it reads concluded. `result()`: seconds from the due time to the first read
+    that shows it concluded (an upper bound: reads wait for the store to catch up),
+    target at most 5 s under full load."""
+
+    def __init__(self, port: int, run: Running) -> None:
+        self.port, self.run = port, run
+        self.profile = f"timer-probe-{random.randrange(16**8):08x}"
+        self.late: float | None = None
+        self.thread = threading.Thread(target=self._probe, daemon=True)
+        self.thread.start()
+
+    def _probe(self) -> None:
+        sent = time.time()
+        due = sent + 2.0
+        ts = int(due * 1000) - TIMEOUT_MS
+        event = {"message_id": self.profile, "profile_id": self.profile, "name": "Probe", "ts": ts}
+        if post_events(self.port, self.run.key, [event]) != 200:
+            return
+        path = f"/api/v1/sessions?profile_id={self.profile}"
+        while time.time() < due + 60:
+            con = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                con.request("GET", path, headers={"Authorization": f"Bearer {self.run.read}"})
+                rows = json.loads(con.getresponse().read())
+            finally:
+                con.close()
+            if rows and rows[0]["concluded"]:
+                self.late = time.time() - due
+                return
+            time.sleep(0.1)
+
+    def result(self) -> float | None:
+        self.thread.join(90)
+        return self.late
 
 
 def open_sessions(run: Running, port: int, n: int, connections: int) -> None:
@@ -260,6 +307,12 @@ def table(results: dict[str, dict[str, Any]], connections: int) -> str:
             f"target: lull p99 <= 50 ms at {connections} connections: {p99:,.1f} ms -> "
             f"{'met' if p99 <= 50 and connections >= 32 else 'NOT met'}"
         )
+    if c is not None and "timer_late_s" in c:
+        late = c["timer_late_s"]
+        shown = "never seen concluded" if late is None else f"{late:,.1f} s after due"
+        met = late is not None and late <= 5
+        verdict = "met" if met else "NOT met"
+        lines.append(f"target: timer <= 5 s late under load: {shown} -> {verdict}")
     return "\n".join(lines)
 
 
