@@ -8,12 +8,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from browser import PASSWORD, populate
+from browser import PASSWORD, make_user, populate
 from lullrun import lull
 from serverproc import LullServer, bearer
 
@@ -282,6 +283,48 @@ def test_settings_are_saved_and_shown(site: LullServer) -> None:
 
 
 @pytest.mark.parametrize(
+    ("typed", "saved"),
+    [("90s", "90s"), ("20m", "20m"), ("1h", "1h"), ("1h30m", "90m"), ("30 min", "30m"),
+     ("0.5h", "30m"), ("2 hours", "2h"), ("45", "45m"), ("1 h 15 min", "75m")],
+)  # fmt: skip
+def test_the_timeout_box_takes_units_and_a_bare_number_is_minutes(
+    site: LullServer, typed: str, saved: str
+) -> None:
+    ann = signed_in(site, "ann")
+    form = {"csrf": token(ann, "/p/music/settings"), "sessions": "on", "timeout": typed,
+            "timezone": "UTC", "excluded": "App Installed"}  # fmt: skip
+    assert ann.post("/p/music/settings", data=form).status_code == 303
+    assert f'id="timeout" name="timeout" value="{saved}"' in settings_page(ann)
+    got = ann.get("/web/api/p/music/whatif", params={"timeout": typed})
+    assert got.status_code == 200 and got.json()["timeout_ms"]["proposed"] > 0
+    form["timeout"] = "20m"
+    assert ann.post("/p/music/settings", data=form).status_code == 303
+
+
+def test_a_bare_1800_is_minutes_and_the_refusal_says_how_to_write_seconds(
+    site: LullServer,
+) -> None:
+    ann = signed_in(site, "ann")
+    form = {"csrf": token(ann, "/p/music/settings"), "sessions": "on", "timeout": "1800",
+            "timezone": "UTC", "excluded": "App Installed"}  # fmt: skip
+    got = ann.post("/p/music/settings", data=form)
+    assert got.status_code == 400
+    assert "a bare number is minutes: for seconds write 1800s" in got.text
+    assert 'value="1800"' in got.text  # the form keeps what was typed
+
+
+def test_a_bad_board_link_keeps_its_filters_on_the_page(site: LullServer) -> None:
+    vic = signed_in(site, "vic")
+    page = vic.get("/p/music/board?from=2026-11-10&until=2026-11-01&source=ios")
+    assert page.status_code == 400
+    assert 'id="from" name="from" value="2026-11-10"' in page.text
+    assert 'id="until" name="until" value="2026-11-01"' in page.text
+    assert '<option value="ios" selected>' in page.text
+    assert "the first day comes after the last day" in page.text
+    assert 'rel="preload"' not in page.text  # no request for figures that cannot be
+
+
+@pytest.mark.parametrize(
     ("query", "message"),
     [("days=abc", "whole number"), ("days=0", "whole number"), ("days=99999", "whole number"),
      ("until=2026-13-01", "YYYY-MM-DD"), ("until=yesterday", "YYYY-MM-DD"),
@@ -417,3 +460,45 @@ def test_old_history_opens_on_its_latest_30_days(site: LullServer) -> None:
     assert 'id="from" name="from" value="1995-07-03"' in page.text
     chosen = ann.get("/p/radio/board", params={"until": "2026-11-01"})
     assert "board-note" not in chosen.text and 'value="2026-11-01"' in chosen.text
+
+
+OLD_NAME = "acme/web shop"  # a name an older lull let in: a `/` (and a space)
+
+
+@pytest.fixture(scope="module")
+def old_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LullServer]:
+    """A store whose project was named before names were restricted. `lull project create`
+    refuses such a name now, so the name is written into the store as an older lull did."""
+    db = tmp_path_factory.mktemp("oldname") / "lull.duckdb"
+    with LullServer(db) as server:
+        server.create_project("renamed", sessions="on")
+        with duckdb.connect(str(db)) as con:
+            con.execute("UPDATE projects SET name = ? WHERE name = 'renamed'", [OLD_NAME])
+        make_user(server, "ann", OLD_NAME, "admin")
+        server.start()
+        yield server
+
+
+def test_a_project_whose_name_holds_a_slash_is_reachable(old_store: LullServer) -> None:
+    ann = signed_in(old_store, "ann")
+    home = ann.get("/")
+    base = "/p/acme%2Fweb%20shop"
+    assert home.status_code == 303 and home.headers["location"] == f"{base}/board"
+    board = ann.get(home.headers["location"])
+    assert board.status_code == 200 and OLD_NAME in board.text
+    links = set(re.findall(r'href="(/p/[^"?]+)', board.text))
+    assert {f"{base}/board", f"{base}/events", f"{base}/profile", f"{base}/settings"} <= links
+    for link in links:
+        got = ann.get(link)
+        assert got.status_code == 200, (link, got.text[:300])
+        assert OLD_NAME in got.text, link
+    assert ann.get("/web/api/p/acme%2Fweb%20shop/board").status_code == 200
+    assert ann.get("/web/api/p/acme%2Fweb%20shop/whatif?timeout=5m").status_code == 200
+    # its settings can be changed, and the answer leads back to them
+    form = {"csrf": token(ann, f"{base}/settings"), "sessions": "on", "timeout": "45m",
+            "timezone": "UTC", "excluded": "App Installed"}  # fmt: skip
+    saved = ann.post(f"{base}/settings", data=form)
+    assert saved.status_code == 303 and saved.headers["location"] == f"{base}/settings"
+    assert 'value="45m"' in ann.get(saved.headers["location"]).text
+    # the name's parts are not projects of their own
+    assert ann.get("/p/acme/board").status_code in (403, 404)

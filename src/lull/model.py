@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from decimal import Decimal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -49,8 +50,18 @@ ISO_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:
 _ISO = re.compile(ISO_PATTERN)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)?\s*$")
+# A duration: a bare number (minutes), or numbers with units, largest first or not:
+# 90s, 20m, 1h, 1h30m, 30 min, 0.5h, 2 hours.
+_BARE = re.compile(r"^\s*(\d{1,9}(?:\.\d{1,6})?)\s*$")
+_PART = re.compile(
+    r"\s*(\d{1,9}(?:\.\d{1,6})?)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?"
+    r"|h|hrs?|hours?|d|days?)(?![a-z])",
+    re.IGNORECASE,
+)
 _UNIT_MS = {"ms": 1, "s": 1000, "m": MINUTE_MS, "h": 60 * MINUTE_MS, "d": 24 * 60 * MINUTE_MS}
+# The spelled-out units by their first three letters (or fewer).
+_UNIT_OF = {"mil": "ms", "s": "s", "sec": "s", "m": "m", "min": "m", "h": "h", "hr": "h",
+            "hrs": "h", "hou": "h", "d": "d", "day": "d"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +105,39 @@ class Settings:
 
 
 def parse_duration(text: str) -> int:
-    """`90s`, `20m`, `1h` (a bare number is minutes) -> milliseconds."""
-    m = _DURATION.match(text)
-    if not m:
-        raise BadInput(f"bad duration {text!r}: use a number and a unit, e.g. 90s, 20m, 1h")
-    return int(m.group(1)) * _UNIT_MS[m.group(2) or "m"]
+    """`90s`, `20m`, `1h`, `1h30m`, `30 min`, `0.5h` (a bare number is minutes) ->
+    milliseconds; a fraction of a millisecond is refused."""
+    bare = _BARE.match(text)
+    parts = [(bare.group(1), "m")] if bare else []
+    at = 0
+    while not bare and at < len(text.rstrip()):
+        m = _PART.match(text, at)
+        if m is None:
+            parts = []
+            break
+        parts.append((m.group(1), m.group(2).lower()))
+        at = m.end()
+    if not parts:
+        raise BadInput(
+            f"bad duration {text!r}: use a number and a unit, e.g. 90s, 20m, 1h, 1h30m "
+            "(a bare number is minutes)"
+        )
+    total = sum(Decimal(n) * _UNIT_MS[_UNIT_OF[unit[:3]] if unit != "ms" else "ms"]
+                for n, unit in parts)  # fmt: skip
+    if total != int(total):
+        raise BadInput(f"bad duration {text!r}: a fraction of a millisecond")
+    return int(total)
 
 
 def parse_timeout(text: str) -> int:
     ms = parse_duration(text)
     if not MIN_TIMEOUT_MS <= ms <= MAX_TIMEOUT_MS:
-        raise BadInput(f"session timeout {text!r} is out of range: allow 1m to 24h")
+        hint = (
+            f" (a bare number is minutes: for seconds write {text.strip()}s)"
+            if _BARE.match(text) and ms > MAX_TIMEOUT_MS
+            else ""
+        )
+        raise BadInput(f"session timeout {text!r} is out of range: allow 1m to 24h{hint}")
     return ms
 
 
