@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from decimal import Decimal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lull.errors import BadInput
