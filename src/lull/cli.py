@@ -156,7 +156,7 @@ def import_cmd(
     shown = "stdin" if file == "-" else file
     spool = str(Path(db or ctx.obj["db"]).parent)
     with _input_file(file) as path, _open(ctx, db, project) as (con, pid):
-        with _progress(6) as step, prepare(
+        with _progress(6 if tool else 5) as step, prepare(
             con, pid, path, tool=tool, source=source, shown=shown, spool=spool, now=now_ms(),
             progress=step,
         ) as ready:  # fmt: skip

@@ -1,12 +1,12 @@
 """A tool's export -> canonical NDJSON, in two passes over the input.
 
-1. Every record is converted once to find the identity links it makes (and to name the
-   first bad record, before anything is written). The links are applied in the order of
+1. Every record that can make an identity link (tools.LINKING: the lines that name an
+   identify call) is converted once to find the links. The links are applied in the order of
    their identify calls' times, as the live server applies each (server/identity.py):
    an export holds the whole history, so every event is resolved knowing every link, as
    if each identify call had reached the live server before any event.
-2. Every record is converted again, its anonymous id resolved through those links, checked
-   as a canonical record (records.to_record) and written.
+2. Every record is converted, its anonymous id resolved through those links, checked as
+   a canonical record (records.to_record; BadInput names the first bad one) and written.
 
 The records are then put in the order the tool received them (`received_at`, ties in file
 order), the order in which they would have reached a live server: the import replays its
@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from lull.errors import BadInput
 from lull.ingest.imports.inputs import Place, records
-from lull.ingest.imports.tools import CSV_TOOLS, TOOLS, Converted
+from lull.ingest.imports.tools import CSV_TOOLS, LINKING, TOOLS, Converted
 from lull.ingest.records import to_record
 from lull.server.identity import Link, Resolve, Target, follow, news
 
@@ -62,8 +62,10 @@ def convert(
     to_lull = TOOLS[tool]
     csv_ok = tool in CSV_TOOLS
 
-    def converted(resolve: Resolve) -> Iterator[tuple[Place, Converted]]:
-        for place, record in records(path, shown, csv_ok):
+    def converted(
+        resolve: Resolve, only: tuple[bytes, ...] = ()
+    ) -> Iterator[tuple[Place, Converted]]:
+        for place, record in records(path, shown, csv_ok, only):
             try:
                 yield place, to_lull(record, source, resolve, now)
             except BadInput as e:
@@ -71,7 +73,8 @@ def convert(
 
     progress(f"read the {tool} export")
     found: list[tuple[int, int, str, str]] = []
-    for order, (_place, got) in enumerate(converted(lambda anonymous, _at: anonymous)):
+    linking = converted(lambda anonymous, _at: anonymous, LINKING.get(tool, ()))
+    for order, (_place, got) in enumerate(linking):
         if got.link is not None:
             found.append((got.event.ts, order, got.link[0], got.link[1]))
     aliases = dict(known)

@@ -96,16 +96,19 @@ def is_csv(stream: io.BufferedReader, name: str) -> bool:
     return bool(start) and start[:1] not in (b"{", b"[")
 
 
-def records(path: str, shown: str, csv_ok: bool) -> Iterator[tuple[Place, Any]]:
+def records(
+    path: str, shown: str, csv_ok: bool, only: tuple[bytes, ...] = ()
+) -> Iterator[tuple[Place, Any]]:
     """Each record of the input, decoded (a JSON value, or a CSV row as a dict of its
-    non-empty cells), with its place. Malformed JSON is named by its place."""
+    non-empty cells), with its place. Malformed JSON is named by its place. `only`: of
+    JSON lines, just those that hold one of these byte strings (CSV rows: all)."""
     for member, stream in streams(path, shown):
         with _broken(shown, member):
             if csv_ok and is_csv(stream, member or shown):
                 yield from _csv_rows(stream, shown, member)
                 continue
             for number, raw in enumerate(stream, start=1):
-                if not raw.strip():
+                if not raw.strip() or (only and not any(m in raw for m in only)):
                     continue
                 place = Place(shown, member, number)
                 try:
