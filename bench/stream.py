@@ -29,9 +29,15 @@ LULL = str(Path(sys.executable).with_name("lull"))
 
 
 def timed(*args: str) -> float:
+    """Seconds `lull ARGS` takes (its process, start-up included); its phases, the
+    `lull: ...` lines it prints on stderr, are printed here."""
     started = time.perf_counter()
-    subprocess.run([LULL, *args], check=True, capture_output=True, text=True)
-    return time.perf_counter() - started
+    done = subprocess.run([LULL, *args], check=True, capture_output=True, text=True)
+    took = time.perf_counter() - started
+    for line in done.stderr.splitlines():
+        if line.startswith("lull: "):
+            print(f"  {line}", file=sys.stderr)
+    return took
 
 
 def split(source: Path, landing: Path, files: int) -> None:

@@ -41,7 +41,7 @@ PARSED_SCHEMA = (
     "ts long, source string, r long, properties string, origin string, pos long, "
     "error string, raw string"
 )
-_COLUMNS = [c.split()[0] for c in PARSED_SCHEMA.split(", ")]
+COLUMNS = [c.split()[0] for c in PARSED_SCHEMA.split(", ")]
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
@@ -51,7 +51,7 @@ def parse_line(text: str, origin: str, pos: int) -> dict[str, Any]:
 
     `origin` and `pos` (file and line, or Kafka partition and offset) order the events
     that arrive at the same instant, and name a rejected line."""
-    row: dict[str, Any] = dict.fromkeys(_COLUMNS)
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(origin=origin, pos=pos)
     try:
         obj = _decode(text)
@@ -89,21 +89,21 @@ def _rejected(row: dict[str, Any], text: str, reason: str) -> dict[str, Any]:
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
-    frame = pd.DataFrame(rows, columns=_COLUMNS)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
     for c in ("ts", "r", "pos"):
         frame[c] = frame[c].astype("Int64")
     return frame
 
 
-def _split_files(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """Whole files (value, origin) -> one row per non-blank line (numbered from 1)."""
-    for frame in frames:
-        rows = []
-        for text, origin in zip(frame["value"], frame["origin"], strict=True):
-            for number, line in enumerate(str(text).splitlines(), start=1):
-                if line.strip():
-                    rows.append(parse_line(line, str(origin), number))
-        yield _frame(rows)
+def _split_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """For mapInArrow: whole files (value, origin) -> one row per non-blank line (numbered
+    from 1), decoded a file at a time (`ndjson.file_batch`)."""
+    from lull.spark.ndjson import file_batch
+
+    for files in batches:
+        for text, origin in zip(files.column("value").to_pylist(),
+                                files.column("origin").to_pylist(), strict=True):  # fmt: skip
+            yield file_batch(str(text), str(origin))
 
 
 def _split_messages(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -131,7 +131,7 @@ def read_landing(spark: SparkSession, landing: str) -> DataFrame:
         .load(landing)
         .select("value", F.col("_metadata.file_path").alias("origin"))
     )
-    return files.mapInPandas(_split_files, PARSED_SCHEMA)
+    return files.mapInArrow(_split_files, PARSED_SCHEMA)
 
 
 # The `kind` of an ingest-log row: an event; a clock row (no event: it moves the stream's
@@ -161,7 +161,7 @@ def _segment_rows(project: str, path: str, data: pa.Buffer) -> pa.RecordBatch:
 
     from lull.store.log import read_segment
 
-    cols: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
+    cols: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     pos = 0
 
     def add(**values: Any) -> None:
@@ -197,7 +197,7 @@ def _segment_rows(project: str, path: str, data: pa.Buffer) -> pa.RecordBatch:
         add(key=REJECTED_KEY, dedupe=f"\x00{path}:{at}", origin=path,
             pos=int(at) if at.isdigit() else -1, error=f"{text}; its events are lost",
             raw="")  # fmt: skip
-    types = {c: pa.int64() if c in ("ts", "r", "pos") else pa.string() for c in _COLUMNS}
+    types = {c: pa.int64() if c in ("ts", "r", "pos") else pa.string() for c in COLUMNS}
     return pa.RecordBatch.from_pydict(cols, schema=pa.schema(list(types.items())))
 
 

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lull.model import DEFAULT_EXCLUDED, DEFAULT_TIMEOUT_MS, Settings
+from lull.spark.sink import Sink
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 # Spark drops rows older than the watermark before an operator with event-time timeouts.
 # R5 decides lateness itself, from the profile's sessions, so no row may be dropped: the
@@ -84,7 +85,7 @@ def sessionized(spark: SparkSession, config: StreamConfig) -> DataFrame:
     )
     keyed = unique.withColumn("bucket", bucket.cast("int")).drop("dedupe", "key")
     return keyed.groupBy("bucket").applyInPandasWithState(
-        Sessionizer(config.timeout_ms, config.excluded, config.buckets),
+        Sessionizer(config.timeout_ms, config.excluded, config.buckets, config.out),
         OUTPUT_SCHEMA,
         STATE_SCHEMA,
         "append",
@@ -92,62 +93,18 @@ def sessionized(spark: SparkSession, config: StreamConfig) -> DataFrame:
     )
 
 
-def _iso(col: str) -> Column:
-    """An epoch-ms column as ISO text, as the batch job writes times, under its name."""
-    from pyspark.sql import functions as F
-
-    from lull.spark.batch import iso
-
-    return iso(F.col(col)).alias(col)
-
-
-def _outputs(batch_id: int) -> dict[str, tuple[list[str], list[Column | str]]]:
-    """Output directory -> (the kinds of row it takes, its columns)."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    # `seq`, the arrival order (as the store's): batch N's events in (received_at, file,
-    # line) order, numbered from N * 2^32. One sort per batch, on one partition.
-    arrival = Window.orderBy("received_at", "origin", "pos")
-    seq = (F.lit(batch_id << 32).cast("bigint") + F.row_number().over(arrival) - 1).alias("seq")
-    head: list[Column | str] = [
-        "message_id", "profile_id", "name", _iso("ts"), "source", _iso("received_at"),
-        "properties", "session_id", "late",
-    ]  # fmt: skip
-    length = ((F.col("last_ts") - F.col("first_ts")) / 1000).cast("long").alias("length_s")
-    session: list[Column | str] = [
-        "session_id", "profile_id", _iso("first_ts"), _iso("last_ts"), length, "events", "source",
-    ]  # fmt: skip
-    return {
-        "events": (["event"], [*head, seq]),
-        "concluded": (["concluded"], [*head, F.lit(None).cast("bigint").alias("seq")]),
-        "sessions": (["concluded"], [*session, F.lit(True).alias("concluded")]),
-        "open": (["open"], [*session, F.lit(False).alias("concluded"), _iso("as_of")]),
-        "rejected": (["rejected"], [F.col("origin").alias("file"), F.col("pos").alias("line"),
-                                    F.col("error").alias("reason"), "raw"]),
-    }  # fmt: skip
-
-
 class BatchWriter:
-    """foreachBatch: each output's rows of batch N go to `<out>/<output>/batch=N`,
-    replaced as a whole if Spark runs batch N again (exactly once from a checkpoint)."""
+    """foreachBatch: batch N's keyed step writes its outputs itself (`sink`); here its
+    folders are cleared first (Spark may be running batch N again after a restart: it
+    then writes the same rows) and its events numbered once it is done."""
 
     def __init__(self, out: str) -> None:
-        self.out = out.rstrip("/")
+        self.sink = Sink(out)
 
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
-        from pyspark.sql import functions as F
-
-        frame.persist()
-        try:
-            kinds = {row["kind"] for row in frame.select("kind").distinct().collect()}
-            for name, (wanted, columns) in _outputs(batch_id).items():
-                if not kinds.intersection(wanted):
-                    continue
-                rows = frame.filter(F.col("kind").isin(wanted)).select(*columns)
-                rows.write.mode("overwrite").parquet(f"{self.out}/{name}/batch={batch_id}")
-        finally:
-            frame.unpersist()
+        self.sink.clear(batch_id)
+        frame.count()  # runs the batch: sources, duplicates, the keyed step
+        self.sink.finish_events(batch_id)
 
 
 def run(spark: SparkSession, config: StreamConfig) -> None:
