@@ -7,6 +7,7 @@ import contextlib
 import re
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from lull.web.format import length
 from serverproc import LullServer, bearer
 
 MIN = 60_000
+SENT: dict[str, int] = {}  # events sent to a project of the site
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +47,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LullServer]:
         )
         server.start()
         month = music_month(7, 60, recent(3))
-        send_month(server, "music", month)
-        send_late(server, "music", month[:6], days_ago=9)
+        SENT["music"] = send_month(server, "music", month)
+        SENT["music"] += send_late(server, "music", month[:6], days_ago=9)
+        SENT["music"] += len(month)  # each profile's identify call is an Identity Set event
         yield server
 
 
@@ -268,10 +271,29 @@ def test_a_new_timeout_is_previewed_then_applied_with_a_rebuild(
         int(total.nth(1).inner_text().replace(",", "")),
     )
     assert proposed > current == api_board(site, "music")["headline"]["sessions"]
+    expect(page.locator("#whatif-why")).to_contain_text("Why “now” may differ from the board")
     shot(page, "settings")
     page.get_by_label("Rebuild history").check()
     page.get_by_role("button", name="Save settings").click()
-    expect(page.get_by_role("status")).to_contain_text("history rebuilt")
+    dialog = page.get_by_role("dialog", name="Rebuild the whole history?")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(f"All {number(SENT['music'])} stored events of music")
+    for change in ("CT Session IDs change", "Late marks are cleared",
+                   "Every Session Concluded event is replaced", "cannot be undone"):  # fmt: skip
+        expect(dialog).to_contain_text(change)
+    expect(dialog.locator("#rebuild-estimate")).to_have_text("under a second")
+    shot(page, "settings-rebuild", full=False)
+    dialog.get_by_role("button", name="Cancel").click()  # nothing is saved
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("status")).to_have_count(1)  # the preview's, no flash
+    assert api_board(site, "music")["headline"]["sessions"] == current
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Save settings").click()
+    page.keyboard.press("Escape")  # Esc cancels too
+    expect(dialog).to_be_hidden()
+    page.get_by_role("button", name="Save settings").click()
+    dialog.get_by_role("button", name="Rebuild and save").click()
+    expect(page.locator(".flash")).to_contain_text("history rebuilt")
     assert api_board(site, "music")["headline"]["sessions"] == proposed
     page.get_by_role("link", name="Session board").click()
     assert headline(page)["sessions"] == number(proposed)
@@ -405,3 +427,100 @@ def test_a_refused_range_hides_the_figures_and_a_bad_link_keeps_its_filters(
     expect(page.locator("#hl-sessions")).to_have_text(number(want["sessions"]))
     expect(page.locator("#board-error")).to_be_hidden()
     shot(page, "board-error-mended", full=False)
+
+
+def test_a_short_range_is_drawn_by_the_hour(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    sign_in(page, site.base, "vic")
+    day = api_board(site, "music")["per_day"][-5]["date"]
+    page.goto(f"{site.base}/p/music/board?from={day}&until={day}")
+    headline(page)
+    want = api_board(site, "music", until=day, days="1")
+    assert want["grain"] == "hour" and len(want["per_hour"]) == 24
+    expect(page.locator("#c-count-t")).to_have_text("Sessions per hour")
+    rows = page.locator("#t-count tbody tr")
+    expect(rows).to_have_count(24)
+    busiest = max(range(24), key=lambda h: want["per_hour"][h]["sessions"])
+    hour = want["per_hour"][busiest]
+    assert rows.nth(busiest).locator("th").text_content() == (
+        f"{weekday(day)} {day} {hour['hour'][11:]} UTC"
+    )
+    assert rows.nth(busiest).locator("td").text_content() == number(hour["sessions"])
+    assert sum(h["sessions"] for h in want["per_hour"]) == want["headline"]["sessions"]
+    mean = want["headline"]["sessions"] / 24
+    shown = page.evaluate(
+        f"(() => {{ const c = Chart.getChart('c-count'); c.tooltip.setActiveElements("
+        f"[{{datasetIndex: 0, index: {busiest}}}], {{x: 0, y: 0}}); c.update();"
+        " return c.tooltip.body[0].after[0]; })()"
+    )
+    assert (
+        shown
+        == f" +{round(100 * (hour['sessions'] - mean) / mean)}% on the range's mean of "
+        + (f"{mean:,.2f}".rstrip("0").rstrip("."))
+    )
+    shot(page, "board-hourly", full=False)
+
+
+def test_tables_sort_and_download_as_csv(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    sign_in(page, site.base, "vic")
+    headline(page)
+    per_day = api_board(site, "music")["per_day"]
+    figure = page.locator("figure", has=page.locator("#t-count"))
+    figure.get_by_text("Show as a table").click()
+    figure.get_by_role("button", name="Sessions").click()
+    cells = page.locator("#t-count tbody td")
+    counts = sorted(d["sessions"] for d in per_day)
+    expect(cells.first).to_have_text(number(counts[0]))
+    expect(page.locator("#t-count thead th").nth(1)).to_have_attribute("aria-sort", "ascending")
+    figure.get_by_role("button", name="Sessions").click()
+    expect(cells.first).to_have_text(number(counts[-1]))
+    with page.expect_download() as got:
+        figure.get_by_role("button", name="Download CSV").click()
+    download = got.value
+    assert download.suggested_filename == (
+        f"count-{per_day[0]['date']}-to-{per_day[-1]['date']}.csv"
+    )
+    lines = Path(download.path()).read_text().splitlines()
+    assert lines[0] == "Day,Sessions"
+    rows = [line.split(",") for line in lines[1:]]
+    assert sorted(rows) == sorted([d["date"], str(d["sessions"])] for d in per_day)
+    assert [int(n) for _, n in rows] == sorted((d["sessions"] for d in per_day), reverse=True)
+
+
+def test_each_figure_is_defined_one_click_away(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    sign_in(page, site.base, "vic")
+    headline(page)
+    late = page.get_by_label("Definition of Late events")
+    definition = page.locator("#def-late")
+    expect(definition).to_be_hidden()
+    late.click()
+    expect(definition).to_be_visible()
+    expect(definition).to_contain_text("arrived after the session")
+    page.keyboard.press("Escape")
+    expect(definition).to_be_hidden()
+    late.click()
+    expect(definition).to_be_visible()
+    page.locator("h1").click()  # a click elsewhere closes it
+    expect(definition).to_be_hidden()
+    page.get_by_label("How are lengths bucketed?").click()
+    expect(page.get_by_text("sessions of one event")).to_be_visible()
+
+
+def test_an_empty_range_says_where_the_sessions_are(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    sign_in(page, site.base, "vic")
+    page.goto(f"{site.base}/p/music/board?from=2020-01-01&until=2020-01-30")
+    assert headline(page)["sessions"] == "0"
+    where = api_board(site, "music", until="2020-01-30")["data_range"]
+    note = page.locator("#board-empty")
+    expect(note).to_contain_text(
+        f"No session ended from 2020-01-01 to 2020-01-30. Sessions run from {where['first']} "
+        f"to {where['last']}."
+    )
+    note.get_by_role("button", name="Show the last 30 days with sessions").click()
+    expect(page.locator("#until")).to_have_value(where["last"])
+    headline(page)
+    expect(note).to_be_hidden()
+    assert f"until={where['last']}" in page.url

@@ -122,3 +122,9 @@ def profile(con: duckdb.DuckDBPyConnection, pid: int, profile_id: str) -> dict[s
         "last_seen": format_time(row[3]),
         "properties": json.loads(row[4] or "{}"),
     }
+
+
+def stored_events(con: duckdb.DuckDBPyConnection, pid: int) -> int:
+    """How many events a project has stored (what a rebuild reads)."""
+    row = con.execute("SELECT count(*) FROM events WHERE project_id = ?", [pid]).fetchone()
+    return int(row[0]) if row else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -57,6 +58,9 @@ HEADERS = {
 }
 T = TypeVar("T")
 MAX_TIMELINE = 300  # events drawn a session on the profile page
+# Events a rebuild gets through in a second, for its estimate: docs/benchmarks.md
+# measured 760,000 on two idle cores; a busy machine may do half as well.
+REBUILD_PER_SECOND = 300_000
 
 
 class Pages:
@@ -225,7 +229,9 @@ class Pages:
         who = await self.access(request, admin=True)
         assert who.project is not None
         pid = who.project.project_id
-        settings = await self.read(lambda con: get_settings(con, pid))
+        settings, events = await self.read(
+            lambda con: (get_settings(con, pid), reads.stored_events(con, pid))
+        )
         values = {
             "sessions": settings.sessions_enabled,
             "timeout": settings.as_json()["timeout"],
@@ -233,10 +239,9 @@ class Pages:
             "excluded": "\n".join(settings.excluded),
             "allowed_origins": "\n".join(settings.allowed_origins),
         }
-        return self.render(
-            request, "settings.html", {"page": "settings", "values": values, "current": settings},
-            who=who,
-        )  # fmt: skip
+        context = {"page": "settings", "values": values, "current": settings,
+                   **_rebuild(events)}  # fmt: skip
+        return self.render(request, "settings.html", context, who=who)
 
     async def settings_save(self, request: Request) -> Response:
         who = await self.access(request, admin=True)
@@ -254,7 +259,9 @@ class Pages:
                 k: form.get(k, "") for k in ("timeout", "timezone", "excluded", "allowed_origins")
             }
             values["sessions"] = form.get("sessions") == "on"
-            context = {"page": "settings", "values": values, "current": current, "error": e.message}
+            events = await self.read(lambda con: reads.stored_events(con, pid))
+            context = {"page": "settings", "values": values, "current": current,
+                       "error": e.message, **_rebuild(events)}  # fmt: skip
             return self.render(request, "settings.html", context, status=400, who=who)
         request.session["flash"] = _saved(rebuild, report)
         return RedirectResponse(f"/p/{quote(who.project.project, safe='')}/settings", 303)
@@ -313,6 +320,17 @@ def _board(created: Any, settings: Settings) -> dict[str, Any]:
         "settings": settings,
         "chart_js": CHART_JS.is_file(),
     }
+
+
+def _rebuild(events: int) -> dict[str, Any]:
+    """What the rebuild dialog says of its cost: the events it reads and about how long."""
+    seconds = events / REBUILD_PER_SECOND
+    estimate = (
+        "under a second" if seconds < 1
+        else f"about {math.ceil(seconds)} seconds" if seconds < 90
+        else f"about {math.ceil(seconds / 60)} minutes"
+    )  # fmt: skip
+    return {"events": events, "estimate": estimate}
 
 
 def _saved(rebuild: bool, report: dict[str, Any]) -> str:

@@ -64,6 +64,24 @@
     }
   }
 
+  // A rebuild is asked for in a dialog that says what it changes and costs.
+  const dialog = document.getElementById("rebuild-dialog");
+  const rebuild = document.getElementById("rebuild");
+  let confirmed = false;
+  form.addEventListener("submit", (e) => {
+    if (!rebuild.checked || confirmed || !dialog || !dialog.showModal) return;
+    e.preventDefault();
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+  if (dialog) {
+    dialog.addEventListener("close", () => {
+      if (dialog.returnValue !== "rebuild") return;
+      confirmed = true;
+      form.requestSubmit();
+    });
+  }
+
   document.getElementById("preview").addEventListener("click", preview);
   input.addEventListener("input", () => {
     clearTimeout(timer);
