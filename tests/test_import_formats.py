@@ -382,6 +382,32 @@ def test_posthog_csv_export_maps_like_its_jsonl(tmp_path: Path) -> None:
     assert links(db) == [("anon-7", "u-7", T0 + 6 * MIN)]
 
 
+def test_posthog_parquet_export_maps_like_its_jsonl(tmp_path: Path) -> None:
+    """PostHog's batch export in Parquet (its default): properties as JSON text, times as
+    TIMESTAMP (microseconds, UTC)."""
+    rows = posthog_rows()
+
+    def stamp(text: str) -> datetime:
+        return datetime.fromisoformat(text)
+
+    table = pa.table({
+        "uuid": [r["uuid"] for r in rows],
+        "event": [r["event"] for r in rows],
+        "distinct_id": [r["distinct_id"] for r in rows],
+        "person_id": [r["person_id"] for r in rows],
+        "properties": [json.dumps(r["properties"]) for r in rows],
+        "person_properties": [json.dumps(r["person_properties"]) for r in rows],
+        "elements_chain": [r["elements_chain"] for r in rows],
+        "timestamp": pa.array([stamp(r["timestamp"]) for r in rows], pa.timestamp("us", "UTC")),
+        "created_at": pa.array([stamp(r["created_at"]) for r in rows], pa.timestamp("us", "UTC")),
+        "_inserted_at": pa.array([stamp(r["_inserted_at"]) for r in rows], pa.timestamp("us")),
+    })  # fmt: skip
+    path = tmp_path / "export-0.parquet"
+    pq.write_table(table, path)
+    db = same_store(tmp_path, "posthog", path, posthog_expected(rows))
+    assert links(db) == [("anon-7", "u-7", T0 + 6 * MIN)]
+
+
 # --- canonical records as gzip, Parquet and CSV --------------------------------------------
 
 
@@ -528,6 +554,15 @@ def test_a_bad_member_of_an_amplitude_zip_is_named(tmp_path: Path) -> None:
     result = run(fresh_db(tmp_path, "zip"), path, "--from", "amplitude")
     assert result.code != 0
     assert "export.zip: 1/1_2026-11-01_7#0.json.gz: line 2: field 'event_time'" in result.err
+
+
+def test_a_bad_row_of_a_posthog_parquet_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"uuid": ["1", "2"], "event": ["E", None],
+                             "distinct_id": ["u", "u"], "timestamp": [T0, T0]}), path)  # fmt: skip
+    result = run(fresh_db(tmp_path, "pq"), path, "--from", "posthog")
+    assert result.code != 0
+    assert "p.parquet: row 2: field 'event' must be a non-empty string" in result.err
 
 
 def test_source_goes_with_from(tmp_path: Path) -> None:

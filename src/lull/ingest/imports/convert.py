@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from lull.errors import BadInput
 from lull.ingest.imports.inputs import Place, records
-from lull.ingest.imports.tools import CSV_TOOLS, LINKING, TOOLS, Converted
+from lull.ingest.imports.tools import LINKING, TABLE_TOOLS, TOOLS, Converted
 from lull.ingest.records import to_record
 from lull.server.identity import Link, Resolve, Target, follow, news
 
@@ -60,12 +60,12 @@ def convert(
     """Write `path` (an export of `tool`) to `out` as canonical NDJSON. `known`: the
     store's identity links; BadInput names the input, the line (or row) and the field."""
     to_lull = TOOLS[tool]
-    csv_ok = tool in CSV_TOOLS
+    tables = tool in TABLE_TOOLS
 
     def converted(
         resolve: Resolve, only: tuple[bytes, ...] = ()
     ) -> Iterator[tuple[Place, Converted]]:
-        for place, record in records(path, shown, csv_ok, only):
+        for place, record in records(path, shown, tables, only):
             try:
                 yield place, to_lull(record, source, resolve, now)
             except BadInput as e:

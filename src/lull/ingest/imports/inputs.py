@@ -12,9 +12,12 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lull.errors import BadInput
 
@@ -22,7 +25,9 @@ GZIP = b"\x1f\x8b"
 ZIP = b"PK\x03\x04"
 PARQUET = b"PAR1"
 
+_BOM = b"\xef\xbb\xbf"
 _decode = msgspec.json.Decoder().decode
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BROKEN = (OSError, EOFError, zlib.error, zipfile.BadZipFile, gzip.BadGzipFile)
 
 
@@ -32,14 +37,14 @@ class Place:
 
     shown: str
     member: str | None
-    line: int
-    row: int | None = None  # CSV: the data row (1 = the first after the header)
+    line: int | None
+    row: int | None = None  # CSV, Parquet: the data row (1 = the first)
 
     def __str__(self) -> str:
         where = self.shown if self.member is None else f"{self.shown}: {self.member}"
-        if self.row is not None:
-            return f"{where}: row {self.row} (line {self.line})"
-        return f"{where}: line {self.line}"
+        if self.row is None:
+            return f"{where}: line {self.line}"
+        return f"{where}: row {self.row}" + ("" if self.line is None else f" (line {self.line})")
 
 
 def head(path: str, size: int = 4) -> bytes:
@@ -92,19 +97,23 @@ def is_csv(stream: io.BufferedReader, name: str) -> bool:
         return True
     if bare.endswith((".json", ".jsonl", ".ndjson")):
         return False
-    start = stream.peek(64 * 1024).lstrip()
+    start = stream.peek(64 * 1024).removeprefix(_BOM).lstrip()
     return bool(start) and start[:1] not in (b"{", b"[")
 
 
 def records(
-    path: str, shown: str, csv_ok: bool, only: tuple[bytes, ...] = ()
+    path: str, shown: str, tables: bool, only: tuple[bytes, ...] = ()
 ) -> Iterator[tuple[Place, Any]]:
-    """Each record of the input, decoded (a JSON value, or a CSV row as a dict of its
-    non-empty cells), with its place. Malformed JSON is named by its place. `only`: of
-    JSON lines, just those that hold one of these byte strings (CSV rows: all)."""
+    """Each record of the input, decoded (a JSON value; with `tables`, a CSV or Parquet
+    row as a dict of its non-empty cells, times as epoch ms), with its place. Malformed
+    JSON is named by its place. `only`: of JSON lines, just those that hold one of these
+    byte strings (table rows: all)."""
+    if tables and head(path) == PARQUET:
+        yield from _parquet_rows(path, shown)
+        return
     for member, stream in streams(path, shown):
         with _broken(shown, member):
-            if csv_ok and is_csv(stream, member or shown):
+            if tables and is_csv(stream, member or shown):
                 yield from _csv_rows(stream, shown, member)
                 continue
             for number, raw in enumerate(stream, start=1):
@@ -122,7 +131,7 @@ def _csv_rows(
     stream: io.BufferedReader, shown: str, member: str | None
 ) -> Iterator[tuple[Place, Any]]:
     csv.field_size_limit(sys.maxsize)
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     reader = csv.reader(text)
     try:
         header = next(reader, None)
@@ -142,3 +151,24 @@ def _csv_rows(
     except csv.Error as e:
         where = shown if member is None else f"{shown}: {member}"
         raise BadInput(f"{where}: line {reader.line_num}: malformed CSV ({e})") from None
+
+
+def _parquet_rows(path: str, shown: str) -> Iterator[tuple[Place, Any]]:
+    """A Parquet file's rows, their times (TIMESTAMP, UTC when it has no zone) as epoch ms."""
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=8192)
+        row_number = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                row_number += 1
+                cells = {k: _plain(v) for k, v in row.items() if v is not None and v != ""}
+                yield Place(shown, None, None, row_number), cells
+    except (pa.ArrowException, OSError) as e:
+        raise BadInput(f"{shown}: cannot be read as Parquet ({e})") from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        at = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return (at - _EPOCH) // timedelta(milliseconds=1)
+    return value

@@ -150,11 +150,12 @@ _POSTHOG_FIELDS = ("uuid", "event", "distinct_id")
 
 
 def from_posthog(record: Any, source: str, resolve: Resolve, now: int) -> Converted:
-    """An event of PostHog's export (batch export or file download, JSON lines; or CSV):
-    `uuid, event, distinct_id, properties, timestamp, created_at`. `timestamp` is PostHog's
-    time, already fixed for the client's clock; `created_at` is when PostHog received it.
-    In CSV, `properties` is JSON text, and `properties.<name>` columns (PostHog's own CSV
-    export of a `*` or property column; a leading `*.` is dropped) add properties."""
+    """An event of PostHog's export (batch export or file download: JSON lines or Parquet;
+    or CSV): `uuid, event, distinct_id, properties, timestamp, created_at`. `timestamp` is
+    PostHog's time, already fixed for the client's clock; `created_at` is when PostHog
+    received it. In Parquet and CSV, `properties` is JSON text; in CSV, `properties.<name>`
+    columns (PostHog's CSV of a `*` or property column; a leading `*.` is dropped) add
+    properties."""
     msg = _object(record, "an event")
     if any(str(k).startswith(("*.", "properties.")) for k in msg):
         msg = _flattened(msg)
@@ -197,8 +198,8 @@ TOOLS: dict[str, Convert] = {
     "mixpanel": from_mixpanel,
     "posthog": from_posthog,
 }
-# Which tools' exports come as CSV too (the others are JSON lines only).
-CSV_TOOLS = ("posthog",)
+# Which tools' exports come as CSV or Parquet too (the others are JSON lines only).
+TABLE_TOOLS = ("posthog",)
 # What the text of a JSON line that can make an identity link holds, by tool: the calls
 # that make one. (Any Amplitude event naming a user and a device makes one.)
 LINKING: dict[str, tuple[bytes, ...]] = {
