@@ -493,8 +493,9 @@ def _ms(value: int | str) -> int:
     )
 
 
-def test_an_export_from_stdin(tmp_path: Path) -> None:
-    """`-` (stdin) takes a tool's export too, and names itself `stdin` in errors."""
+def test_stdin_takes_exports_and_tables(tmp_path: Path) -> None:
+    """`-` (stdin) takes a tool's export and a canonical CSV too (told by its content), and
+    names itself `stdin` in errors."""
     row = mixpanel_row("Song Played", T0 // 1000, "u-1", "i1")
     db = fresh_db(tmp_path, "stdin")
     ok = lull_process(db, "import", "-", "--from", "mixpanel", stdin=json.dumps(row) + "\n")
@@ -503,6 +504,13 @@ def test_an_export_from_stdin(tmp_path: Path) -> None:
     bad = lull_process(db, "import", "-", "--from", "mixpanel", stdin='{"event": "x"}\n')
     assert bad.code != 0
     assert "stdin: line 1: field 'properties' must be a JSON object" in bad.err
+    table = "message_id,profile_id,name,ts,source\nc1,u-1,E,1793520000000,web\nc2,u-1,E,x,web\n"
+    bad = lull_process(db, "import", "-", stdin=table)
+    assert bad.code != 0
+    assert "stdin: row 2: field 'ts': 'x' is not an ISO-8601 time" in bad.err
+    ok = lull_process(db, "import", "-", stdin=table.replace(",x,", ",1793520060000,"))
+    assert ok.code == 0, ok.err
+    assert ok.json()["imported"] == 2
 
 
 # --- bad input: named by file, line or row, and field; nothing stored ----------------------

@@ -79,47 +79,58 @@ def prepare(
     if tool is not None and tool not in TOOLS:
         raise BadInput(f"--from {tool!r}: not one of {', '.join(FORMATS)}")
     with _spooled(spool) as out:
-        rows = False
         if tool is not None:
             found = convert(
                 tool, path, shown, out, source=source or "web", known=_aliases(con, pid),
                 now=now, progress=progress,
             )  # fmt: skip
-            prepared = Prepared(out, found)
+            prepared, told = Prepared(out, found), "converted"
         else:
-            fmt = canonical.kind(path, shown)
-            if fmt == "gzip":
-                progress("decompress")
-                canonical.gunzip(path, out, shown)
-                fmt = canonical.kind(out, shown.removesuffix(".gz"))
-                if fmt in ("csv", "parquet"):
-                    with _spooled(spool) as table:
-                        os.replace(out, table)
-                        canonical.table_to_ndjson(table, fmt, out, shown)
-                    rows = True
-                prepared = Prepared(out)
-            elif fmt in ("csv", "parquet"):
-                progress(f"read {fmt}")
-                canonical.table_to_ndjson(path, fmt, out, shown)
-                prepared, rows = Prepared(out), True
-            else:
-                prepared = Prepared(path)
+            made, told = _canonical(path, shown, out, spool, progress)
+            prepared = Prepared(made)
         try:
             yield prepared
         except BadInput as e:
-            raise BadInput(_told(e.message, prepared.path, path, shown, rows)) from None
+            if prepared.path == path:
+                raise BadInput(e.message.replace(path, shown, 1)) from None
+            raise BadInput(_told(e.message, out, shown, told)) from None
 
 
-def _told(message: str, made: str, given: str, shown: str, rows: bool) -> str:
-    """An import error about the file made (`made`) as one about the input: its name, and
-    its row for a table (row N is line N of the file made)."""
-    if made == given:
-        return message.replace(given, shown, 1) if message.startswith(given) else message
+def _canonical(
+    path: str, shown: str, out: str, spool: str, progress: Callable[[str], None]
+) -> tuple[str, str]:
+    """A canonical input as NDJSON: the file itself, or `out` made from it; and how the
+    import's "line N" of that file reads of the input ("line", or "row" of a table)."""
+    fmt = canonical.kind(path, shown)
+    if fmt == "ndjson":
+        return path, "line"
+    if fmt == "gzip":
+        progress("decompress")
+        canonical.gunzip(path, out, shown)
+        fmt = canonical.kind(out, shown.removesuffix(".gz"))
+        if fmt == "ndjson":
+            return out, "line"
+        with _spooled(spool) as table:
+            os.replace(out, table)
+            canonical.table_to_ndjson(table, fmt, out, shown)
+        return out, "row"
+    progress(f"read {fmt}")
+    canonical.table_to_ndjson(path, fmt, out, shown)
+    return out, "row"
+
+
+def _told(message: str, made: str, shown: str, told: str) -> str:
+    """An import error about the file made from the input as one about the input: its
+    name, and the place as `told` (line N of a table's NDJSON is its row N; records
+    converted from a tool's export were checked one by one already, so an error left is
+    told of the converted file)."""
     if not message.startswith(made):
         return message
     rest = message[len(made) :].removeprefix(": ")
-    if rows:
+    if told == "row":
         rest = _LINE.sub(r"row \1: ", rest)
+    elif told == "converted":
+        return f"{shown} (as converted to canonical records): {rest}"
     return f"{shown}: {rest}"
 
 
