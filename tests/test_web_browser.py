@@ -222,8 +222,9 @@ def test_a_profile_shows_its_latest_ct_session_id(site: LullServer, tab: Watched
     page = tab.page
     sign_in(page, site.base, "vic")
     page.get_by_role("link", name="Profiles").click()
-    page.get_by_label("Profile id").fill("u-1003")
-    page.get_by_role("button", name="Find").click()
+    page.get_by_label("Profile id starts with").fill("U-1003")  # any case
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("link", name="u-1003", exact=True).click()
     found = site.profile(site.projects["music"], "u-1003", lambda p: bool(p["latest_session_id"]))
     expect(page.locator("#latest-session")).to_have_text(found["latest_session_id"])
     expect(page.get_by_role("row", name=re.compile("plan"))).to_be_visible()
@@ -524,3 +525,98 @@ def test_an_empty_range_says_where_the_sessions_are(site: LullServer, tab: Watch
     headline(page)
     expect(note).to_be_hidden()
     assert f"until={where['last']}" in page.url
+
+
+# -- Events and Profiles: searches, pages, date ranges ---------------------------------
+
+
+def test_events_are_searched_by_a_prefix_a_page_at_a_time(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    music = site.projects["music"]
+    sign_in(page, site.base, "vic")
+    page.get_by_role("link", name="Events").click()
+    options = page.locator("#event-names option")
+    picked = [o.get_attribute("value") for o in options.all()]
+    assert {"Session Concluded", "Song Played", "Song Liked", "App Launched"} <= set(picked)
+    assert len(picked) == len(set(picked))
+    # a page at a time: the second page starts with the read API's 101st event
+    newest = site.events(music, limit=200)
+    page.get_by_role("link", name="Older →").click()
+    assert "page=2" in page.url
+    expect(page.get_by_role("navigation", name="Pages of events")).to_contain_text("101\u2013200")
+    rows = page.locator("#events-table tbody tr")
+    expect(rows).to_have_count(100)
+    first = rows.first.locator("time")
+    assert first.get_attribute("datetime") == newest[100]["ts"]
+    page.get_by_role("link", name="← Newer").click()
+    assert rows.first.locator("time").get_attribute("datetime") == newest[0]["ts"]
+    # a prefix in any case: "song" finds Song Played and Song Liked
+    page.get_by_label("Event name").fill("song")
+    page.get_by_role("button", name="Filter").click()
+    names = set(page.locator("#events-table tbody td:nth-child(2)").all_inner_texts())
+    assert names == {"Song Played", "Song Liked"}, names
+    # one day, in the project's zone (UTC here)
+    day = newest[150]["ts"][:10]
+    page.get_by_label("Event name").fill("")
+    page.locator("#f-from").fill(day)
+    page.locator("#f-until").fill(day)
+    page.get_by_role("button", name="Filter").click()
+    times = page.locator("#events-table tbody time").evaluate_all(
+        "ts => ts.map(t => t.getAttribute('datetime'))"
+    )
+    assert times and all(t.startswith(day) for t in times)
+    want = site.events(music, **{"from": f"{day}T00:00:00Z", "to": f"{day}T23:59:59.999Z"})
+    assert times == [e["ts"] for e in want][: len(times)]
+    shot(page, "events", full=False)
+    # a bad date in a link keeps the filters and says why
+    got = page.goto(f"{site.base}/p/music/events?name=Song&from=2026-13-01")
+    assert got is not None and got.status == 400
+    expect(page.get_by_role("alert")).to_contain_text("'from' '2026-13-01': expected a date")
+    expect(page.get_by_label("Event name")).to_have_value("Song")
+
+
+def test_profiles_are_listed_searched_and_every_session_reached(
+    site: LullServer, tab: Watched
+) -> None:
+    page = tab.page
+    music = site.projects["music"]
+    sign_in(page, site.base, "vic")
+    page.get_by_role("link", name="Profiles").click()
+    rows = page.locator("#profiles-table tbody tr")
+    expect(rows).to_have_count(50)  # 60 listeners, 50 a page
+    page.get_by_role("link", name="Older →").click()
+    expect(rows).to_have_count(10)
+    page.get_by_label("Profile id starts with").fill("U-102")
+    page.get_by_role("button", name="Search").click()
+    expect(rows).to_have_count(10)  # u-1020 to u-1029
+    assert all(t.startswith("u-102") for t in rows.locator("td:first-child").all_inner_texts())
+    # the profile with the most sessions: all of them, 20 a page, and a summary
+    counts = {p: len(site.sessions(music, profile_id=p)) for p in ("u-1000", "u-1001", "u-1002")}
+    busiest = max(counts, key=lambda p: counts[p])
+    sessions = site.sessions(music, profile_id=busiest)
+    assert len(sessions) > 20
+    page.goto(f"{site.base}/p/music/profile?id={busiest}")
+    summary = page.locator("#profile-summary")
+    expect(summary).to_contain_text(f"Sessions{number(len(sessions))}")
+    total = sum(s["length_s"] for s in sessions)
+    expect(summary).to_contain_text(length(total))
+    shown = page.locator("ol.sessions > li")
+    expect(shown).to_have_count(20)
+    seen = []
+    while True:
+        seen += [c.inner_text() for c in shown.locator(".session-head code").all()]
+        older = page.get_by_role("link", name="Older →")
+        if older.count() == 0:
+            break
+        older.click()
+    assert seen == [s["session_id"] for s in sessions]
+    # a session's header and its list agree on its events
+    page.goto(f"{site.base}/p/music/profile?id={busiest}")
+    first = sessions[0]
+    head = shown.first.locator(".session-head")
+    expect(head).to_contain_text(f"{first['events']} event")
+    expect(shown.first.locator("summary")).to_have_text(
+        f"{first['events']} event{'s' if first['events'] != 1 else ''}"
+        + (" and its Session Concluded" if first["concluded"] else "")
+    )
+    shot(page, "profile", full=False)

@@ -17,6 +17,7 @@ from lull.model import format_time
 from lull.server import reads
 from lull.store.db import connect
 from lull.store.events import latest, of_sessions
+from lull.store.events import names as event_names
 from lull.store.projects import project_id
 from lullrun import lull, write_events
 
@@ -56,16 +57,22 @@ def plainly(
     limit: int = 100,
     lo: int = 0,
     hi: int = 2**62,
+    prefix: bool = False,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """The oracle: the newest events straight from the all_events view (slow, obvious)."""
+    like = "lower({0}) LIKE lower(replace(replace({1}, '_', '\\_'), '%', '\\%')) || '%' ESCAPE '\\'"
+    name_is = like.format("name", "$name") if prefix else "name = $name"
+    profile_is = like.format("profile_id", "$profile") if prefix else "profile_id = $profile"
     rows = con.execute(
-        """SELECT message_id, profile_id, name, ts, source, received_at,
+        f"""SELECT message_id, profile_id, name, ts, source, received_at,
                   properties::VARCHAR, session_id, late
            FROM all_events WHERE project_id = $pid AND ts BETWEEN $lo AND $hi
-           AND ($profile IS NULL OR profile_id = $profile)
-           AND ($sid IS NULL OR session_id = $sid) AND ($name IS NULL OR name = $name)
-           ORDER BY ts DESC, seq DESC NULLS FIRST, message_id LIMIT $limit""",
+           AND ($profile IS NULL OR {profile_is})
+           AND ($sid IS NULL OR session_id = $sid) AND ($name IS NULL OR {name_is})
+           ORDER BY ts DESC, seq DESC NULLS FIRST, message_id LIMIT $limit OFFSET $offset""",
         {
+            "offset": offset,
             "pid": pid,
             "lo": lo,
             "hi": hi,
@@ -117,6 +124,31 @@ def test_latest_equals_the_plain_view(
     params = {"name": name, "profile_id": profile, "session_id": sid, "limit": str(limit),
               "from": str(lo), "to": str(hi)}  # fmt: skip
     assert reads.events(con, pid, {k: v for k, v in params.items() if v is not None}) == expected
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_a_search_box_matches_the_start_ignoring_case_a_page_at_a_time(
+    store: tuple[duckdb.DuckDBPyConnection, int], data: st.DataObject
+) -> None:
+    con, pid = store
+    name = data.draw(st.sampled_from([None, "", "s", "SONG", "session c", "app_", "%", "Zz"]))
+    profile = data.draw(st.sampled_from([None, "", "U-100", "u-1", "u-1003", "nobody"]))
+    limit = data.draw(st.integers(1, 150))
+    offset = data.draw(st.integers(0, 600))
+    expected = plainly(con, pid, name, profile, None, limit, prefix=True, offset=offset)
+    got = latest(con, pid, name, profile, None, limit, prefix=True, offset=offset)
+    assert got == expected
+
+
+def test_the_name_picker_lists_every_name_once(
+    store: tuple[duckdb.DuckDBPyConnection, int],
+) -> None:
+    con, pid = store
+    assert event_names(con, pid) == sorted(names(con), key=lambda n: (n.lower(), n))
+    assert "Session Concluded" in event_names(con, pid)
 
 
 def test_the_newest_events_include_late_and_concluded_ones(

@@ -70,17 +70,21 @@ def _limit(params: dict[str, str]) -> int:
     return limit
 
 
-def sessions(con: duckdb.DuckDBPyConnection, pid: int, params: dict[str, str]) -> list[Any]:
-    """Sessions, newest first; filter by profile_id and a time range (on first_ts)."""
+def sessions(
+    con: duckdb.DuckDBPyConnection, pid: int, params: dict[str, str], offset: int = 0
+) -> list[Any]:
+    """Sessions, newest first; filter by profile_id and a time range (on first_ts); the
+    `offset` newest skipped (a page of them)."""
     lo, hi = _range(params)
     rows = con.execute(
         """SELECT session_id, profile_id, first_ts, last_ts, (last_ts - first_ts) // 1000,
                   events, source, concluded
            FROM sessions WHERE project_id = ? AND first_ts BETWEEN ? AND ?
            AND (? IS NULL OR profile_id = ?)
-           ORDER BY first_ts DESC, session_id LIMIT ?""",
-        [pid, lo, hi, params.get("profile_id"), params.get("profile_id"), _limit(params)],
-    ).fetchall()
+           ORDER BY first_ts DESC, session_id LIMIT ? OFFSET ?""",
+        [pid, lo, hi, params.get("profile_id"), params.get("profile_id"), _limit(params),
+         offset],
+    ).fetchall()  # fmt: skip
     keys = ("session_id", "profile_id", "first_ts", "last_ts", "length_s", "events",
             "source", "concluded")  # fmt: skip
     out = [dict(zip(keys, row, strict=True)) for row in rows]
@@ -128,3 +132,48 @@ def stored_events(con: duckdb.DuckDBPyConnection, pid: int) -> int:
     """How many events a project has stored (what a rebuild reads)."""
     row = con.execute("SELECT count(*) FROM events WHERE project_id = ?", [pid]).fetchone()
     return int(row[0]) if row else 0
+
+
+def profile_summary(con: duckdb.DuckDBPyConnection, pid: int, profile_id: str) -> dict[str, Any]:
+    """A profile's sessions in figures: how many (concluded and open), their total and
+    median length (nearest rank, as on the board), the first and the latest."""
+    row = con.execute(
+        """SELECT count(*), count(*) FILTER (WHERE concluded),
+                  coalesce(sum((last_ts - first_ts) // 1000), 0),
+                  quantile_disc((last_ts - first_ts) // 1000, 0.5), min(first_ts), max(last_ts)
+           FROM sessions WHERE project_id = ? AND profile_id = ?""",
+        [pid, profile_id],
+    ).fetchone()
+    assert row is not None
+    n, concluded, total, median, first, last = row
+    return {
+        "sessions": int(n),
+        "concluded": int(concluded),
+        "total_length_s": int(total),
+        "median_length_s": None if median is None else int(median),
+        "first_ts": None if first is None else format_time(first),
+        "last_ts": None if last is None else format_time(last),
+    }
+
+
+def profiles(
+    con: duckdb.DuckDBPyConnection, pid: int, prefix: str, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    """Profiles whose id starts with `prefix` (ignoring case), latest seen first, a page
+    of them, each with how many sessions it has."""
+    rows = con.execute(
+        """WITH page AS (
+               SELECT profile_id, first_seen, last_seen FROM profiles
+               WHERE project_id = $pid AND starts_with(lower(profile_id), lower($prefix))
+               ORDER BY last_seen DESC, profile_id LIMIT $limit OFFSET $offset)
+           SELECT p.profile_id, p.first_seen, p.last_seen, count(s.session_id)
+           FROM page p LEFT JOIN sessions s
+           ON s.project_id = $pid AND s.profile_id = p.profile_id
+           GROUP BY ALL ORDER BY p.last_seen DESC, p.profile_id""",
+        {"pid": pid, "prefix": prefix, "limit": limit, "offset": offset},
+    ).fetchall()
+    return [
+        {"profile_id": r[0], "first_seen": format_time(r[1]), "last_seen": format_time(r[2]),
+         "sessions": int(r[3])}
+        for r in rows
+    ]  # fmt: skip

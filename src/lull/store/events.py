@@ -38,12 +38,21 @@ def latest(
     limit: int = 100,
     lo: int | None = None,
     hi: int | None = None,
+    *,
+    prefix: bool = False,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """The newest `limit` events (by event time, within [lo, hi] ms when given) matching
-    every filter given."""
+    every filter given, after skipping the `offset` newest; with `prefix`, `name` and
+    `profile_id` match the start of the event's, ignoring case (a search box's)."""
     params = {"pid": pid, "name": name, "profile": profile_id, "sid": session_id,
-              "limit": limit, "lo": lo, "hi": hi}  # fmt: skip
-    match = """($name IS NULL OR name = $name) AND ($profile IS NULL OR profile_id = $profile)
+              "limit": limit, "lo": lo, "hi": hi, "offset": offset}  # fmt: skip
+
+    def equal(col: str, param: str) -> str:
+        return f"starts_with(lower({col}), lower({param}))" if prefix else f"{col} = {param}"
+
+    match = f"""($name IS NULL OR {equal("name", "$name")})
+        AND ($profile IS NULL OR {equal("profile_id", "$profile")})
         AND ($lo IS NULL OR ts >= $lo) AND ($hi IS NULL OR ts <= $hi)"""
     in_session = (
         ""
@@ -55,18 +64,18 @@ def latest(
     rows = con.execute(
         f"""WITH picked AS (
                 SELECT * FROM events WHERE project_id = $pid AND {match} {in_session}
-                ORDER BY ts DESC, seq DESC LIMIT $limit)
+                ORDER BY ts DESC, seq DESC LIMIT $limit + $offset)
             SELECT {_COLUMNS} FROM (
                 {_WITH_SESSION}
                 UNION ALL
                 (SELECT {_CONCLUDED} FROM sessions
                  WHERE project_id = $pid AND concluded
-                 AND ($name IS NULL OR $name = '{SESSION_CONCLUDED}')
-                 AND ($profile IS NULL OR profile_id = $profile)
+                 AND ($name IS NULL OR {equal(f"'{SESSION_CONCLUDED}'", "$name")})
+                 AND ($profile IS NULL OR {equal("profile_id", "$profile")})
                  AND ($sid IS NULL OR session_id = $sid)
                  AND ($lo IS NULL OR last_ts >= $lo) AND ($hi IS NULL OR last_ts <= $hi)
-                 ORDER BY last_ts DESC LIMIT $limit))
-            ORDER BY ts DESC, seq DESC NULLS FIRST, message_id LIMIT $limit""",
+                 ORDER BY last_ts DESC LIMIT $limit + $offset))
+            ORDER BY ts DESC, seq DESC NULLS FIRST, message_id LIMIT $limit OFFSET $offset""",
         params,
     ).fetchall()
     return [_event(row) for row in rows]
@@ -109,3 +118,18 @@ def _event(row: tuple[Any, ...]) -> dict[str, Any]:
         "session_id": sid,
         "late": bool(late),
     }
+
+
+def names(con: duckdb.DuckDBPyConnection, pid: int, limit: int = 500) -> list[str]:
+    """The event names a project has stored (Session Concluded among them once it has a
+    concluded session), in order: the Events page's name picker."""
+    rows = con.execute(
+        f"""SELECT name FROM (
+                SELECT DISTINCT name FROM events WHERE project_id = $pid
+                UNION
+                (SELECT '{SESSION_CONCLUDED}' FROM sessions
+                 WHERE project_id = $pid AND concluded LIMIT 1))
+            ORDER BY lower(name), name LIMIT $limit""",
+        {"pid": pid, "limit": limit},
+    ).fetchall()
+    return [str(r[0]) for r in rows]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -21,10 +21,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from lull.board import check_source
-from lull.errors import BadInput, LullError, NotFound
-from lull.model import Settings, parse_time
+from lull.errors import BadInput, LullError
+from lull.model import SESSION_CONCLUDED, Settings, parse_time
 from lull.server import reads
-from lull.store.events import latest, of_sessions
+from lull.store.events import latest, names, of_sessions
 from lull.store.projects import get_settings
 from lull.store.users import end_sessions, password_hash, verify_password
 from lull.web import format as fmt
@@ -58,6 +58,10 @@ HEADERS = {
 }
 T = TypeVar("T")
 MAX_TIMELINE = 300  # events drawn a session on the profile page
+EVENTS_A_PAGE = 100
+PROFILES_A_PAGE = 50
+PROFILE_SESSIONS = 20  # a profile's sessions a page
+MAX_PAGE = 1000  # past it, a narrower filter (events: at most 100,000 newest skipped)
 # Events a rebuild gets through in a second, for its estimate: docs/benchmarks.md
 # measured 760,000 on two idle cores; a busy machine may do half as well.
 REBUILD_PER_SECOND = 300_000
@@ -272,31 +276,51 @@ class Pages:
         pid, wanted = who.project.project_id, request.query_params.get("id", "").strip()
         context: dict[str, Any] = {"page": "profile", "wanted": wanted}
         status = 200
-        if wanted:
-            try:
-                context.update(await self.read(lambda con: _profile(con, pid, wanted)))
-            except NotFound as e:
-                context["error"], status = e.message, 404
+        try:
+            page = _page_number(request.query_params.get("page"))
+            if wanted:
+                context.update(await self.read(lambda con: _profile(con, pid, wanted, page)))
+                context["pager"] = _pager(request, page, context.pop("more"),
+                                          PROFILE_SESSIONS, len(context["sessions"]))  # fmt: skip
+            else:
+                search = request.query_params.get("q", "").strip()
+                found = await self.read(lambda con: _profile_list(con, pid, search, page))
+                context.update(found, search=search)
+                context["pager"] = _pager(request, page, context.pop("more"),
+                                          PROFILES_A_PAGE, len(context["profiles"]))  # fmt: skip
+        except LullError as e:  # NotFound, or a bad page: the search stays on the page
+            context["error"], status = e.message, e.status
         return self.render(request, "profile.html", context, status=status, who=who)
 
     async def events(self, request: Request) -> Response:
         who = await self.access(request)
         assert who.project is not None
         pid = who.project.project_id
-        filters = {
-            k: request.query_params.get(k, "").strip() for k in ("name", "profile_id", "session_id")
-        }
+        keys = ("name", "profile_id", "session_id", "from", "until")
+        filters = {k: request.query_params.get(k, "").strip() for k in keys}
         given = {k: v or None for k, v in filters.items()}
 
-        def look(con: duckdb.DuckDBPyConnection) -> tuple[list[Any], str]:
-            found = latest(con, pid, given["name"], given["profile_id"], given["session_id"])
-            return found, get_settings(con, pid).timezone
+        def look(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+            tz = get_settings(con, pid).timezone
+            out: dict[str, Any] = {"timezone": tz, "names": names(con, pid), "rows": []}
+            try:
+                page = _page_number(request.query_params.get("page"))
+                lo, hi = _day_bounds(given["from"], given["until"], tz)
+                found = latest(con, pid, given["name"], given["profile_id"], given["session_id"],
+                               EVENTS_A_PAGE + 1, lo, hi, prefix=True,
+                               offset=(page - 1) * EVENTS_A_PAGE)  # fmt: skip
+            except BadInput as e:  # a bad date or page: the filters stay, with the reason
+                return out | {"error": e.message}
+            for event in found:
+                event["local"] = fmt.local_time(event["ts"], tz)
+            rows = found[:EVENTS_A_PAGE]
+            return out | {"rows": rows,
+                          "pager": _pager(request, page, len(found) > EVENTS_A_PAGE,
+                                          EVENTS_A_PAGE, len(rows))}  # fmt: skip
 
-        rows, tz = await self.read(look)
-        for e in rows:
-            e["local"] = fmt.local_time(e["ts"], tz)
-        context = {"page": "events", "rows": rows, "filters": filters, "timezone": tz}
-        return self.render(request, "events.html", context, who=who)
+        context = {"page": "events", "filters": filters, **await self.read(look)}
+        status = 400 if "error" in context else 200
+        return self.render(request, "events.html", context, status=status, who=who)
 
 
 # A hash to check a password against when the name is unknown, so a wrong name takes
@@ -343,11 +367,77 @@ def _saved(rebuild: bool, report: dict[str, Any]) -> str:
     )
 
 
-def _profile(con: duckdb.DuckDBPyConnection, pid: int, wanted: str) -> dict[str, Any]:
-    """A profile, its recent sessions and each one's events placed on a time line."""
+def _page_number(raw: str | None) -> int:
+    """A `page` parameter: 1 (the newest) to MAX_PAGE."""
+    if raw is None or raw == "":
+        return 1
+    n = reads.whole(raw)
+    if n is None or not 1 <= n <= MAX_PAGE:
+        raise BadInput(f"'page' must be a whole number from 1 to {MAX_PAGE}")
+    return n
+
+
+def _pager(request: Request, page: int, more: bool, size: int, shown: int) -> dict[str, Any]:
+    """Links to the newer and older pages, with the request's other parameters."""
+
+    def to(n: int) -> str:
+        params = {k: v for k, v in request.query_params.items() if k != "page" and v}
+        return "?" + urlencode({**params, **({"page": str(n)} if n > 1 else {})})
+
+    first = (page - 1) * size + 1
+    return {
+        "newer": to(page - 1) if page > 1 else None,
+        "older": to(page + 1) if more and page < MAX_PAGE else None,
+        "first": first,
+        "last": first + shown - 1,
+    }
+
+
+def _day_bounds(first: str | None, last: str | None, tz: str) -> tuple[int | None, int | None]:
+    """The days `first` to `last` (YYYY-MM-DD, either may be missing) in zone `tz` as
+    epoch ms: from the first's midnight to just before the midnight after the last."""
+    zone = ZoneInfo(tz)
+
+    def midnight(text: str, what: str, after: int) -> int:
+        try:
+            day = date.fromisoformat(text) + timedelta(days=after)
+        except (ValueError, OverflowError):
+            raise BadInput(f"{what} {text!r}: expected a date YYYY-MM-DD") from None
+        if not 1970 <= day.year <= 9999:
+            raise BadInput(f"{what} {text!r}: pick a day from 1970 to 9999")
+        return int(datetime.combine(day, time(), zone).timestamp() * 1000)
+
+    lo = None if first is None else midnight(first, "'from'", 0)
+    hi = None if last is None else midnight(last, "'until'", 1) - 1
+    if lo is not None and hi is not None and lo > hi:
+        raise BadInput("the first day comes after the last day")
+    return lo, hi
+
+
+def _profile_list(
+    con: duckdb.DuckDBPyConnection, pid: int, search: str, page: int
+) -> dict[str, Any]:
+    """A page of the profiles whose id starts with `search`, latest seen first."""
+    tz = get_settings(con, pid).timezone
+    found = reads.profiles(con, pid, search, PROFILES_A_PAGE + 1, (page - 1) * PROFILES_A_PAGE)
+    for p in found:
+        p["local_first_seen"] = fmt.local_time(p["first_seen"], tz)
+        p["local_last_seen"] = fmt.local_time(p["last_seen"], tz)
+    return {"profiles": found[:PROFILES_A_PAGE], "more": len(found) > PROFILES_A_PAGE,
+            "timezone": tz}  # fmt: skip
+
+
+def _profile(con: duckdb.DuckDBPyConnection, pid: int, wanted: str, page: int) -> dict[str, Any]:
+    """A profile, a summary of its sessions, and a page of them, each one's events
+    placed on a time line."""
     found = reads.profile(con, pid, wanted)
     tz = get_settings(con, pid).timezone
-    sessions = reads.sessions(con, pid, {"profile_id": wanted, "limit": "8"})
+    params = {"profile_id": wanted, "limit": str(PROFILE_SESSIONS + 1)}
+    sessions = reads.sessions(con, pid, params, offset=(page - 1) * PROFILE_SESSIONS)
+    more, sessions = len(sessions) > PROFILE_SESSIONS, sessions[:PROFILE_SESSIONS]
+    summary = reads.profile_summary(con, pid, wanted)
+    for k in ("first_ts", "last_ts"):
+        summary["local_" + k] = summary[k] and fmt.local_time(summary[k], tz)
     events_of = of_sessions(con, pid, wanted, [s["session_id"] for s in sessions])
     for s in sessions:
         first, last = parse_time(s["first_ts"], "first"), parse_time(s["last_ts"], "last")
@@ -357,8 +447,11 @@ def _profile(con: duckdb.DuckDBPyConnection, pid: int, wanted: str) -> dict[str,
             e["at"] = round(100 * (parse_time(e["ts"], "ts") - first) / span, 2)
             e["local"] = fmt.local_time(e["ts"], tz)
         s["events_list"] = events
+        # the session's own events, and its Session Concluded, said apart
+        s["shown"] = sum(1 for e in events if e["name"] != SESSION_CONCLUDED)
         s["local_first"] = fmt.local_time(s["first_ts"], tz)
         s["local_last"] = fmt.local_time(s["last_ts"], tz)
     found["local_first_seen"] = fmt.local_time(found["first_seen"], tz)
     found["local_last_seen"] = fmt.local_time(found["last_seen"], tz)
-    return {"profile": found, "sessions": sessions, "timezone": tz}
+    return {"profile": found, "sessions": sessions, "timezone": tz, "summary": summary,
+            "more": more}  # fmt: skip

@@ -83,7 +83,7 @@
       const c = drawn[id];
       c.data = data;
       c.options.plugins.tooltip.callbacks = o.callbacks;
-      c.options.scales.x.ticks.callback = o.tick;
+      if (o.tick) c.options.scales.x.ticks.callback = o.tick;
       c.options.scales.x.title = { display: !!title, text: title, color: ink };
       c.update();
       return;
@@ -97,8 +97,8 @@
         plugins: { legend: { display: false }, tooltip: { callbacks: o.callbacks } },
         scales: {
           // every length bucket is labelled; days are thinned to fit
-          x: { ticks: { color: ink, maxRotation: id === "c-dist" ? 50 : 0, autoSkip: id !== "c-dist",
-                        callback: o.tick },
+          x: { ticks: Object.assign({ color: ink, maxRotation: id === "c-dist" ? 50 : 0,
+                                      autoSkip: id !== "c-dist" }, o.tick ? { callback: o.tick } : {}),
                title: { display: !!title, text: title, color: ink }, grid: { display: false } },
           y: { beginAtZero: true, ticks: { color: ink, callback: o.yTick }, grid: { color: grid } },
         },
@@ -132,7 +132,7 @@
     chart("c-dist", "bar", dist.map(bucket), dist.map((b) => b.sessions), "#4f46e5", {
       label: "Sessions",
       callbacks: { label: (c) => " " + number(c.raw) + " sessions (" + decimal((100 * c.raw) / all) + "%)" },
-      tick: undefined, yTick: (v) => number(v),
+      yTick: (v) => number(v),
     });
     fillTable("t-dist", dist.map((b) => [bucket(b), b.from_s, number(b.sessions), b.sessions]));
 
