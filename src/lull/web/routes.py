@@ -31,18 +31,20 @@ def web_routes(server: Server) -> list[BaseRoute]:
     def page(path: str, endpoint: Page, method: str = "GET") -> Route:
         return Route(path, endpoint, methods=[method], middleware=cookie)
 
+    # `{project:path}`: a project named before names were restricted may hold a `/`;
+    # its links carry it as %2F, which the server decodes before routing.
     return [
         page("/", g(pages.home)),
         page("/signin", g(pages.signin_page)),
         page("/signin", g(pages.signin), "POST"),
         page("/signout", g(pages.signout), "POST"),
-        page("/p/{project}/board", g(pages.board)),
-        page("/p/{project}/settings", g(pages.settings_page)),
-        page("/p/{project}/settings", g(pages.settings_save), "POST"),
-        page("/p/{project}/profile", g(pages.profile)),
-        page("/p/{project}/events", g(pages.events)),
-        page("/web/api/p/{project}/board", data.board),
-        page("/web/api/p/{project}/whatif", data.whatif),
+        page("/p/{project:path}/board", g(pages.board)),
+        page("/p/{project:path}/settings", g(pages.settings_page)),
+        page("/p/{project:path}/settings", g(pages.settings_save), "POST"),
+        page("/p/{project:path}/profile", g(pages.profile)),
+        page("/p/{project:path}/events", g(pages.events)),
+        page("/web/api/p/{project:path}/board", data.board),
+        page("/web/api/p/{project:path}/whatif", data.whatif),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
 
