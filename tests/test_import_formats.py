@@ -252,6 +252,29 @@ def test_amplitude_export_zip_maps_like_the_live_api(tmp_path: Path) -> None:
     assert traits(db, "u-1") == {"plan": "pro"}
 
 
+def test_a_device_shared_by_two_users_is_tied_as_the_live_server_ties_it(
+    tmp_path: Path,
+) -> None:
+    """Links applied in the order of their times, whatever the file's order: a device
+    signed in as u-a, then u-b, then u-a again is tied three times (the last counts);
+    the repeats within a run change nothing."""
+    rows = [
+        amplitude_row(4, "E", T0 + 30 * MIN, device="dev-9", user="u-a"),
+        amplitude_row(1, "E", T0, device="dev-9", user="u-a"),
+        amplitude_row(2, "E", T0 + MIN, device="dev-9", user="u-a"),
+        amplitude_row(3, "E", T0 + 20 * MIN, device="dev-9", user="u-b"),
+        amplitude_row(5, "E", T0 + 31 * MIN, device="dev-9", user="u-a"),
+        amplitude_row(6, "E", T0 + 40 * MIN, device="dev-9"),
+    ]
+    path = tmp_path / "amplitude.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    db = imported(tmp_path, "shared", path, "--from", "amplitude")
+    assert links(db) == [("dev-9", "u-a", T0), ("dev-9", "u-b", T0 + 20 * MIN),
+                         ("dev-9", "u-a", T0 + 30 * MIN)]  # fmt: skip
+    last = {e["message_id"]: e["profile_id"] for e in export(db, "events", tmp_path)}["ins-6"]
+    assert last == "u-a"
+
+
 # --- Mixpanel: the raw export API's JSON lines ---------------------------------------------
 
 

@@ -72,22 +72,12 @@ def convert(
                 raise BadInput(f"{place}: {e.message}") from None
 
     progress(f"read the {tool} export")
-    found: list[tuple[int, int, str, str]] = []
     linking = converted(lambda anonymous, _at: anonymous, LINKING.get(tool, ()))
-    for order, (_place, got) in enumerate(linking):
-        if got.link is not None:
-            found.append((got.event.ts, order, got.link[0], got.link[1]))
     aliases = dict(known)
+    result = Result(links=_apply(_links_of(linking), aliases))
 
     def resolve(anonymous: str, at: int | None) -> str:
         return follow(aliases, anonymous, at)
-
-    result = Result()
-    for ts, _order, anonymous, profile in sorted(found):
-        tie = Target(profile, ts)
-        if news(resolve, anonymous, tie):
-            aliases[anonymous] = tie
-            result.links.append((anonymous, tie))
 
     progress(f"convert the {tool} export")
     keys, starts = array("q"), array("q")
@@ -108,6 +98,58 @@ def convert(
     if len(arrival) and np.any(arrival[1:] < arrival[:-1]):
         _reorder(out, np.argsort(arrival, kind="stable"), starts.tolist(), offset)
     return result
+
+
+@dataclass(slots=True)
+class _Links:
+    """The links an export makes, compactly (every Amplitude event of a signed-in user
+    makes one): per link its time and the codes of its anonymous id and profile."""
+
+    ids: dict[str, int] = field(default_factory=dict)
+    ts: array[int] = field(default_factory=lambda: array("q"))
+    anonymous: array[int] = field(default_factory=lambda: array("q"))
+    profile: array[int] = field(default_factory=lambda: array("q"))
+
+    def add(self, at: int, anonymous: str, profile: str) -> None:
+        self.ts.append(at)
+        self.anonymous.append(self.ids.setdefault(anonymous, len(self.ids)))
+        self.profile.append(self.ids.setdefault(profile, len(self.ids)))
+
+
+def _links_of(converted: Iterator[tuple[Place, Converted]]) -> _Links:
+    found = _Links()
+    for _place, got in converted:
+        if got.link is not None:
+            found.add(got.event.ts, *got.link)
+    return found
+
+
+def _apply(found: _Links, aliases: dict[str, Target]) -> list[Link]:
+    """Apply the links to `aliases` as the live server would, each anonymous id's in the
+    order of their times (ties: file order); returns those that changed something.
+
+    Of a run of links of one anonymous id to the same profile (in time order) only the
+    first can change anything (identity.news), so only the first of each run is applied."""
+    names = list(found.ids)
+    at = np.asarray(found.ts, dtype=np.int64)
+    anon = np.asarray(found.anonymous, dtype=np.int64)
+    profile = np.asarray(found.profile, dtype=np.int64)
+    order = np.lexsort((at, anon))  # stable: equal times stay in file order
+    at, anon, profile = at[order], anon[order], profile[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (anon[1:] != anon[:-1]) | (profile[1:] != profile[:-1])
+
+    def resolve(anonymous: str, when: int | None) -> str:
+        return follow(aliases, anonymous, when)
+
+    changed: list[Link] = []
+    firsts = zip(anon[first].tolist(), profile[first].tolist(), at[first].tolist(), strict=True)
+    for a, p, t in firsts:
+        tie = Target(names[p], t)
+        if news(resolve, names[a], tie):
+            aliases[names[a]] = tie
+            changed.append((names[a], tie))
+    return changed
 
 
 def _canonical(got: Converted, place: Place, now: int) -> bytes:
