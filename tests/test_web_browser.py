@@ -170,20 +170,78 @@ def test_the_board_shows_the_same_figures_as_the_read_api(site: LullServer, tab:
     assert 0 < ios["sessions"] < expected["sessions"]
 
 
-def test_the_board_reads_well_in_a_narrow_window(
-    site: LullServer, browser: Browser, tab: Watched
-) -> None:
+def test_every_page_fits_a_390_px_phone(site: LullServer, tab: Watched) -> None:
     page = tab.page
     page.set_viewport_size({"width": 390, "height": 844})
-    sign_in(page, site.base, "vic")  # one project: straight to its board
-    headline(page)
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 390, f"the page scrolls sideways ({width} px)"
-    shot(page, "board-narrow")
-    for path in ("/p/music/events", "/p/music/profile?id=u-1001"):
-        page.goto(site.base + path)
+
+    def fits(what: str) -> None:
         width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390, f"{path} scrolls sideways ({width} px)"
+        wide = page.evaluate(
+            "Array.from(document.querySelectorAll('body *')).filter(e =>"
+            " e.getBoundingClientRect().right > 390).slice(0, 5)"
+            ".map(e => e.tagName + '#' + e.id + '.' + e.className)"
+        )
+        assert width <= 390, f"{what} scrolls sideways ({width} px): {wide}"
+
+    page.goto(f"{site.base}/signin")
+    fits("sign-in")
+    sign_in(page, site.base, "ann")
+    fits("projects")
+    page.goto(f"{site.base}/p/music/board")
+    headline(page)
+    fits("board")
+    # the filters take less than a third of the first screen
+    box = page.locator("#board-filters").bounding_box()
+    assert box is not None and box["height"] < 844 / 3, box
+    shot(page, "board-narrow")
+    page.get_by_label("Definition of Events per session").click()
+    fits("board with a definition open")
+    page.keyboard.press("Escape")
+    page.goto(f"{site.base}/p/music/board?from=2026-11-20&until=2026-11-10")
+    fits("board refusing a range")
+    for path in ("/p/music/events", "/p/music/events?name=song&page=2", "/p/music/profile",
+                 "/p/music/profile?id=u-1001", "/p/nothing/board"):  # fmt: skip
+        page.goto(site.base + path)
+        fits(path)
+    shot(page, "error-narrow", full=False)
+    page.goto(f"{site.base}/p/music/settings")
+    fits("settings")
+    page.get_by_label("Session timeout").fill("45m")
+    expect(page.locator("#whatif")).to_have_attribute("data-state", "ready")
+    fits("settings with the what-if preview")
+    save = page.get_by_role("button", name="Save settings")
+    save.scroll_into_view_if_needed()
+    box = save.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    shot(page, "settings-narrow")
+    page.get_by_label("Rebuild history").check()
+    save.click()
+    dialog = page.get_by_role("dialog", name="Rebuild the whole history?")
+    expect(dialog).to_be_visible()
+    fits("the rebuild dialog")
+    box = dialog.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    dialog.get_by_role("button", name="Cancel").click()
+
+
+def test_the_project_menu_closes_on_esc_and_outside_clicks(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    sign_in(page, site.base, "ann")  # two projects: a menu to switch
+    page.goto(f"{site.base}/p/music/events")
+    menu = page.get_by_label("Switch project")
+    fresh = page.get_by_role("link", name=re.compile("^fresh"))
+    menu.click()
+    expect(fresh).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(fresh).to_be_hidden()
+    expect(menu).to_be_focused()
+    menu.click()
+    expect(fresh).to_be_visible()
+    page.locator("h1").click()
+    expect(fresh).to_be_hidden()
+    menu.click()
+    fresh.click()
+    assert page.url.endswith("/p/fresh/board")
 
 
 def test_activating_sessions_makes_the_board_and_it_counts_new_events(

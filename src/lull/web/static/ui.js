@@ -16,6 +16,21 @@ window.lullUI = (function () {
     });
   });
 
+  // -- a definition's card is placed under its "?" and kept inside the window (it is
+  // fixed, so it never widens the page), and closed when the page scrolls away from it
+  document.querySelectorAll("details.def").forEach((d) => d.addEventListener("toggle", () => {
+    if (!d.open) return;
+    const card = d.querySelector("p");
+    const at = d.querySelector("summary").getBoundingClientRect();
+    const width = Math.min(288, window.innerWidth - 16);
+    card.style.width = width + "px";
+    card.style.left = Math.max(8, Math.min(at.left - 64, window.innerWidth - width - 8)) + "px";
+    card.style.top = at.bottom + 6 + "px";
+  }));
+  window.addEventListener("scroll", () => {
+    document.querySelectorAll("details.def[open]").forEach((d) => { d.open = false; });
+  }, { passive: true });
+
   // -- sortable tables: a button in each column head; cells sort by data-sort, else text
   function key(cell) {
     const raw = cell.dataset.sort !== undefined ? cell.dataset.sort : cell.textContent.trim();
