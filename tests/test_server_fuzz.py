@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lullrun import SENT, assert_reimported_unchanged
 from serverproc import Keys, LullServer, bearer, now_ms
 
 SETTINGS = settings(
@@ -321,3 +322,13 @@ def test_still_healthy_after_the_fuzz(server: LullServer, keys: Keys) -> None:
     # Only CleverTap uploads with the bystander's own account and passcode reach it.
     assert {e["source"] for e in server.events(server.projects["bystander"])} <= {"api"}
     assert server.events(server.projects["untouched"]) == []
+
+
+def test_what_the_fuzz_stored_is_exported_and_imported_unchanged(server: LullServer) -> None:
+    """Whatever the garbage above got stored is exported and imported again as it was
+    sent (its sessions aside: the fuzz project's settings made them)."""
+    server.stop()
+    try:
+        assert assert_reimported_unchanged(server.db, "fuzz", SENT)
+    finally:
+        server.start()

@@ -4,23 +4,186 @@ from __future__ import annotations
 
 from typing import Any
 
-from lull.model import SOURCES
+from lull.model import MAX_EPOCH_MS, MAX_ID, MAX_NAME, MIN_EPOCH_MS, SOURCES
 
-_TIME = {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}
+# What an event may hold (model.py), as the document says it.
+_TIME = {
+    "oneOf": [
+        {"type": "string", "format": "date-time", "description": "1970 to 9999, with an offset"},
+        {"type": "integer", "minimum": MIN_EPOCH_MS, "maximum": MAX_EPOCH_MS},
+    ]
+}
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID}
 _EVENT = {
     "type": "object",
     "required": ["message_id", "profile_id", "name", "ts"],
     "properties": {
-        "message_id": {"type": "string", "minLength": 1, "maxLength": 256},
-        "profile_id": {"type": "string", "minLength": 1, "maxLength": 256},
-        "name": {"type": "string", "minLength": 1, "maxLength": 512},
+        "message_id": _ID,
+        "profile_id": _ID,
+        "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
         "ts": _TIME,
         "sent_at": _TIME,
         "source": {"type": "string", "enum": list(SOURCES)},
+        "properties": {"type": "object", "description": "at most 32 KB as JSON"},
+    },
+}
+_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+_INT = {"type": "integer"}
+_STR = {"type": "string"}
+_NULLABLE_STR = {"type": "string", "nullable": True}
+_REJECTED = {
+    "type": "array",
+    "maxItems": 100,
+    "items": {
+        "type": "object",
+        "required": ["index", "error", "status"],
+        "properties": {"index": _INT, "error": _STR, "status": _INT},
+    },
+}
+_STORED = {  # the native API's answer (400 or 413 when none was stored)
+    "type": "object",
+    "required": ["accepted", "duplicates", "rejected"],
+    "properties": {
+        "accepted": _INT,
+        "duplicates": _INT,
+        "rejected": _REJECTED,
+        "rejected_count": _INT,
+    },
+}
+_SEGMENT = {
+    "type": "object",
+    "required": ["success", "rejected"],
+    "properties": {
+        "success": {"type": "boolean"},
+        "accepted": _INT,
+        "rejected": _REJECTED,
+        "rejected_count": _INT,
+    },
+}
+_POSTHOG = {
+    "type": "object",
+    "required": ["status", "rejected"],
+    "properties": {
+        "status": {"type": "integer", "enum": [0, 1]},
+        "error": _STR,
+        "rejected": _REJECTED,
+        "rejected_count": _INT,
+    },
+}
+_CLEVERTAP = {
+    "type": "object",
+    "required": ["status", "processed", "unprocessed"],
+    "properties": {
+        "status": {"type": "string", "enum": ["success", "fail"]},
+        "processed": _INT,
+        "unprocessed": {"type": "array", "maxItems": 100, "items": {"type": "object"}},
+    },
+}
+_AMPLITUDE = {
+    "type": "object",
+    "required": ["code", "events_ingested", "payload_size_bytes", "server_upload_time"],
+    "properties": {
+        "code": {"type": "integer", "enum": [200]},
+        "events_ingested": _INT,
+        "payload_size_bytes": _INT,
+        "server_upload_time": _INT,
+    },
+}
+_HEALTH = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]}, "error": _STR},
+}
+_TIME_OUT = {"type": "string", "format": "date-time"}
+_EVENT_OUT = {
+    "type": "object",
+    "required": ["message_id", "profile_id", "name", "ts", "source", "received_at",
+                 "properties", "session_id", "late"],
+    "properties": {
+        "message_id": _STR,
+        "profile_id": _STR,
+        "name": _STR,
+        "ts": _TIME_OUT,
+        "source": {"type": "string", "enum": list(SOURCES)},
+        "received_at": _TIME_OUT,
+        "properties": {"type": "object"},
+        "session_id": _NULLABLE_STR,
+        "late": {"type": "boolean"},
+    },
+}  # fmt: skip
+_SESSION_OUT = {
+    "type": "object",
+    "required": ["session_id", "profile_id", "first_ts", "last_ts", "length_s", "events",
+                 "source", "concluded"],
+    "properties": {
+        "session_id": _STR,
+        "profile_id": _STR,
+        "first_ts": _TIME_OUT,
+        "last_ts": _TIME_OUT,
+        "length_s": _INT,
+        "events": _INT,
+        "source": {"type": "string", "enum": list(SOURCES)},
+        "concluded": {"type": "boolean"},
+    },
+}  # fmt: skip
+_PROFILE = {
+    "type": "object",
+    "required": ["profile_id", "latest_session_id", "first_seen", "last_seen", "properties"],
+    "properties": {
+        "profile_id": _STR,
+        "latest_session_id": _NULLABLE_STR,
+        "first_seen": {**_TIME_OUT, "nullable": True},
+        "last_seen": {**_TIME_OUT, "nullable": True},
         "properties": {"type": "object"},
     },
 }
-_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
+_DATE = {"type": "string", "format": "date"}
+_SPAN = {"from": _DATE, "until": _DATE, "timezone": _STR, "source": _NULLABLE_STR}
+_BOARD = {
+    "type": "object",
+    "required": ["from", "until", "timezone", "length_distribution", "per_day"],
+    "properties": {
+        **_SPAN,
+        "length_distribution": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["from_s", "to_s", "sessions"],
+                "properties": {
+                    "from_s": _INT,
+                    "to_s": {"type": "integer", "nullable": True},
+                    "sessions": _INT,
+                },
+            },
+        },
+        "per_day": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_WHATIF = {
+    "type": "object",
+    "required": ["from", "until", "timezone", "timeout_ms", "per_day"],
+    "properties": {
+        **_SPAN,
+        "timeout_ms": {
+            "type": "object",
+            "required": ["current", "proposed"],
+            "properties": {"current": _INT, "proposed": _INT},
+        },
+        "per_day": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_SETTINGS = {
+    "type": "object",
+    "required": ["sessions", "timeout", "timeout_ms", "timezone", "excluded", "allowed_origins"],
+    "properties": {
+        "sessions": {"type": "string", "enum": ["on", "off"]},
+        "timeout": _STR,
+        "timeout_ms": _INT,
+        "timezone": _STR,
+        "excluded": {"type": "array", "items": _STR},
+        "allowed_origins": {"type": "array", "items": _STR},
+    },
+}
 _SETTINGS_CHANGE = {
     "type": "object",
     "additionalProperties": False,
@@ -51,13 +214,26 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 _ERRORS = {
     "400": _json(_ERROR, "bad input, with what and where"),
     "401": _json(_ERROR, "missing or wrong key"),
+    "403": _json(_ERROR, "a web page on an origin the project does not allow (CORS)"),
     "413": _json(_ERROR, "body over 500 KB (or an event over 32 KB)"),
     "503": _json(_ERROR, "not stored now: retry"),
 }
 
 
-def _read(summary: str, params: list[str], answer: str = "array") -> dict[str, Any]:
-    """A GET of the read API; `answer` is the JSON type of its 200 answer."""
+def _sent(answer: dict[str, Any], description: str) -> dict[str, Any]:
+    """The answers of an ingestion endpoint: `answer` when some event was stored, and when
+    none was (400, 413) either it or an error about the whole request."""
+    refused = {"anyOf": [answer, _ERROR]}
+    return {
+        **_ERRORS,
+        "200": _json(answer, description),
+        "400": _json(refused, "nothing stored: the request, or each of its events, was bad"),
+        "413": _json(refused, "body over 500 KB, or each event over 32 KB"),
+    }
+
+
+def _read(summary: str, params: list[str], answer: dict[str, Any]) -> dict[str, Any]:
+    """A GET of the read API; `answer` is the schema of its 200 answer."""
     return {
         "get": {
             "summary": summary,
@@ -66,7 +242,7 @@ def _read(summary: str, params: list[str], answer: str = "array") -> dict[str, A
                 {"name": p, "in": "query", "required": False, "schema": {"type": "string"}}
                 for p in params
             ],
-            "responses": {"200": _json({"type": answer}, "results"), **_ERRORS},
+            "responses": {"200": _json(answer, "results"), **_ERRORS},
         }
     }
 
@@ -83,19 +259,33 @@ OPENAPI: dict[str, Any] = {
         }
     },
     "paths": {
-        "/healthz": {"get": {"summary": "ready", "responses": {"200": {"description": "ok"}}}},
+        "/healthz": {
+            "get": {
+                "summary": "ready",
+                "responses": {
+                    "200": _json(_HEALTH, "ok"),
+                    "503": _json(_HEALTH, "the ingest log cannot be written now"),
+                },
+            }
+        },
         "/api/v1/events": {
             "post": {
                 "summary": "send canonical events (a JSON array, or NDJSON)",
                 "security": [{"write": []}],
                 "requestBody": _body({"type": "array", "items": _EVENT}),
-                "responses": {"200": _json({"type": "object"}, "stored"), **_ERRORS},
+                "responses": _sent(_STORED, "stored (some events may be refused)"),
             },
             **_read(
-                "events, newest first", ["profile_id", "session_id", "name", "from", "to", "limit"]
+                "events, newest first",
+                ["profile_id", "session_id", "name", "from", "to", "limit"],
+                {"type": "array", "items": _EVENT_OUT},
             ),
         },
-        "/api/v1/sessions": _read("sessions, newest first", ["profile_id", "from", "to", "limit"]),
+        "/api/v1/sessions": _read(
+            "sessions, newest first",
+            ["profile_id", "from", "to", "limit"],
+            {"type": "array", "items": _SESSION_OUT},
+        ),
         "/api/v1/profiles/{profile_id}": {
             "get": {
                 "summary": "a profile with its latest CT Session ID",
@@ -108,23 +298,37 @@ OPENAPI: dict[str, Any] = {
                         "schema": {"type": "string"},
                     }
                 ],
-                "responses": {"200": _json({"type": "object"}, "the profile"), **_ERRORS},
+                "responses": {
+                    "200": _json(_PROFILE, "the profile"),
+                    "404": _json(_ERROR, "no such profile"),
+                    **_ERRORS,
+                },
             }
         },
-        "/api/v1/board": _read("the session board", ["days", "until", "source"], "object"),
+        "/api/v1/board": _read("the session board", ["days", "until", "source"], _BOARD),
         "/api/v1/whatif": _read(
             "sessions and median length under the current and a proposed timeout",
             ["timeout", "days", "until", "source"],
-            "object",
+            _WHATIF,
         ),
         "/api/v1/settings": {
-            **_read("the project's session settings", [], "object"),
+            **_read("the project's session settings", [], _SETTINGS),
             "put": {
                 "summary": "change the session settings (and rebuild history if asked)",
                 "security": [{"admin": []}],
                 "requestBody": _body(_SETTINGS_CHANGE),
                 "responses": {
-                    "200": _json({"type": "object"}, "the settings, and what was rebuilt"),
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["settings", "rebuilt"],
+                            "properties": {
+                                "settings": _SETTINGS,
+                                "rebuilt": {"type": "object", "nullable": True},
+                            },
+                        },
+                        "the settings, and what was rebuilt",
+                    ),
                     **_ERRORS,
                 },
             },
@@ -144,7 +348,7 @@ OPENAPI: dict[str, Any] = {
                         },
                     }
                 ),
-                "responses": {"200": _json({"type": "object"}, "stored"), **_ERRORS},
+                "responses": _sent(_SEGMENT, "stored (some messages may be refused)"),
             }
         },
         "/batch/": {
@@ -160,7 +364,7 @@ OPENAPI: dict[str, Any] = {
                         },
                     }
                 ),
-                "responses": {"200": _json({"type": "object"}, "stored"), **_ERRORS},
+                "responses": _sent(_POSTHOG, "stored (some events may be refused)"),
             }
         },
         "/2/httpapi": {
@@ -181,10 +385,12 @@ OPENAPI: dict[str, Any] = {
                     }
                 ),
                 "responses": {
-                    "200": _json({"type": "object"}, "code, events_ingested"),
+                    "200": _json(_AMPLITUDE, "all stored"),
                     "400": _json(
-                        {"type": "object"}, "code, error, events_with_invalid_fields (none stored)"
+                        _ERROR, "code, error, events_with_invalid_fields (none stored); a bad key"
                     ),
+                    "413": _json(_ERROR, "body over 500 KB, or an event over 32 KB"),
+                    "503": _json(_ERROR, "not stored now: retry"),
                 },
             }
         },
@@ -214,7 +420,7 @@ OPENAPI: dict[str, Any] = {
                         },
                     }
                 ),
-                "responses": {"200": _json({"type": "object"}, "processed"), **_ERRORS},
+                "responses": _sent(_CLEVERTAP, "processed (some records may be refused)"),
             }
         },
     },
