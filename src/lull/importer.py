@@ -82,7 +82,7 @@ def import_ndjson(
         take_seq(con, pid, records)
         # the parse is done: leave the memory to the engine's arrays from here on
         limit = con.execute("SELECT current_setting('memory_limit')").fetchone()
-        con.execute("SET memory_limit = '256MB'")
+        con.execute("SET memory_limit = '400MB'")
         step("skip duplicates")
         duplicates = dedupe(con, pid, seq0)
         step("sessionize")
@@ -93,6 +93,7 @@ def import_ndjson(
             prior.table, arrivals.code, arrivals.ts, arrivals.clock, timeout,
             end=end, stored=prior.stored,
         )  # fmt: skip
+        arrivals.engine_done()  # (their memory is the peak's: see docs/benchmarks.md)
         step("write sessions")
         _write(con, pid, timeout, arrivals, prior, out)
         concluded = conclude_due(con, pid, end, timeout)  # the store's other profiles
@@ -123,6 +124,10 @@ class _Arrivals:
     first_seen: I64
     last_seen: I64
     last_clock: int | None
+
+    def engine_done(self) -> None:
+        """Drop what only the engine needed."""
+        self.code = self.ts = self.clock = np.zeros(0, dtype=np.int64)
 
     @classmethod
     def read(cls, con: duckdb.DuckDBPyConnection, pid: int, seq0: int, eligible: str) -> _Arrivals:
@@ -265,15 +270,15 @@ def _write(
             LEFT JOIN imp_prior o ON o.skey = s.skey
             LEFT JOIN events e ON e.project_id = {p} AND e.seq = s.first_seq"""
     )
-    row_skey = np.zeros(len(out.session), dtype=np.int64)
     hit = out.session >= 0
+    row_skey = out.session  # (in place: one array of a row fewer at the peak)
     row_skey[hit] = skey[out.session[hit]]
     con.register(
         "imp_assign",
         pa.table(
             {
                 "seq": int_array(arrivals.seq),
-                "skey": int_array(row_skey, mask=out.session < 0),
+                "skey": int_array(row_skey, mask=~hit),
                 "late": bool_array(out.late),
             }
         ),

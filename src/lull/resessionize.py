@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from lull.engine.arrow import bool_array, int_array, ints
 from lull.engine.order import by_profile_and_time
 from lull.model import session_id_sql
-from lull.store.db import in_seq_order, int_column, literal, profile_codes, transaction
+from lull.store.db import literal, transaction
 from lull.store.profiles import refresh_from_sessions
 from lull.store.projects import eligible_sql, get_settings, take_skey
 
@@ -47,10 +49,14 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
             f"""SELECT seq, profile_id, ts FROM events
                 WHERE project_id = {p} AND {eligible_sql(settings, as_if_enabled=True)}"""
         ).to_arrow_table()
-        events = in_seq_order(events)
-        seq, ts = int_column(events, "seq"), int_column(events, "ts")
-        code, names = profile_codes(events.column("profile_id"))
-        del events
+        seq = ints(events.column("seq"))
+        if len(seq) > 1 and not bool(np.all(seq[1:] > seq[:-1])):
+            events = events.take(int_array(np.argsort(seq, kind="stable")))
+            seq = ints(events.column("seq"))
+        ts = ints(events.column("ts"))
+        encoded = pc.dictionary_encode(events.column("profile_id")).combine_chunks()
+        code, names = ints(encoded.indices), encoded.dictionary
+        del events, encoded
 
         order = by_profile_and_time(code, ts)
         c, t = code[order], ts[order]
@@ -67,24 +73,26 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
 
         con.register(
             "rs_dict",
-            pa.table({"code": np.arange(len(names)), "profile_id": names}),
+            pa.table({"code": int_array(np.arange(len(names))), "profile_id": names}),
         )
         con.register(
             "rs_sessions",
             pa.table(
                 {
-                    "skey": skeys,
-                    "code": c[starts],
-                    "first_seq": seq[order[starts]],
-                    "first_ts": t[starts],
-                    "last_ts": t[ends],
-                    "events": ends - starts + 1,
-                    "concluded": concluded,
+                    "skey": int_array(skeys),
+                    "code": int_array(c[starts]),
+                    "first_seq": int_array(seq[order[starts]]),
+                    "first_ts": int_array(t[starts]),
+                    "last_ts": int_array(t[ends]),
+                    "events": int_array(ends - starts + 1),
+                    "concluded": bool_array(concluded),
                 }
             ),
         )
         row_skey = skeys[np.cumsum(new) - 1] if n else np.zeros(0, np.int64)
-        con.register("rs_assign", pa.table({"seq": seq[order], "skey": row_skey}))
+        con.register(
+            "rs_assign", pa.table({"seq": int_array(seq[order]), "skey": int_array(row_skey)})
+        )
         con.execute(f"DELETE FROM sessions WHERE project_id = {p}")
         con.execute(
             f"""INSERT INTO sessions

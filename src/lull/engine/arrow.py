@@ -49,22 +49,22 @@ def _validity(mask: BOOL | None, n: int) -> tuple[pa.Buffer | None, int]:
     if mask is None or not mask.any():
         return None, 0
     valid = np.packbits(~np.asarray(mask, dtype=bool), bitorder="little")
-    return pa.py_buffer(valid.tobytes()), int(np.count_nonzero(mask))
+    return pa.py_buffer(valid), int(np.count_nonzero(mask))
 
 
 def int_array(values: I64, mask: BOOL | None = None) -> pa.Array:
-    """int64 values as Arrow; null where `mask` is True."""
+    """int64 values as Arrow (sharing their memory when contiguous); null where `mask`."""
     data = np.ascontiguousarray(values, dtype=np.int64)
     validity, nulls = _validity(mask, len(data))
     return pa.Array.from_buffers(
-        pa.int64(), len(data), [validity, pa.py_buffer(data.tobytes())], null_count=nulls
+        pa.int64(), len(data), [validity, pa.py_buffer(data)], null_count=nulls
     )
 
 
 def bool_array(values: BOOL) -> pa.Array:
     """bool values as Arrow."""
     bits = np.packbits(np.asarray(values, dtype=bool), bitorder="little")
-    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits.tobytes())])
+    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
 
 
 def str_array(values: list[str | None]) -> pa.Array:
@@ -76,6 +76,6 @@ def str_array(values: list[str | None]) -> pa.Array:
     validity, count = _validity(nulls, len(values))
     return pa.Array.from_buffers(
         pa.string(), len(values),
-        [validity, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(encoded))],
+        [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))],
         null_count=count,
     )  # fmt: skip

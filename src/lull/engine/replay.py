@@ -104,10 +104,9 @@ def replay(
     does per profile. `table` is updated in place. `stored(code)`: the (first_ts, last_ts)
     of the profile's concluded sessions already in the store (default: none)."""
     n = len(code)
-    rows = np.arange(n, dtype=np.int64)
     session = np.full(n, -1, dtype=np.int64)
     late = np.zeros(n, dtype=bool)
-    out = _Sessions(n // 5 + len(table) // 8)
+    out = _Sessions(n // 6 + len(table) // 4)  # about a session in 6 events (grows)
     open_at = np.full(len(table), -1, dtype=np.int64)  # the open session's number
     chain_end = np.full(len(table), -1, dtype=np.int64)  # its latest concluded one
 
@@ -131,7 +130,8 @@ def replay(
     while lo < n:
         hi = min(n, lo + batch)
         hi = int(np.searchsorted(clock, clock[hi - 1], side="right"))
-        b = vector.Batch(code[lo:hi], ts[lo:hi], clock[lo:hi], rows[lo:hi], None, None)
+        rows = np.arange(lo, hi, dtype=np.int64)
+        b = vector.Batch(code[lo:hi], ts[lo:hi], clock[lo:hi], rows, None, None)
         step = vector.step(table, b, timeout, history=history)
         table.put(step.codes, step.after)
         s = step.sessions
