@@ -203,7 +203,6 @@ def test_every_page_fits_a_390_px_phone(site: LullServer, tab: Watched) -> None:
                  "/p/music/profile?id=u-1001", "/p/nothing/board"):  # fmt: skip
         page.goto(site.base + path)
         fits(path)
-    shot(page, "error-narrow", full=False)
     page.goto(f"{site.base}/p/music/settings")
     fits("settings")
     page.get_by_label("Session timeout").fill("45m")
