@@ -10,6 +10,7 @@ So both paths accept exactly the same events.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Annotated
 
 import msgspec
@@ -52,18 +53,33 @@ def _times(values: list[int | str]) -> list[int]:
 
 
 def _properties(raws: list[bytes]) -> list[bytes] | None:
-    """The properties' JSON texts, `null` as `{}`; None when one is not a small object."""
-    unsure = [
-        i
-        for i, raw in enumerate(raws)
-        if raw[:1] != b"{" or len(raw) > _LARGE or raw.count(b"{") + raw.count(b"[") > _BRACKETS
-    ]
+    """The properties' JSON texts, `null` as `{}`; None when one is not a small object.
+
+    Each is a whole JSON value (the decoder checked it), so it is an object if it starts
+    with `{`; and if all of them together hold few braces and brackets beyond their own
+    outer ones, none can nest deeply. Both are asked of all at once (C loops), and one by
+    one only when that does not settle it."""
+    joined = b"".join(raws)
+    if (
+        all(map(bytes.startswith, raws, repeat(b"{")))
+        and max(map(len, raws), default=0) <= _LARGE
+        and joined.count(b"{") + joined.count(b"[") - len(raws) < _BRACKETS
+    ):
+        unsure = []
+    else:
+        unsure = [
+            i
+            for i, raw in enumerate(raws)
+            if raw[:1] != b"{"
+            or len(raw) > _LARGE
+            or raw.count(b"{") + raw.count(b"[") > _BRACKETS
+        ]
     for i in unsure:
         if raws[i] != b"null":
             return None
         raws[i] = b"{}"
     try:
-        b"".join(raws).decode()  # the decoder skipped them: UTF-8 is checked here
+        joined.decode()  # the decoder skipped them: UTF-8 is checked here
     except UnicodeDecodeError:
         return None
     return raws

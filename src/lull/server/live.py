@@ -53,6 +53,8 @@ Clock = Callable[[], int]
 # that DuckDB's per-commit cost is spread thin, small enough to stay well under a second.
 GROUP_EVENTS = 50_000
 GROUP_SECONDS = 0.2  # and waits at most this long for more (reads wait for the store)
+GATHER_NAP = 0.04  # while gathering, look at the queue this often
+_GATHERED = object()  # `_next`: nothing more before the group's time is up
 _encode = msgspec.json.Encoder().encode
 
 
@@ -277,20 +279,32 @@ class LiveEngine:
                 size += item.size
                 if size >= GROUP_EVENTS:
                     break
-                try:
-                    wait = until - time.monotonic()
-                    more = self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait()
-                except queue.Empty:
+                more = self._next(until)
+                if more is _GATHERED:
                     break
                 if more is None:
                     self.queue.put(None)
                     break
+                assert isinstance(more, Batch | control.SettingsChange)
                 item = more
             if group:
                 self._commit(group)
             if change is not None:
                 control.apply(self, change)
             self._conclude_due()
+
+    def _next(self, until: float) -> Batch | control.SettingsChange | object | None:
+        """The next item queued before `until`, else _GATHERED. It sleeps, then takes what
+        came meanwhile: woken by every request instead, this thread would take the GIL
+        from the HTTP thread hundreds of times a second for nothing but a queue.get."""
+        while True:
+            try:
+                return self.queue.get_nowait()
+            except queue.Empty:
+                wait = until - time.monotonic()
+                if wait <= 0:
+                    return _GATHERED
+                time.sleep(min(wait, GATHER_NAP))
 
     def reload(self, pid: int) -> None:
         """Rebuild one project's state from the store, as a restart would."""
