@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from lullrun import lull, read_exact, write_events
 
@@ -42,3 +43,22 @@ def test_an_export_of_what_lull_stores_now_warns_of_nothing(tmp_path: Path) -> N
     assert lull(db, "import", str(write_events(tmp_path / "in.ndjson", [edge]))).code == 0
     done = lull(db, "export", "events", "-o", str(tmp_path / "out.ndjson"))
     assert done.code == 0 and done.err == ""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="lull import refuses the Session Concluded events that the export of a project "
+    "with sessions holds (ingest/ndjson.py; being rewritten): it should leave them out and "
+    "raise its own",
+)
+def test_an_export_of_a_project_with_sessions_is_imported_again(tmp_path: Path) -> None:
+    db = tmp_path / "lull.duckdb"
+    assert lull(db, "settings", "--sessions", "on", "--timeout", "1m").code == 0
+    played = {"message_id": "a", "profile_id": "u", "name": "Played", "ts": T, "source": "web",
+              "received_at": T}  # fmt: skip
+    assert lull(db, "import", str(write_events(tmp_path / "in.ndjson", [played]))).code == 0
+    target = tmp_path / "out.ndjson"
+    assert lull(db, "export", "events", "-o", str(target)).code == 0
+    assert "Session Concluded" in target.read_text()
+    again = lull(tmp_path / "again.duckdb", "import", str(target))
+    assert again.code == 0, again.err

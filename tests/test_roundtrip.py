@@ -118,6 +118,7 @@ def native(draw: st.DrawFn) -> list[dict[str, Any]]:
             "profile_id": draw(ids),
             "name": draw(names),
             "ts": draw(epoch_ms | iso),
+            "sent_at": draw(st.none() | epoch_ms | iso),
             "properties": draw(properties),
         }
         for _ in range(draw(st.integers(1, 3)))
