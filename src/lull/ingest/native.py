@@ -70,9 +70,7 @@ def _properties(raws: list[bytes]) -> list[bytes] | None:
         unsure = [
             i
             for i, raw in enumerate(raws)
-            if raw[:1] != b"{"
-            or len(raw) > _LARGE
-            or raw.count(b"{") + raw.count(b"[") > _BRACKETS
+            if raw[:1] != b"{" or len(raw) > _LARGE or raw.count(b"{") + raw.count(b"[") > _BRACKETS
         ]
     for i in unsure:
         if raws[i] != b"null":
