@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lull.ingest import segment
 from lull.model import MAX_EPOCH_MS, MAX_ID, MAX_NAME, MIN_EPOCH_MS, SOURCES
 
 # What an event may hold (model.py), as the document says it.
@@ -14,17 +15,78 @@ _TIME = {
     ]
 }
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID}
+_NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
 _EVENT = {
     "type": "object",
     "required": ["message_id", "profile_id", "name", "ts"],
     "properties": {
         "message_id": _ID,
         "profile_id": _ID,
-        "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+        "name": _NAME,
         "ts": _TIME,
         "sent_at": _TIME,
         "source": {"type": "string", "enum": list(SOURCES)},
         "properties": {"type": "object", "description": "at most 32 KB as JSON"},
+    },
+}
+_OBJECT = {"type": "object", "description": "at most 32 KB as JSON"}
+_SDK_ID = {"oneOf": [_ID, {"type": "integer"}], "description": "a number counts by its digits"}
+_SEGMENT_MESSAGE = {
+    "type": "object",
+    "required": ["type", "messageId"],
+    "anyOf": [{"required": ["userId"]}, {"required": ["anonymousId"]}],
+    "properties": {
+        "type": {"type": "string", "enum": sorted(segment.TYPES)},
+        "messageId": _SDK_ID,
+        "userId": _SDK_ID,
+        "anonymousId": _SDK_ID,
+        "previousId": _SDK_ID,
+        "event": {**_NAME, "description": "track calls: the event's name"},
+        "timestamp": _TIME,
+        "sentAt": _TIME,
+        "properties": _OBJECT,
+        "traits": _OBJECT,
+    },
+}
+_POSTHOG_EVENT = {
+    "type": "object",
+    "required": ["event", "distinct_id"],
+    "properties": {
+        "event": _NAME,
+        "distinct_id": _SDK_ID,
+        "uuid": _ID,
+        "timestamp": _TIME,
+        "offset": {"type": "integer", "description": "ms before the request was sent"},
+        "properties": _OBJECT,
+    },
+}
+_AMPLITUDE_EVENT = {
+    "type": "object",
+    "required": ["event_type"],
+    "anyOf": [{"required": ["user_id"]}, {"required": ["device_id"]}],
+    "properties": {
+        "event_type": _NAME,
+        "user_id": _SDK_ID,
+        "device_id": _SDK_ID,
+        "insert_id": _SDK_ID,
+        "time": {"type": "integer", "minimum": MIN_EPOCH_MS, "maximum": MAX_EPOCH_MS},
+        "event_properties": _OBJECT,
+        "user_properties": {"type": "object"},
+        "session_id": {"type": "integer"},
+    },
+}
+_CLEVERTAP_RECORD = {
+    "type": "object",
+    "required": ["type", "ts"],
+    "anyOf": [{"required": ["identity"]}, {"required": ["objectId"]}],
+    "properties": {
+        "type": {"type": "string", "enum": ["event", "profile"]},
+        "identity": _SDK_ID,
+        "objectId": _SDK_ID,
+        "ts": {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS // 1000},
+        "evtName": _NAME,
+        "evtData": _OBJECT,
+        "profileData": {"type": "object"},
     },
 }
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
@@ -342,7 +404,7 @@ OPENAPI: dict[str, Any] = {
                         "type": "object",
                         "required": ["batch"],
                         "properties": {
-                            "batch": {"type": "array", "items": {"type": "object"}},
+                            "batch": {"type": "array", "items": _SEGMENT_MESSAGE},
                             "writeKey": {"type": "string"},
                             "sentAt": {"type": "string"},
                         },
@@ -359,7 +421,7 @@ OPENAPI: dict[str, Any] = {
                         "type": "object",
                         "properties": {
                             "api_key": {"type": "string"},
-                            "batch": {"type": "array", "items": {"type": "object"}},
+                            "batch": {"type": "array", "items": _POSTHOG_EVENT},
                             "sent_at": {"type": "string"},
                         },
                     }
@@ -379,7 +441,7 @@ OPENAPI: dict[str, Any] = {
                             "events": {
                                 "type": "array",
                                 "maxItems": 2000,
-                                "items": {"type": "object"},
+                                "items": _AMPLITUDE_EVENT,
                             },
                         },
                     }
@@ -416,7 +478,7 @@ OPENAPI: dict[str, Any] = {
                         "type": "object",
                         "required": ["d"],
                         "properties": {
-                            "d": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}
+                            "d": {"type": "array", "maxItems": 1000, "items": _CLEVERTAP_RECORD}
                         },
                     }
                 ),
