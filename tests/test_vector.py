@@ -347,6 +347,32 @@ def test_event_older_than_an_earlier_instant_is_taken_set_wise_when_fresh() -> N
     assert twin.table.open_first[0] == 400 and twin.table.open_events[0] == 3
 
 
+def test_runs_arriving_whole_one_after_another_stay_set_wise_out_of_order() -> None:
+    twin = Twin([P])
+    out = twin.batch(rows((P, 1000, 2000), (P, 500, 2500), (P, 200_000, 200_500),
+                          (P, 150_000, 201_000)))  # fmt: skip
+    # each run is headed by its first instant's earliest event, not its earliest event
+    assert ids(twin, out) == [sid("m0"), sid("m0"), sid("m2"), sid("m2")]
+    assert out.exact.tolist() == []
+    assert twin.table.open_first[0] == 150_000 and twin.table.horizon[0] == 1000 + T
+
+
+def test_a_run_arriving_after_the_next_began_goes_to_the_exact_engine() -> None:
+    twin = Twin([P])
+    out = twin.batch(rows((P, 1000, 2000), (P, 200_000, 200_500), (P, 500, 201_000)))
+    assert ids(twin, out) == [sid("m0"), sid("m1"), None]  # late: its run was concluded
+    assert out.exact.tolist() == [0]
+
+
+def test_an_event_chained_only_through_a_later_one_goes_to_the_exact_engine() -> None:
+    twin = Twin([P])
+    out = twin.batch(rows((P, 100_000, 100_000), (P, 0, 100_001), (P, 50_000, 100_002)))
+    # R2 makes one run of the three, but the second arrived apart from the first: a
+    # session of its own, concluded at once, which the third then joins (late)
+    assert out.exact.tolist() == [0]
+    assert ids(twin, out)[2] is None
+
+
 def test_event_older_than_an_earlier_instant_goes_to_the_exact_engine() -> None:
     twin = Twin([P, Q])
     out = twin.batch(rows((Q, 0, 0), (P, 1000, 1000), (P, 500, T + 1200)))
