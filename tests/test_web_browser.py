@@ -434,10 +434,10 @@ def test_a_slow_answer_for_old_filters_never_replaces_a_newer_one(
     with contextlib.suppress(Error):  # the browser may have dropped the request already
         held[0].continue_()  # web's answer, late
     page.wait_for_timeout(500)
-    assert [u for u in failed if "source=web" in u], "web's request was not aborted"
     expect(page.locator("#hl-sessions")).to_have_text(number(ios["sessions"]))
     assert source.input_value() == "ios" and "source=ios" in page.url
     assert page.locator("#figures").get_attribute("data-for") == page.url.split("?", 1)[1]
+    assert [u for u in failed if "source=web" in u], "web's request was not aborted"
 
 
 def test_arrowing_through_the_source_menu_sends_one_request(site: LullServer, tab: Watched) -> None:
