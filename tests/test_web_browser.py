@@ -330,6 +330,15 @@ def test_a_new_timeout_is_previewed_then_applied_with_a_rebuild(
     )
     assert proposed > current == api_board(site, "music")["headline"]["sessions"]
     expect(page.locator("#whatif-why")).to_contain_text("Why “now” may differ from the board")
+    until = preview.locator("tbody tr").last.locator("th").inner_text()
+    board = api_board(site, "music", until=until, days="30")["headline"]
+    diff = current - board["sessions"]
+    expect(page.locator("#whatif-board")).to_have_text(
+        f"The board counts {number(board['sessions'])} sessions over these days"
+        + (", as “now” does." if diff == 0 else
+           f" ({number(abs(diff))} {'fewer' if diff > 0 else 'more'} than “now”; "
+           f"{board['late_events']} late events in them).")
+    )  # fmt: skip
     shot(page, "settings")
     page.get_by_label("Rebuild history").check()
     page.get_by_role("button", name="Save settings").click()

@@ -234,7 +234,9 @@
     if (controller) controller.abort();
     const mine = new AbortController();
     controller = mine;
-    state("loading");
+    // the same filters again (Show, the minute's refresh): the figures still answer them
+    if (figures.dataset.for !== query) state("loading");
+    else updated.textContent = "Updating…";
     errorBox.hidden = true;
     try {
       // no extra headers: the first fetch is the one the page preloaded

@@ -26,6 +26,30 @@
   const cells = (label, x) => [label, number(x.current.sessions), number(x.proposed.sessions),
     length(x.current.median_length_s), length(x.proposed.median_length_s)];
 
+  // The board's count for the same days beside the preview's "now": the late events'
+  // difference in figures, not only in words.
+  const boardLine = document.getElementById("whatif-board");
+  async function compare(whatif, mine) {
+    boardLine.hidden = true;
+    const days = whatif.per_day.length;
+    const query = "?until=" + whatif.until + "&days=" + days;
+    try {
+      const answer = await fetch(boardLine.dataset.board + query);
+      if (!answer.ok || mine !== asked) return;
+      const board = await answer.json();
+      if (mine !== asked) return;
+      const now = whatif.total.current.sessions;
+      const diff = now - board.headline.sessions;
+      boardLine.textContent = "The board counts " + number(board.headline.sessions) +
+        " sessions over these days" + (diff === 0 ? ", as “now” does." :
+          " (" + number(Math.abs(diff)) + (diff > 0 ? " fewer" : " more") + " than “now”; " +
+          number(board.headline.late_events) + " late events in them).");
+      boardLine.hidden = false;
+    } catch (e) {
+      // the comparison is a help, not the preview: leave it out
+    }
+  }
+
   async function preview() {
     const proposed = input.value.trim();
     if (!proposed) return;
@@ -52,6 +76,7 @@
       table.hidden = false;
       box.dataset.state = "ready";
       status.textContent = "";
+      compare(body, mine);
     } catch (e) {
       if (mine !== asked) return;
       status.textContent = "";
