@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -502,3 +503,17 @@ def test_a_project_whose_name_holds_a_slash_is_reachable(old_store: LullServer) 
     assert 'value="45m"' in ann.get(saved.headers["location"]).text
     # the name's parts are not projects of their own
     assert ann.get("/p/acme/board").status_code in (403, 404)
+
+
+def test_signing_in_leads_back_to_a_project_whose_name_holds_a_slash(
+    old_store: LullServer,
+) -> None:
+    c = client(old_store)
+    sent = c.get("/p/acme%2Fweb%20shop/events")
+    assert sent.status_code == 303 and sent.headers["location"].startswith("/signin?next=")
+    target = urllib.parse.parse_qs(sent.headers["location"].split("?", 1)[1])["next"][0]
+    form = {"csrf": token(c), "name": "ann", "password": PASSWORD, "next": target}
+    back = c.post("/signin", data=form)
+    assert back.status_code == 303
+    page = c.get(back.headers["location"])
+    assert page.status_code == 200 and OLD_NAME in page.text and "Events" in page.text
