@@ -12,6 +12,7 @@ through `parse_line`, so the rows, and the reasons of the rejected ones, are exa
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
@@ -41,9 +42,11 @@ class _Event(msgspec.Struct):
     properties: dict[str, Any] | None = None
 
 
-_file = msgspec.json.Decoder(list[_Event])
+_file = msgspec.json.Decoder(_Event)  # decode_lines: one value a line, in C
 _line = msgspec.json.Decoder(_Event)
 _encode = msgspec.json.Encoder().encode
+# what str.splitlines also takes for the end of a line (besides "\n")
+_SEPARATORS = frozenset("\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def _time(value: int | str) -> int:
@@ -76,11 +79,11 @@ def file_batch(text: str, origin: str) -> pa.RecordBatch:
     import pyarrow as pa
 
     numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    try:
-        events: list[_Event | None] = list(_file.decode(f"[{','.join(x for _, x in numbered)}]"))
-    except msgspec.ValidationError:
-        events = [_one(line) for _, line in numbered]
-    except msgspec.DecodeError:  # malformed JSON somewhere: line by line
+    events: list[_Event | None] = []
+    if not _SEPARATORS.intersection(text):  # then str.splitlines cuts at "\n" only
+        with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
+            events = list(_file.decode_lines("\n".join(x for _, x in numbered)))
+    if len(events) != len(numbered):  # a line that is not a good event: line by line
         events = [_one(line) for _, line in numbered]
     rows = [_full(row, origin, number) if (row := None if e is None else _row(e)) else
             tuple(parse_line(line, origin, number).values())

@@ -39,6 +39,8 @@ def spark_session(master: str | None = None, app: str = "lull") -> SparkSession:
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.sql.shuffle.partitions", "8")
+            # workers forked with lull and its libraries already imported (spark/daemon.py)
+            .config("spark.python.daemon.module", "lull.spark.daemon")
         )
     builder = builder.config("spark.sql.session.timeZone", "UTC")
     session = builder.getOrCreate()

@@ -44,8 +44,12 @@ _ORDER = ("r", "origin", "pos")
 
 def iso(ms: I64 | pa.Array) -> pa.Array:
     """Epoch ms as ISO-8601 text (`2026-11-01T10:00:00.000Z`), as `lull export` writes times."""
-    stamps = pa.array(ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
-    return pc.strftime(stamps, format="%Y-%m-%dT%H:%M:%SZ")
+    # Arrow prints a zone-less timestamp as `2026-11-01 10:00:00.000` in C (strftime
+    # costs some thirty times more)
+    text = pa.array(ms, pa.int64()).cast(pa.timestamp("ms")).cast(pa.string())
+    return pc.binary_join_element_wise(
+        pc.replace_substring(text, " ", "T", max_replacements=1), "Z", ""
+    )
 
 
 def events_table(cols: dict[str, np.ndarray], session_id: np.ndarray, late: np.ndarray) -> pa.Table:
