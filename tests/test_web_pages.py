@@ -41,3 +41,17 @@ def test_with_chart_js_the_board_loads_it_from_this_server() -> None:
     assert '<script src="/static/vendor/chart.umd.min.js"></script>' in page
     assert "make setup" not in page
     assert CHART_JS.is_file(), "run make setup: Chart.js is installed from npm"
+
+
+def test_board_and_what_if_open_on_the_days_up_to_old_history() -> None:
+    from datetime import date
+
+    from lull.model import parse_time
+    from lull.web.pages import _latest_day
+
+    old = parse_time("2020-01-10T23:30:00Z", "t")
+    paris = Settings(sessions_enabled=True, timezone="Europe/Paris")
+    assert _latest_day(old, paris, date(2026, 11, 30), 30) == date(2020, 1, 11)  # local day
+    recent = parse_time("2026-11-01T12:00:00Z", "t")
+    assert _latest_day(recent, paris, date(2026, 11, 30), 30) is None  # in the 30 days
+    assert _latest_day(None, paris, date(2026, 11, 30), 30) is None

@@ -191,10 +191,7 @@ class Pages:
         def look(con: duckdb.DuckDBPyConnection) -> tuple[Any, Any, Any]:
             made = con.execute("SELECT board_created_at FROM projects WHERE id = ?", [pid])
             row = made.fetchone()  # read to the end before the next statement
-            last = con.execute(
-                "SELECT max(last_ts) FROM sessions WHERE project_id = ? AND concluded", [pid]
-            ).fetchone()
-            return row, get_settings(con, pid), last
+            return row, get_settings(con, pid), _last_session(con, pid)
 
         created, settings, last = await self.read(look)
         params = dict(request.query_params)
@@ -213,13 +210,10 @@ class Pages:
             }
             return self.render(request, "board.html", {**context, **_board(created, settings)},
                                status=e.status, who=who)  # fmt: skip
-        if not (params.get("until") or params.get("from")) and last and last[0] is not None:
-            # History imported long ago would leave the last 30 days empty: show the 30
-            # days up to the latest session instead, and say so.
-            latest = datetime.fromtimestamp(last[0] / 1000, ZoneInfo(settings.timezone)).date()
-            if latest < until - timedelta(days=days - 1):
-                until = latest
-                note = f"No sessions in the last {days} days: the {days} days up to the latest."
+        moved = _latest_day(last, settings, until, days)
+        if not (params.get("until") or params.get("from")) and moved is not None:
+            until = moved
+            note = f"No sessions in the last {days} days: the {days} days up to the latest."
         context = {
             "note": note,
             "first": (until - timedelta(days=days - 1)).isoformat(),
@@ -233,9 +227,7 @@ class Pages:
         who = await self.access(request, admin=True)
         assert who.project is not None
         pid = who.project.project_id
-        settings, events = await self.read(
-            lambda con: (get_settings(con, pid), reads.stored_events(con, pid))
-        )
+        settings = await self.read(lambda con: get_settings(con, pid))
         values = {
             "sessions": settings.sessions_enabled,
             "timeout": settings.as_json()["timeout"],
@@ -243,8 +235,8 @@ class Pages:
             "excluded": "\n".join(settings.excluded),
             "allowed_origins": "\n".join(settings.allowed_origins),
         }
-        context = {"page": "settings", "values": values, "current": settings,
-                   **_rebuild(events)}  # fmt: skip
+        more = await self.read(lambda con: _settings_facts(con, pid, settings))
+        context = {"page": "settings", "values": values, "current": settings, **more}
         return self.render(request, "settings.html", context, who=who)
 
     async def settings_save(self, request: Request) -> Response:
@@ -263,9 +255,9 @@ class Pages:
                 k: form.get(k, "") for k in ("timeout", "timezone", "excluded", "allowed_origins")
             }
             values["sessions"] = form.get("sessions") == "on"
-            events = await self.read(lambda con: reads.stored_events(con, pid))
+            more = await self.read(lambda con: _settings_facts(con, pid, current))
             context = {"page": "settings", "values": values, "current": current,
-                       "error": e.message, **_rebuild(events)}  # fmt: skip
+                       "error": e.message, **more}  # fmt: skip
             return self.render(request, "settings.html", context, status=400, who=who)
         request.session["flash"] = _saved(rebuild, report)
         return RedirectResponse(f"/p/{quote(who.project.project, safe='')}/settings", 303)
@@ -336,6 +328,24 @@ def _next(request: Request, sent: object = None) -> str:
     return target
 
 
+def _last_session(con: duckdb.DuckDBPyConnection, pid: int) -> int | None:
+    """The last event time of the project's latest concluded session (ms), if any."""
+    row = con.execute(
+        "SELECT max(last_ts) FROM sessions WHERE project_id = ? AND concluded", [pid]
+    ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _latest_day(last: int | None, settings: Settings, until: date, days: int) -> date | None:
+    """The day of the latest session when it lies before the `days` days up to `until`:
+    history imported long ago would leave those days empty, so the board (and the
+    what-if) open on the days up to it instead."""
+    if last is None:
+        return None
+    latest = datetime.fromtimestamp(last / 1000, ZoneInfo(settings.timezone)).date()
+    return latest if latest < until - timedelta(days=days - 1) else None
+
+
 def _board(created: Any, settings: Settings) -> dict[str, Any]:
     """What the board page shows whatever its range."""
     return {
@@ -346,15 +356,20 @@ def _board(created: Any, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _rebuild(events: int) -> dict[str, Any]:
-    """What the rebuild dialog says of its cost: the events it reads and about how long."""
+def _settings_facts(con: duckdb.DuckDBPyConnection, pid: int, settings: Settings) -> dict[str, Any]:
+    """What the Settings page says besides the settings: the rebuild's cost (the events
+    it reads, about how long) and the days the what-if previews (those the board opens
+    on)."""
+    events = reads.stored_events(con, pid)
+    today = datetime.now(ZoneInfo(settings.timezone)).date()
+    until = _latest_day(_last_session(con, pid), settings, today, 30) or today
     seconds = events / REBUILD_PER_SECOND
     estimate = (
         "under a second" if seconds < 1
         else f"about {math.ceil(seconds)} seconds" if seconds < 90
         else f"about {math.ceil(seconds / 60)} minutes"
     )  # fmt: skip
-    return {"events": events, "estimate": estimate}
+    return {"events": events, "estimate": estimate, "whatif_until": until.isoformat()}
 
 
 def _saved(rebuild: bool, report: dict[str, Any]) -> str:

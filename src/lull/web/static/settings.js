@@ -56,14 +56,14 @@
     box.hidden = false;
     box.setAttribute("aria-busy", "true");
     box.dataset.state = "loading";
-    status.textContent = "Computing the preview over the last 30 days…";
+    status.textContent = "Computing the preview over the 30 days up to " + form.dataset.until + "…";
     const mine = ++asked;
     document.getElementById("whatif-proposed").textContent = proposed;
     table.querySelector(".cur").textContent = form.dataset.current;
     errorBox.hidden = true;
     try {
-      const answer = await fetch(form.dataset.whatif + "?timeout=" + encodeURIComponent(proposed),
-        { headers: { Accept: "application/json" } });
+      const query = "?timeout=" + encodeURIComponent(proposed) + "&until=" + form.dataset.until;
+      const answer = await fetch(form.dataset.whatif + query, { headers: { Accept: "application/json" } });
       if (answer.status === 401) {  // the session ended: sign in again, then come back
         location.href = "/signin?next=" + encodeURIComponent(location.pathname + location.search);
         return;
