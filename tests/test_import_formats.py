@@ -596,6 +596,20 @@ def test_a_bad_row_of_a_posthog_parquet_is_named(tmp_path: Path) -> None:
     assert "p.parquet: row 2: field 'event' must be a non-empty string" in result.err
 
 
+def test_an_export_of_known_users_only(tmp_path: Path) -> None:
+    """No anonymous id, no link: every event on its user, in the order received."""
+    msgs = [
+        segment_message("track", "k2", T0 + MIN, user="u-1", event="E"),
+        segment_message("track", "k1", T0, user="u-1", event="E"),
+    ]
+    path = tmp_path / "users.json"
+    path.write_text("".join(json.dumps(m) + "\n" for m in msgs))
+    db = imported(tmp_path, "users", path, "--from", "segment")
+    got = [(e["message_id"], e["profile_id"]) for e in export(db, "events", tmp_path)]
+    assert got[:2] == [("k1", "u-1"), ("k2", "u-1")]
+    assert links(db) == []
+
+
 def test_source_goes_with_from(tmp_path: Path) -> None:
     events = write_events(tmp_path / "e.ndjson", [canonical("m", "u", "E", T0, None, {})])
     result = run(fresh_db(tmp_path, "src"), events, "--source", "api")

@@ -101,13 +101,10 @@ def is_csv(stream: io.BufferedReader, name: str) -> bool:
     return bool(start) and start[:1] not in (b"{", b"[")
 
 
-def records(
-    path: str, shown: str, tables: bool, only: tuple[bytes, ...] = ()
-) -> Iterator[tuple[Place, Any]]:
+def records(path: str, shown: str, tables: bool) -> Iterator[tuple[Place, Any]]:
     """Each record of the input, decoded (a JSON value; with `tables`, a CSV or Parquet
     row as a dict of its non-empty cells, times as epoch ms), with its place. Malformed
-    JSON is named by its place. `only`: of JSON lines, just those that hold one of these
-    byte strings (table rows: all)."""
+    JSON is named by its place."""
     if tables and head(path) == PARQUET:
         yield from _parquet_rows(path, shown)
         return
@@ -117,7 +114,7 @@ def records(
                 yield from _csv_rows(stream, shown, member)
                 continue
             for number, raw in enumerate(stream, start=1):
-                if not raw.strip() or (only and not any(m in raw for m in only)):
+                if not raw.strip():
                     continue
                 place = Place(shown, member, number)
                 try:

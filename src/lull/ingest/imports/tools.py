@@ -200,10 +200,3 @@ TOOLS: dict[str, Convert] = {
 }
 # Which tools' exports come as CSV or Parquet too (the others are JSON lines only).
 TABLE_TOOLS = ("posthog",)
-# What the text of a JSON line that can make an identity link holds, by tool: the calls
-# that make one. (Any Amplitude event naming a user and a device makes one.)
-LINKING: dict[str, tuple[bytes, ...]] = {
-    "segment": (b'"identify"', b'"alias"'),
-    "mixpanel": (b'"$identify"', b'"$create_alias"', b'"$user_id"'),
-    "posthog": (b'"$identify"', b'"$create_alias"'),
-}
