@@ -431,6 +431,24 @@ def test_posthog_parquet_export_maps_like_its_jsonl(tmp_path: Path) -> None:
     assert links(db) == [("anon-7", "u-7", T0 + 6 * MIN)]
 
 
+def test_properties_set_by_an_anonymous_id_go_to_its_profile(tmp_path: Path) -> None:
+    """A `$set` sent with the anonymous id after the `$identify` that ties it (though
+    earlier in the file) sets the user's properties, after the identify call's."""
+    rows = [
+        {"uuid": "x2", "event": "$set", "distinct_id": "anon-5", "timestamp": iso(T0 + MIN),
+         "created_at": iso(T0 + MIN + SEC), "properties": {"$set": {"plan": "max"}}},
+        {"uuid": "x1", "event": "$identify", "distinct_id": "u-5", "timestamp": iso(T0),
+         "created_at": iso(T0 + SEC),
+         "properties": {"$anon_distinct_id": "anon-5", "$set": {"plan": "pro"}}},
+    ]  # fmt: skip
+    path = tmp_path / "posthog.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    db = imported(tmp_path, "set", path, "--from", "posthog")
+    profiles = {e["message_id"]: e["profile_id"] for e in export(db, "events", tmp_path)}
+    assert (profiles["x1"], profiles["x2"]) == ("u-5", "u-5")
+    assert traits(db, "u-5") == {"plan": "max"}
+
+
 # --- canonical records as gzip, Parquet and CSV --------------------------------------------
 
 
