@@ -86,12 +86,18 @@ def sessionized(spark: SparkSession, config: StreamConfig) -> DataFrame:
     )
     keyed = unique.withColumn("bucket", bucket.cast("int")).drop("dedupe", "key")
     return keyed.groupBy("bucket").applyInPandasWithState(
-        Sessionizer(config.timeout_ms, config.excluded, config.buckets, config.out),
+        Sessionizer(config.timeout_ms, config.excluded, config.buckets, _where(config.out)),
         OUTPUT_SCHEMA,
         STATE_SCHEMA,
         "append",
         GroupStateTimeout.EventTimeTimeout,
     )
+
+
+def _where(out: str) -> str:
+    """--out as the executors must see it: a local folder as an absolute path (Python
+    workers need not run in the driver's directory)."""
+    return out if "://" in out else str(Path(out).resolve())
 
 
 class BatchWriter:
@@ -138,7 +144,7 @@ def run(spark: SparkSession, config: StreamConfig) -> None:
         settings = Settings(True, config.timeout_ms, config.excluded, config.timezone)
         Path(config.out).mkdir(parents=True, exist_ok=True)
         (Path(config.out) / "settings.json").write_text(json.dumps(settings.as_json()) + "\n")
-    batches = BatchWriter(config.out)
+    batches = BatchWriter(_where(config.out))
     writer = (
         sessionized(spark, config)
         .writeStream.foreachBatch(batches)
