@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -170,6 +171,27 @@ def test_times_outside_1970_to_9999_are_refused(server: LullServer, shop: Keys) 
         assert "field 'ts'" in got.json()["rejected"][0]["error"]
     ok = server.post_events(shop.web, [ev("range-ok", "range", "1970-01-01T00:00:00Z")])
     assert ok.status_code == 200 and ok.json()["accepted"] == 1
+
+
+def test_a_profile_of_any_id_is_read_by_its_id(server: LullServer, shop: Keys) -> None:
+    """Slashes, a line feed inside and one at the end: each id reads its own profile
+    (a line feed at the end was once cut off, and one inside was a plain-text 404)."""
+    ids = ["a/b", "line\nfeed", "ends\n", "ends"]
+    t = now_ms() - MIN
+    got = server.post_events(shop.web, [ev(f"any-{i}", p, t) for i, p in enumerate(ids)])
+    assert got.status_code == 200 and got.json()["accepted"] == 4, got.text
+    for profile_id in ids:
+        path = "/api/v1/profiles/" + urllib.parse.quote(profile_id, safe="")
+        deadline = time.monotonic() + 6
+        while True:
+            read = server.http.get(path, headers=bearer(shop.read_token))
+            if read.status_code == 200 or time.monotonic() > deadline:
+                break
+            assert read.headers["content-type"] == "application/json", read.text
+            time.sleep(0.1)
+        assert read.status_code == 200 and read.json()["profile_id"] == profile_id, read.text
+    missing = server.http.get("/api/v1/profiles/no%0Abody", headers=bearer(shop.read_token))
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/json"
 
 
 def test_duplicates_stored_once(server: LullServer, shop: Keys) -> None:

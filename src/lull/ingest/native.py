@@ -18,8 +18,7 @@ import msgspec
 from lull.errors import BadInput
 from lull.ingest.columns import EventColumns
 from lull.ingest.records import MAX_ID, MAX_NAME, check_clock_fix
-from lull.model import MAX_EPOCH_MS, SESSION_CONCLUDED, parse_time
-from lull.server.bodies import MAX_DEPTH, MAX_EVENT
+from lull.model import MAX_DEPTH, MAX_EPOCH_MS, MAX_EVENT, SESSION_CONCLUDED, parse_time
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]

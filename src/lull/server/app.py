@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -46,6 +47,22 @@ from lull.web.routes import web_routes
 from lull.whatif import preview
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+class _AnyText(Convertor[str]):
+    """A path parameter of any text, slashes and line feeds included (Starlette's `path`
+    stops at a line feed, and its `$` would let a final one go unmatched)."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any_text", _AnyText())
 
 
 class Server:
@@ -501,7 +518,7 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
             methods=["GET"],
         ),
         Route(
-            "/api/v1/profiles/{profile_id:path}",
+            "/api/v1/profiles/{profile_id:any_text}",
             read(lambda c, p, r: reads.profile(c, p, r.path_params["profile_id"])),
         ),
         Route("/api/v1/board", read(read_board)),

@@ -9,10 +9,10 @@ import msgspec
 from starlette.requests import ClientDisconnect, Request
 
 from lull.errors import BadInput, TooLarge
+from lull.ingest.records import deeper_than
+from lull.model import MAX_DEPTH, MAX_EVENT
 
 MAX_REQUEST = 500 * 1024
-MAX_EVENT = 32 * 1024
-MAX_DEPTH = 64  # arrays and objects inside each other, the whole body counted
 _decoder = msgspec.json.Decoder()
 
 
@@ -25,24 +25,10 @@ def _decode(data: bytes) -> Any:
         value = None
         deep = True
     else:
-        deep = _deeper_than(value, MAX_DEPTH)
+        deep = deeper_than(value, MAX_DEPTH)
     if deep:
         raise BadInput(f"JSON nested more than {MAX_DEPTH} levels deep")
     return value
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = item.values()
-        elif not isinstance(item, list):
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
-    return False
 
 
 async def read_body(request: Request, limit: int = MAX_REQUEST) -> bytes:

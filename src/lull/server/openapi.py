@@ -362,15 +362,7 @@ OPENAPI: dict[str, Any] = {
                 ],
                 "responses": {
                     "200": _json(_PROFILE, "the profile"),
-                    "404": {
-                        # Starlette's router does not match an id holding a line feed (save
-                        # at its end): its own plain 404 then answers, as for a path it lacks.
-                        "description": "no such profile",
-                        "content": {
-                            "application/json": {"schema": _ERROR},
-                            "text/plain": {"schema": {"type": "string"}},
-                        },
-                    },
+                    "404": _json(_ERROR, "no such profile"),
                     **_ERRORS,
                 },
             }
