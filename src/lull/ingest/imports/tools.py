@@ -156,9 +156,7 @@ def from_posthog(record: Any, source: str, resolve: Resolve, now: int) -> Conver
     received it. In Parquet and CSV, `properties` is JSON text; in CSV, `properties.<name>`
     columns (PostHog's CSV of a `*` or property column; a leading `*.` is dropped) add
     properties."""
-    msg = _object(record, "an event")
-    if any(str(k).startswith(("*.", "properties.")) for k in msg):
-        msg = _flattened(msg)
+    msg, extra = _flattened(_object(record, "an event"))
     props = msg.get("properties")
     if isinstance(props, str):
         try:
@@ -166,7 +164,7 @@ def from_posthog(record: Any, source: str, resolve: Resolve, now: int) -> Conver
         except msgspec.DecodeError as e:
             raise BadInput(f"field 'properties' is not valid JSON ({e})") from None
     props = dict(_object(props if props is not None else {}, "field 'properties'"))
-    props.update(msg.get("+properties", {}))
+    props.update(extra)
     received = _optional_time(msg, "created_at")
     live: dict[str, Any] = {k: msg[k] for k in _POSTHOG_FIELDS if k in msg}
     live["properties"] = props
@@ -178,18 +176,19 @@ def from_posthog(record: Any, source: str, resolve: Resolve, now: int) -> Conver
     return Converted(event, link, traits, received)
 
 
-def _flattened(msg: dict[str, Any]) -> dict[str, Any]:
-    """A CSV row's `*.x` and `properties.<name>` columns: `x`, and extra properties."""
+def _flattened(msg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A CSV row's `*.x` and `properties.<name>` columns as `x`, and as extra properties."""
+    if not any(str(k).startswith(("*.", "properties.")) for k in msg):
+        return msg, {}
     out: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in msg.items():
-        name = key.removeprefix("*.")
+        name = str(key).removeprefix("*.")
         if name.startswith("properties."):
             extra[name.removeprefix("properties.")] = value
         else:
             out[name] = value
-    out["+properties"] = extra
-    return out
+    return out, extra
 
 
 TOOLS: dict[str, Convert] = {
