@@ -103,7 +103,7 @@ def same_store(tmp: Path, tool: str, export_file: Path, expected: list[dict[str,
     return db
 
 
-# --- Segment: archived NDJSON (S3 / Data Lakes), gzip, one message a line ------------------
+# --- Segment: archived NDJSON (its S3 destination), gzip, one message a line ------------------
 
 SKEW = 30 * SEC  # the device's clock is 30 s slow
 

@@ -69,7 +69,7 @@ def _object(record: object, what: str = "a record") -> dict[str, Any]:
 
 
 def from_segment(record: Any, source: str, resolve: Resolve, now: int) -> Converted:
-    """A message of Segment's archive (S3 / Data Lakes files): a track, page, screen,
+    """A message of Segment's archive (its S3 destination's files): a track, page, screen,
     identify, alias or group call as Segment stored it, with `receivedAt`.
 
     The live API gets `timestamp` on the client's clock and fixes it with `sentAt`; the
