@@ -1,4 +1,4 @@
-"""Check, at scale, that `lull import` (columnar engine + exact fallback) gives exactly
+"""Check, at scale, that `lull import` (the vector engine's replay) gives exactly
 what a plain replay with the exact engine gives, event by event (session id or late).
 
     .venv/bin/python bench/verify_exact.py EVENTS.ndjson
