@@ -3,10 +3,10 @@ may hold is written as it is, and a warning says what `lull import` will refuse.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
-import pytest
 
 from lullrun import lull, read_exact, write_events
 
@@ -45,12 +45,6 @@ def test_an_export_of_what_lull_stores_now_warns_of_nothing(tmp_path: Path) -> N
     assert done.code == 0 and done.err == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lull import refuses the Session Concluded events that the export of a project "
-    "with sessions holds (ingest/ndjson.py; being rewritten): it should leave them out and "
-    "raise its own",
-)
 def test_an_export_of_a_project_with_sessions_is_imported_again(tmp_path: Path) -> None:
     db = tmp_path / "lull.duckdb"
     assert lull(db, "settings", "--sessions", "on", "--timeout", "1m").code == 0
@@ -60,5 +54,23 @@ def test_an_export_of_a_project_with_sessions_is_imported_again(tmp_path: Path) 
     target = tmp_path / "out.ndjson"
     assert lull(db, "export", "events", "-o", str(target)).code == 0
     assert "Session Concluded" in target.read_text()
-    again = lull(tmp_path / "again.duckdb", "import", str(target))
+    copy = tmp_path / "again.duckdb"
+    assert lull(copy, "settings", "--sessions", "on", "--timeout", "1m").code == 0
+    again = lull(copy, "import", str(target))
     assert again.code == 0, again.err
+    back = tmp_path / "back.ndjson"
+    assert lull(copy, "export", "events", "-o", str(back)).code == 0
+
+    def seen(path: Path) -> list[tuple[object, ...]]:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return sorted((r["name"], r["ts"], r["session_id"], r["profile_id"]) for r in rows)
+
+    # the export's Session Concluded was left out and raised again, with the same session
+    assert seen(back) == seen(target)
+    assert [r[0] for r in seen(back)].count("Session Concluded") == 1
+    written_by_hand = tmp_path / "hand.ndjson"
+    concluded = {**played, "message_id": "c", "name": "Session Concluded"}
+    refused = lull(
+        tmp_path / "third.duckdb", "import", str(write_events(written_by_hand, [concluded]))
+    )
+    assert refused.code != 0 and "Session Concluded" in refused.err

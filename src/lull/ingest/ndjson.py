@@ -53,10 +53,11 @@ _FIELDS = ("message_id", "profile_id", "name", "ts", "source", "received_at", "s
 _PARSED = f"""
 WITH raw AS (
     SELECT {{rec}} AS rec, {", ".join(f"{f}::VARCHAR AS {f}" for f in _FIELDS)},
-        properties
+        properties, {_given("session_id")} AS has_session
     FROM read_json('{{path}}', format = 'newline_delimited', columns = {{
         message_id: 'JSON', profile_id: 'JSON', name: 'JSON', ts: 'JSON', source: 'JSON',
-        received_at: 'JSON', sent_at: 'JSON', properties: 'JSON'}}) {{ordinality}}
+        received_at: 'JSON', sent_at: 'JSON', properties: 'JSON', session_id: 'JSON'}})
+        {{ordinality}}
 ), parsed AS (
     SELECT rec,
         {_text("message_id")} AS message_id,
@@ -67,16 +68,18 @@ WITH raw AS (
         {_time("received_at")} AS recv_ms, {_given("received_at")} AS has_recv,
         {_time("sent_at")} AS sent_ms, {_given("sent_at")} AS has_sent,
         CASE WHEN {_given("properties")} THEN properties END AS properties,
-        (NOT {_given("properties")} OR prefix(properties::VARCHAR, '{{')) AS props_ok
+        (NOT {_given("properties")} OR prefix(properties::VARCHAR, '{{')) AS props_ok,
+        has_session
     FROM raw
 )
 SELECT rec, message_id, profile_id, name, source,
+    coalesce(name = '{SESSION_CONCLUDED}' AND has_session, false) AS exported_conclusion,
     coalesce(recv_ms, {{now}}) AS r,
     least(ts_ms + coalesce(coalesce(recv_ms, {{now}}) - sent_ms, 0), coalesce(recv_ms, {{now}}))
         AS ts_eff,
     coalesce(properties, '{{}}'::JSON) AS properties,
     coalesce({_ok_text("message_id", MAX_ID)} AND {_ok_text("profile_id", MAX_ID)}
-    AND {_ok_text("name", MAX_NAME)} AND name <> '{SESSION_CONCLUDED}'
+    AND {_ok_text("name", MAX_NAME)} AND (name <> '{SESSION_CONCLUDED}' OR has_session)
     AND coalesce(source IN ({_SOURCES}), false) AND props_ok
     AND {_ok_time("ts_ms", "", True)} AND {_ok_time("recv_ms", "has_recv", False)}
     AND {_ok_time("sent_ms", "has_sent", False)}
@@ -92,7 +95,7 @@ _INSERT = f"""
 INSERT INTO events
 SELECT {{pid}}, -1, p.message_id, p.profile_id, p.name, p.ts_eff, p.source, p.r, p.properties
 FROM ({_PARSED.replace("{rec}", "NULL").replace("{ordinality}", "")}) p
-WHERE CASE WHEN p.ok THEN true ELSE error('{_BAD}') END
+WHERE NOT p.exported_conclusion AND CASE WHEN p.ok THEN true ELSE error('{_BAD}') END
 """
 
 _NUMBER = """

@@ -181,6 +181,17 @@ def to_record(
     )
 
 
+def is_exported_conclusion(obj: object) -> bool:
+    """A `Session Concluded` line of `lull export events` (it names its session): an
+    import leaves it out, as the replay raises its own; written any other way, the name
+    is refused (only lull raises it)."""
+    return (
+        isinstance(obj, dict)
+        and obj.get("name") == SESSION_CONCLUDED
+        and obj.get("session_id") is not None
+    )
+
+
 def find_first_error(path: str, start_record: int = 0, now: int | None = None) -> str | None:
     """Scan an NDJSON file and describe its first bad line ('line N: ...').
 
@@ -198,7 +209,7 @@ def find_first_error(path: str, start_record: int = 0, now: int | None = None) -
                 obj = decoder.decode(raw)
             except msgspec.DecodeError as e:
                 return f"line {number}: malformed JSON ({e})"
-            if record < start_record:
+            if record < start_record or is_exported_conclusion(obj):
                 continue
             try:
                 to_record(obj, now=now)
