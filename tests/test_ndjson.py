@@ -186,3 +186,49 @@ def test_the_fast_check_accepts_what_the_exact_validator_accepts(
             corrected_time(exact.ts, exact.sent_at, arrived),
             arrived,
         )
+
+
+def test_properties_over_the_limits_are_refused_as_the_server_refuses_them(
+    tmp_path: Path,
+) -> None:
+    """The one definition of an event (records.check_properties): over 32 KB as lull
+    encodes them, or nested more than 62 levels, a line is refused and named; just under
+    either limit it is taken."""
+
+    def record(i: int, properties: object) -> dict[str, Any]:
+        return {"message_id": f"m{i}", "profile_id": "u", "name": "A", "ts": NOW - 1000 + i,
+                "source": "web", "received_at": NOW, "properties": properties}  # fmt: skip
+
+    def nested(levels: int) -> object:
+        value: object = 1
+        for _ in range(levels - 1):
+            value = {"a": value}
+        return value
+
+    near = {"text": "x" * (32 * 1024 - 100)}  # encoded just under 32 KB
+    # 1e5 is 3 bytes as written, 100000.0 as lull encodes it: over 32 KB only then
+    numbers = "[" + ",".join(["1e5"] * 4000) + "]"
+    cases: list[tuple[object, bool]] = [
+        (near, True),
+        (nested(63), True),
+        ({"text": "x" * (32 * 1024)}, False),
+        (nested(64), False),
+    ]
+    for i, (properties, taken) in enumerate(cases):
+        db = tmp_path / f"s{i}.duckdb"
+        lines = [record(0, {"ok": 1}), record(1, properties), record(2, {"ok": 2})]
+        done = lull(db, "import", str(write_events(tmp_path / f"in{i}.ndjson", lines)))
+        if taken:
+            assert done.code == 0, done.err
+        else:
+            assert done.code != 0 and "line 2" in done.err, done.err
+    path = tmp_path / "numbers.ndjson"
+    head = json.dumps(record(0, {"ok": 1}))
+    path.write_text(
+        head
+        + "\n"
+        + head.replace('"m0"', '"m1"').replace('{"ok": 1}', '{"n": ' + numbers + "}")
+        + "\n"
+    )
+    done = lull(tmp_path / "numbers.duckdb", "import", str(path))
+    assert done.code != 0 and "line 2" in done.err, done.err

@@ -7,10 +7,17 @@ per-line validator (`records.find_first_error`) names the line and the field.
 from __future__ import annotations
 
 import duckdb
+import msgspec
 
 from lull.errors import BadInput
-from lull.ingest.records import MAX_ID, MAX_NAME, find_first_error
-from lull.model import ISO_PATTERN, MAX_EPOCH_MS, SESSION_CONCLUDED, SOURCES
+from lull.ingest.records import (
+    MAX_ID,
+    MAX_NAME,
+    MAX_PROPERTIES_DEPTH,
+    check_properties,
+    find_first_error,
+)
+from lull.model import ISO_PATTERN, MAX_EPOCH_MS, MAX_EVENT, SESSION_CONCLUDED, SOURCES
 
 # Each field is read as its JSON text (DuckDB writes it back minified), and its type is
 # told by the first character: `"` a string, `{` an object, `n` null. A string without a
@@ -175,8 +182,32 @@ def load(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int, seq0: in
         start = int(first[0]) if first and first[0] is not None else 0
         detail = find_first_error(path, start, now)
         raise BadInput(f"{path}: {detail or _short(e)}") from None
+    _check_large(con, pid, path, now)
     con.execute(fill(_NUMBER)).fetchall()
     return int(row[0]) if row else 0
+
+
+# Rows just inserted whose properties could be over the limits of `check_properties`
+# (size as lull encodes them, depth): a text a quarter of the size, or with that many
+# brackets at all. Few rows are; they are decoded and checked exactly.
+_LARGE = f"""
+SELECT properties::VARCHAR FROM events WHERE project_id = {{pid}} AND seq = -1
+    AND (strlen(properties::VARCHAR) > {MAX_EVENT // 4}
+         OR length(properties::VARCHAR)
+            - length(replace(replace(properties::VARCHAR, '{{', ''), '[', ''))
+            > {MAX_PROPERTIES_DEPTH})
+"""
+
+
+def _check_large(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int) -> None:
+    """The one definition of an event (records.check_properties) for what the set-wise
+    check lets through: BadInput naming the line when one is over a limit."""
+    for (text,) in con.execute(_LARGE.replace("{pid}", str(int(pid)))).fetchall():
+        try:
+            check_properties(msgspec.json.decode(text), "properties")
+        except BadInput:
+            detail = find_first_error(path, 0, now)
+            raise BadInput(f"{path}: {detail or 'an event is over the limits'}") from None
 
 
 def dedupe(con: duckdb.DuckDBPyConnection, pid: int, seq0: int) -> int:
