@@ -189,13 +189,15 @@ def load(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int, seq0: in
 
 # Rows just inserted whose properties could be over the limits of `check_properties`
 # (size as lull encodes them, depth): a text a quarter of the size, or with that many
-# brackets at all. Few rows are; they are decoded and checked exactly.
+# brackets at all (counted only in texts long enough to hold them: most are shorter).
+# Few rows are; they are decoded and checked exactly.
 _LARGE = f"""
 SELECT properties::VARCHAR FROM events WHERE project_id = {{pid}} AND seq = -1
     AND (strlen(properties::VARCHAR) > {MAX_EVENT // 4}
-         OR length(properties::VARCHAR)
-            - length(replace(replace(properties::VARCHAR, '{{', ''), '[', ''))
-            > {MAX_PROPERTIES_DEPTH})
+         OR (strlen(properties::VARCHAR) > {2 * MAX_PROPERTIES_DEPTH + 2}
+             AND length(properties::VARCHAR)
+                 - length(replace(replace(properties::VARCHAR, '{{', ''), '[', ''))
+                 > {MAX_PROPERTIES_DEPTH}))
 """
 
 
