@@ -44,11 +44,15 @@ class _Record(msgspec.Struct):
 _decode = msgspec.json.Decoder(list[_Record]).decode
 
 
+def _time(value: int | str) -> int:
+    """Epoch ms (checked while decoding) or an ISO time (read here; BadInput if not)."""
+    return value if type(value) is int else parse_time(value, "time")
+
+
 def _times(values: list[int | str]) -> list[int]:
-    """Epoch ms (checked while decoding) or ISO times (read here; BadInput if not)."""
     if str not in set(map(type, values)):
         return values  # type: ignore[return-value]  # all int: checked by the decoder
-    return [v if type(v) is int else parse_time(v, "time") for v in values]
+    return [_time(v) for v in values]
 
 
 def _properties(raws: list[bytes]) -> list[bytes] | None:
@@ -95,7 +99,7 @@ def columns(body: bytes, source: str, arrived: int) -> EventColumns | None:
         ts = _times([r.ts for r in records])
         sent: list[int | None] = [r.sent_at for r in records]  # type: ignore[misc]
         if any(s is not None for s in sent):
-            sent = [None if s is None else _times([s])[0] for s in sent]
+            sent = [None if s is None else _time(s) for s in sent]
             for t, s in zip(ts, sent, strict=True):
                 check_clock_fix(t, s, arrived, "sent_at")
         received = [r.received_at for r in records if r.received_at is not None]

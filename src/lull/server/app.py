@@ -37,6 +37,7 @@ from lull.server.bodies import parse_events, parse_json, read_body, too_big
 from lull.server.control import parse_change
 from lull.server.cors import IngestCors, check_origin
 from lull.server.door import RETRY_AFTER_S, Door, Outcome
+from lull.server.fast import TRIED as FAST_TRIED
 from lull.server.fast import FastIngest
 from lull.server.headers import SecurityHeaders
 from lull.server.identity import Link, Resolve, Target, follow, news
@@ -264,7 +265,8 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
         grant = server.writer(request, _bearer(request))
         body = await read_body(request)
         arrived = server.engine.clock()
-        fast = native_columns(body, grant.source, arrived)
+        tried = request.scope.get(FAST_TRIED, False)  # by the lane in front (fast.py)
+        fast = None if tried else native_columns(body, grant.source, arrived)
         if fast:  # a well-formed body: every event taken as it is
             outcome = await server.store(grant.project_id, arrived, fast)
             return JSONResponse(

@@ -30,6 +30,7 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PATH = "/api/v1/events"
+TRIED = "lull.native_fast_tried"  # scope key: this lane found the body not for it
 _encode = msgspec.json.Encoder().encode
 _JSON = (b"content-type", b"application/json")
 
@@ -74,6 +75,8 @@ class FastIngest:
         if grant is not None and size <= MAX_REQUEST and body[:2] != b"\x1f\x8b":
             fast = columns(body, grant.source, arrived)
         if grant is None or fast is None:
+            if grant is not None:  # judged here already: the app goes to the exact path
+                scope[TRIED] = True
             await self.app(scope, _replay(body, False, receive), send)
             return
         try:
