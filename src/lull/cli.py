@@ -622,6 +622,10 @@ from lull.spark.cli import spark as _spark  # noqa: E402 (the group is defined t
 
 cli.add_command(_spark)
 
+from lull.segments.cli import segment as _segment  # noqa: E402 (the group is defined there)
+
+cli.add_command(_segment)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one clear line and a non-zero exit for any bad input."""

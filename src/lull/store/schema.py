@@ -97,6 +97,29 @@ CREATE TABLE IF NOT EXISTS memberships (
     project_id INTEGER NOT NULL,
     role VARCHAR NOT NULL           -- admin | viewer
 );
+-- Segments (docs/segments.md): a saved definition of profiles, past-behaviour or live
+-- (kind); a live one POSTs to `webhook`, signed with `secret`.
+CREATE TABLE IF NOT EXISTS segments (
+    project_id INTEGER NOT NULL,
+    name VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,          -- past | live
+    definition JSON NOT NULL,
+    webhook VARCHAR,
+    secret VARCHAR,
+    created_at BIGINT NOT NULL
+);
+-- Each attempt to deliver a live segment's webhook (segments/live.py).
+CREATE TABLE IF NOT EXISTS segment_deliveries (
+    project_id INTEGER NOT NULL,
+    segment VARCHAR NOT NULL,
+    message_id VARCHAR,             -- the event's; NULL for a note of dropped deliveries
+    profile_id VARCHAR,
+    attempt INTEGER NOT NULL,
+    attempted_at BIGINT NOT NULL,  -- epoch ms
+    status INTEGER,                 -- the receiver's HTTP status, if it answered
+    outcome VARCHAR NOT NULL,       -- delivered | retrying | failed | dropped
+    error VARCHAR
+);
 CREATE OR REPLACE VIEW all_events AS
     SELECT e.project_id, e.seq, e.message_id, e.profile_id, e.name, e.ts, e.source,
            e.received_at, e.properties, s.session_id, coalesce(es.late, false) AS late
