@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,7 +46,8 @@ class Rows:
     source: OBJ
     ts: I64  # R5's clock fix done
     r: I64  # received_at
-    origin: OBJ  # file (or segment, or Kafka partition) and position: ties in received_at
+    origin: OBJ | npt.NDArray[np.int32]  # file (or segment, or Kafka partition), or its
+    # number in path order; with position, ties in received_at
     pos: I64
 
     def __len__(self) -> int:
@@ -122,7 +124,9 @@ def eligible(settings: Settings, name: OBJ, source: OBJ) -> BOOL:
 
 def arrival_order(rows: Rows) -> I64:
     """The rows in arrival order: received_at, then origin, then position."""
-    origin = np.unique(rows.origin.astype(str), return_inverse=True)[1]
+    origin: npt.NDArray[np.integer[Any]] | OBJ = rows.origin  # file numbers in path order
+    if origin.dtype.kind not in "iu":  # or texts
+        origin = np.unique(origin.astype(str), return_inverse=True)[1]
     order: I64 = np.lexsort((rows.pos, origin, rows.r))
     return order
 

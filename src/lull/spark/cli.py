@@ -69,6 +69,12 @@ def resessionize_cmd(
 @click.option(
     "--buckets", type=click.IntRange(min=1), default=None, help="profile buckets (first run)"
 )
+@click.option(
+    "--max-files", type=click.IntRange(min=1), default=None, help="files per micro-batch at most"
+)
+@click.option(
+    "--duplicates-window", default="7d", show_default=True, help="R6: message ids kept this long"
+)
 @click.option("--master", default=None, help="Spark master (default $LULL_SPARK_MASTER, local[*])")
 @click.pass_context
 def stream_cmd(
@@ -87,13 +93,14 @@ def stream_cmd(
     until_idle: bool,
     partitions: int | None,
     buckets: int | None,
+    max_files: int | None,
+    duplicates_window: str,
     master: str | None,
 ) -> None:
     """Sessionize a stream of events on Spark (Structured Streaming), as the server would."""
     from lull.errors import BadInput
     from lull.model import check_timezone, parse_duration, parse_timeout
-    from lull.spark.session import spark_session
-    from lull.spark.stream import DEFAULT_BUCKETS, StreamConfig, run
+    from lull.spark.stream import DEFAULT_BUCKETS, DEFAULT_WINDOW_MS, StreamConfig, run
 
     if sum(x is not None for x in (log, landing, kafka_bootstrap)) != 1:
         raise BadInput("give one of --log DIR, --landing DIR or --kafka-bootstrap HOST:PORT")
@@ -111,9 +118,21 @@ def stream_cmd(
         timeout_ms=parse_timeout(timeout),
         excluded=names,
         timezone=check_timezone(timezone),
-        trigger=f"{parse_duration(trigger)} milliseconds",
+        trigger_ms=parse_duration(trigger),
         until_idle=until_idle,
         partitions=partitions,
         buckets=buckets or DEFAULT_BUCKETS,
+        max_files=max_files,
+        window_ms=_window(duplicates_window, DEFAULT_WINDOW_MS),
     )
-    run(spark_session(master, app="lull-stream"), config)
+    run(config, master)
+
+
+def _window(text: str, least: int) -> int:
+    from lull.errors import BadInput
+    from lull.model import parse_duration
+
+    ms = parse_duration(text)
+    if ms < least:
+        raise BadInput(f"--duplicates-window {text!r}: R6 asks for 7 days at least")
+    return ms

@@ -1,8 +1,8 @@
 """Spark's Python daemon for lull's jobs (`spark.python.daemon.module`).
 
 Spark starts one daemon per executor, which forks a Python worker for each task. A
-forked worker imports what its task needs: pyarrow, pandas, PySpark's Arrow serializers
-and lull's stream; measured on the 1M-event stream, those imports took about half of the
+forked worker imports what its task needs: pyarrow, pandas and lull's stream
+(`spark/tasks.py`); measured on the 1M-event stream, those imports took about half of the
 workers' time (pyspark comes from a zip, so it is compiled anew in each worker). Here
 they are imported once, in the daemon, before it forks, and every worker has them.
 """
@@ -12,14 +12,12 @@ from __future__ import annotations
 import pandas  # noqa: F401
 import pyarrow
 import pyarrow.compute
+import pyarrow.ipc
 import pyarrow.parquet  # noqa: F401
-import pyspark.sql.pandas.serializers
-import pyspark.testing.utils
 import pyspark.worker  # noqa: F401
 from pyspark.daemon import manager
 
-import lull.spark.ndjson
-import lull.spark.sessionizer  # noqa: F401
+import lull.spark.tasks  # noqa: F401
 
 if __name__ == "__main__":
     manager()

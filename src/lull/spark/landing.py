@@ -16,7 +16,7 @@ when they fall due even when traffic stops.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -95,17 +95,6 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _split_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """For mapInArrow: whole files (value, origin) -> one row per non-blank line (numbered
-    from 1), decoded a file at a time (`ndjson.file_batch`)."""
-    from lull.spark.ndjson import file_batch
-
-    for files in batches:
-        for text, origin in zip(files.column("value").to_pylist(),
-                                files.column("origin").to_pylist(), strict=True):  # fmt: skip
-            yield file_batch(str(text), str(origin))
-
-
 def _split_messages(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """Kafka messages (value, origin, pos): one event each."""
     for frame in frames:
@@ -116,47 +105,18 @@ def _split_messages(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield _frame(rows)
 
 
-def read_landing(spark: SparkSession, landing: str) -> DataFrame:
-    """A streaming frame of parsed rows from the NDJSON files of a landing directory.
-
-    Each file is read whole (so its lines keep their numbers): landing files are meant to
-    be small, a second or so of events each. Files whose names start with `.` or `_` are
-    not read (temporary names while a file is written)."""
-    from pyspark.sql import functions as F
-
-    files = (
-        spark.readStream.format("text")
-        .option("wholetext", "true")
-        .option("pathGlobFilter", "*.{ndjson,clock}")
-        .load(landing)
-        .select("value", F.col("_metadata.file_path").alias("origin"))
-    )
-    return files.mapInArrow(_split_files, PARSED_SCHEMA)
-
-
 # The `kind` of an ingest-log row: an event; a clock row (no event: it moves the stream's
 # clock on, for every project; ingest-only servers append one while they are quiet).
 LOG_EVENT, LOG_CLOCK = 0, 3
 
 
-def split_segments(project: str) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """For mapInArrow: whole closed segments (path, content) -> parsed rows of `project`.
+def segment_rows(project: str, path: str, data: pa.Buffer) -> pa.RecordBatch:
+    """A closed segment's rows of `project` (and its clock rows) as parsed rows.
 
     `origin` is the segment's path and `pos` the row's number in it, so rows that arrive
     at the same instant are taken in (writer, segment, row) order. A damaged frame (which
     a closed segment should never hold) is skipped, its events lost, and said in a
     rejected row (`pos`: the frame's byte offset); the stream goes on."""
-
-    def split(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for files in batches:
-            for path, content in zip(files.column("path").to_pylist(),
-                                     files.column("content"), strict=True):  # fmt: skip
-                yield _segment_rows(project, str(path), content.as_buffer())
-
-    return split
-
-
-def _segment_rows(project: str, path: str, data: pa.Buffer) -> pa.RecordBatch:
     import pyarrow as pa
 
     from lull.store.log import read_segment
@@ -199,21 +159,6 @@ def _segment_rows(project: str, path: str, data: pa.Buffer) -> pa.RecordBatch:
             raw="")  # fmt: skip
     types = {c: pa.int64() if c in ("ts", "r", "pos") else pa.string() for c in COLUMNS}
     return pa.RecordBatch.from_pydict(cols, schema=pa.schema(list(types.items())))
-
-
-def read_log(spark: SparkSession, directory: str, project: str) -> DataFrame:
-    """A streaming frame of parsed rows from the closed segments (`*.seg`) of an ingest log
-    directory, however many servers write into it, each file once (Spark's file source
-    notes the files it took in the checkpoint). Open segments (`*.open`) and temporary
-    files are not read: a segment is renamed to `.seg` once complete and fsynced."""
-    segments = (
-        spark.readStream.format("binaryFile")
-        .schema("path string, modificationTime timestamp, length long, content binary")
-        .option("pathGlobFilter", "*.seg")
-        .load(directory)
-        .select("path", "content")
-    )
-    return segments.mapInArrow(split_segments(project), PARSED_SCHEMA)
 
 
 def read_kafka(spark: SparkSession, bootstrap: str, topic: str) -> DataFrame:

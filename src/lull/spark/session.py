@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lull.errors import BadInput
 
 if TYPE_CHECKING:
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
+
+# The stream's driver JVM only schedules Python tasks: its start matters more than its
+# steady speed (the C1 compiler alone and the serial collector start it seconds sooner).
+_QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 def spark_session(master: str | None = None, app: str = "lull") -> SparkSession:
@@ -31,18 +36,47 @@ def spark_session(master: str | None = None, app: str = "lull") -> SparkSession:
         return SparkSession.builder.appName(app).getOrCreate()
     master = master or os.environ.get("LULL_SPARK_MASTER", "local[*]")
     builder = SparkSession.builder.master(master).appName(app)
-    if master.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        builder = (
-            builder.config("spark.ui.enabled", "false")
-            .config("spark.driver.host", "127.0.0.1")
-            .config("spark.driver.bindAddress", "127.0.0.1")
-            .config("spark.sql.shuffle.partitions", "8")
-            # workers forked with lull and its libraries already imported (spark/daemon.py)
-            .config("spark.python.daemon.module", "lull.spark.daemon")
-        )
+    for key, value in _local(master).items():
+        builder = builder.config(key, value)
     builder = builder.config("spark.sql.session.timeZone", "UTC")
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def _local(master: str) -> dict[str, str]:
+    """A local master's settings: 127.0.0.1, no web UI, this interpreter for the workers."""
+    if not master.startswith("local"):
+        return {}
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return {
+        "spark.ui.enabled": "false",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.sql.shuffle.partitions": "8",
+        # workers forked with lull and its libraries already imported (spark/daemon.py)
+        "spark.python.daemon.module": "lull.spark.daemon",
+    }
+
+
+def spark_context(master: str | None = None, app: str = "lull") -> SparkContext:
+    """The active SparkContext, or a new one (as `spark_session`, without Spark SQL: the
+    stream only schedules Python tasks). A new local one starts its JVM quick (`_QUICK_JVM`)."""
+    try:
+        from pyspark import SparkConf, SparkContext
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise BadInput("Spark is not installed: install lull with the `spark` extra") from e
+    active: Any = SparkContext._active_spark_context
+    if active is not None and master is None:
+        context: SparkContext = active
+        return context
+    if master is None and "PYSPARK_GATEWAY_PORT" in os.environ:
+        return SparkContext.getOrCreate(SparkConf().setAppName(app))
+    master = master or os.environ.get("LULL_SPARK_MASTER", "local[*]")
+    conf = SparkConf().setMaster(master).setAppName(app).setAll(list(_local(master).items()))
+    if master.startswith("local"):
+        conf.set("spark.driver.extraJavaOptions", _QUICK_JVM)
+    context = SparkContext.getOrCreate(conf)
+    context.setLogLevel("ERROR")
+    return context

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql.streaming.state import GroupState
 
+    from lull.engine import vector
+
 OUTPUT_SCHEMA = "bucket int, rows long"
 STATE_SCHEMA = "state binary"
 _encode = msgspec.json.Encoder().encode
@@ -76,12 +78,7 @@ class Sessionizer:
         ended, opened = done.concluded, done.opened
         profile = b.table.profile_id[ended.code]
         self.sink.write("sessions", batch_id, part, sink.sessions_table(profile, ended))
-        props = [
-            _encode({"Session Length": n, "Session ID": i}).decode()
-            for n, i in zip(((ended.last_ts - ended.first_ts) // 1000).tolist(),
-                            ended.session_id.tolist(), strict=True)
-        ]  # fmt: skip
-        concluded = sink.concluded_table(profile, ended, props, timeout)
+        concluded = sink.concluded_table(profile, ended, session_props(ended), timeout)
         self.sink.write("concluded", batch_id, part, concluded)
         snapshots = sink.open_table(b.table.profile_id[opened.code], opened, done.as_of)
         self.sink.write("open", batch_id, part, snapshots)
@@ -90,6 +87,15 @@ class Sessionizer:
             state.setTimeoutTimestamp(done.timer)
         state.update((state_codec.encode(b, self.buckets),))
         yield pd.DataFrame({"bucket": [number], "rows": [0 if rows is None else len(rows)]})
+
+
+def session_props(ended: vector.Sessions) -> list[str]:
+    """The properties of each session's Session Concluded event (R4), as JSON text."""
+    return [
+        _encode({"Session Length": n, "Session ID": i}).decode()
+        for n, i in zip(((ended.last_ts - ended.first_ts) // 1000).tolist(),
+                        ended.session_id.tolist(), strict=True)
+    ]  # fmt: skip
 
 
 def _batch_id() -> int:

@@ -73,6 +73,24 @@ def events_table(cols: dict[str, np.ndarray], session_id: np.ndarray, late: np.n
     )
 
 
+def events_out(rows: pa.Table, session_id: np.ndarray, late: np.ndarray, seq: I64) -> pa.Table:
+    """A bucket's events of a batch as `events/` has them, from its parsed rows (Arrow)."""
+    return pa.table(
+        {
+            "message_id": rows["message_id"],
+            "profile_id": rows["profile_id"],
+            "name": rows["name"],
+            "ts": iso(rows["ts"].combine_chunks()),
+            "source": rows["source"],
+            "received_at": iso(rows["r"].combine_chunks()),
+            "properties": rows["properties"],
+            "session_id": pa.array(session_id, pa.string()),
+            "late": pa.array(late, pa.bool_()),
+            "seq": pa.array(seq, pa.int64()),
+        }
+    )
+
+
 def _session_columns(profile_id: np.ndarray, s: vector.Sessions) -> dict[str, pa.Array]:
     return {
         "session_id": pa.array(s.session_id, pa.string()),

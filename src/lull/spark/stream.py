@@ -1,16 +1,20 @@
-"""`lull spark stream`: the session rules as a Spark Structured Streaming job.
+"""`lull spark stream`: the session rules on Spark, as micro-batches.
 
-closed ingest-log segments (or landing NDJSON, or Kafka) -> parsed rows (`landing`) ->
-watermark on received_at (the stream's clock) -> duplicates dropped (R6) -> keyed by a
-bucket of profiles through lull's vectorized engine, each bucket's state in Spark's state
-store (`sessionizer`, `bucket`) ->
-Parquet, one directory per micro-batch under each output (`batch=N`), overwritten if
-Spark runs a batch again after a restart, so nothing is written twice.
+Over a landing directory or an ingest log (`--landing`, `--log`), Spark schedules lull's
+Python tasks over each micro-batch's new files and no row goes through the JVM
+(`driver.py`, `tasks.py`): parse each file once and cut its rows by bucket of profiles,
+drop duplicates (R6) by a pass over the message ids alone, then each bucket through
+lull's vectorized engine from its state in the checkpoint. Over Kafka
+(`--kafka-bootstrap`, untested) the Spark-native plan below is kept: parsed rows ->
+watermark on received_at -> `dropDuplicates` -> `applyInPandasWithState` keyed by bucket
+(`sessionizer`, `bucket`).
 
-Outputs under `--out`: `events/` (with session_id, late), `sessions/` (concluded
-sessions, each once), `concluded/` (their Session Concluded events), `open/` (snapshots
-of open sessions: the latest per session_id not in `sessions/` is still open) and
-`rejected/` (lines that are not valid events, with the reason).
+Either way, each micro-batch N writes `<output>/batch=N/` under `--out`, again the same
+if it is run again after a restart, so nothing is written twice: `events/` (with
+session_id, late), `sessions/` (concluded sessions, each once), `concluded/` (their
+Session Concluded events), `open/` (snapshots of open sessions: the latest per
+session_id not in `sessions/` is still open) and `rejected/` (lines that are not valid
+events, with the reason).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +40,8 @@ _NEVER_LATE_MS = 7_258_118_400_000  # 2200-01-01
 # Profiles are keyed by a bucket: Spark calls Python once per bucket per micro-batch (and
 # its per-key cost is paid per bucket). A few per state partition keeps both cores busy.
 DEFAULT_BUCKETS = 32
+# R6: a repeat is recognised if it comes within this long of the first copy (at least).
+DEFAULT_WINDOW_MS = 7 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,26 +58,23 @@ class StreamConfig:
     timeout_ms: int = DEFAULT_TIMEOUT_MS
     excluded: tuple[str, ...] = DEFAULT_EXCLUDED
     timezone: str = "UTC"  # for the board's days (`lull board --from-parquet OUT`)
-    trigger: str = "5 seconds"
+    trigger_ms: int = 5000
     until_idle: bool = False
     partitions: int | None = None  # of the state; fixed by the checkpoint's first run
     buckets: int = DEFAULT_BUCKETS  # of profiles, one keyed state each; fixed likewise
+    max_files: int | None = None  # per micro-batch (--landing, --log)
+    window_ms: int = DEFAULT_WINDOW_MS  # R6: how long message ids are kept (--landing, --log)
 
 
 def sessionized(spark: SparkSession, config: StreamConfig) -> DataFrame:
-    """The streaming frame of output rows (kind: event, concluded, open, rejected)."""
+    """Kafka: the streaming frame of the keyed step's rows (it writes the outputs)."""
     from pyspark.sql import functions as F
     from pyspark.sql.streaming.state import GroupStateTimeout
 
-    from lull.spark.landing import REJECTED_KEY, read_kafka, read_landing, read_log
+    from lull.spark.landing import REJECTED_KEY, read_kafka
     from lull.spark.sessionizer import OUTPUT_SCHEMA, REJECTED_BUCKET, STATE_SCHEMA, Sessionizer
 
-    if config.log:
-        parsed = read_log(spark, config.log, config.project)
-    elif config.kafka_bootstrap:
-        parsed = read_kafka(spark, config.kafka_bootstrap, config.kafka_topic or "")
-    else:
-        parsed = read_landing(spark, config.landing or "")
+    parsed = read_kafka(spark, config.kafka_bootstrap or "", config.kafka_topic or "")
     clocked = parsed.withColumn("arrived", F.timestamp_millis("r")).withWatermark(
         "arrived", "0 seconds"
     )
@@ -134,16 +137,29 @@ def _query_conf(spark: SparkSession, config: StreamConfig) -> dict[str, str]:
     return conf
 
 
-def run(spark: SparkSession, config: StreamConfig) -> None:
+def run(config: StreamConfig, master: str | None) -> None:
     """Run the stream: until stopped, or with `until_idle` until what is there is done."""
-    conf = _query_conf(spark, config)
-    before = {key: spark.conf.get(key, None) for key in conf}
-    for key, value in conf.items():
-        spark.conf.set(key, value)  # for this query; set back at the end
+    from lull.spark.session import spark_context, spark_session
+
     if "://" not in config.out:  # a local --out: the settings, as the batch job writes them
         settings = Settings(True, config.timeout_ms, config.excluded, config.timezone)
         Path(config.out).mkdir(parents=True, exist_ok=True)
         (Path(config.out) / "settings.json").write_text(json.dumps(settings.as_json()) + "\n")
+    if config.kafka_bootstrap:
+        run_kafka(spark_session(master, app="lull-stream"), config)
+        return
+    from lull.spark.driver import Stream
+
+    config = replace(config, out=_where(config.out))
+    Stream(spark_context(master, app="lull-stream"), config).run()
+
+
+def run_kafka(spark: SparkSession, config: StreamConfig) -> None:
+    """Kafka, by Spark's own streaming (see the module docstring)."""
+    conf = _query_conf(spark, config)
+    before = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)  # for this query; set back at the end
     batches = BatchWriter(_where(config.out))
     writer = (
         sessionized(spark, config)
@@ -154,7 +170,7 @@ def run(spark: SparkSession, config: StreamConfig) -> None:
     if config.until_idle:
         writer = writer.trigger(availableNow=True)
     else:
-        writer = writer.trigger(processingTime=config.trigger)
+        writer = writer.trigger(processingTime=f"{config.trigger_ms} milliseconds")
     try:
         query = writer.start()
         try:

@@ -1,0 +1,232 @@
+"""The stream's micro-batches over a landing or log directory, with Spark as the scheduler
+of Python tasks (`tasks.py`) rather than the mover of rows.
+
+Each micro-batch N takes the directory's files not yet taken (in path order; at most
+`--max-files`), and notes them with the stream's clock before the batch (the watermark:
+the latest `received_at` of the batches before, or of a clock line) in the checkpoint's
+`offsets/N.json` before it runs; its three Spark jobs (parse, duplicates, step) then
+write the outputs of batch N and each bucket's state as of N; `commits/N.json` (the new
+clock and each bucket's next timer) marks it done. A batch with no files runs when the
+clock has passed a bucket's timer: only the step, for those buckets (the sessions that
+fell due). A stream started again runs the planned batches that have no commit, as they
+were planned, after removing what they had written: so its outputs are those of a
+stream that never stopped.
+
+The checkpoint (a folder, or a URI pyarrow opens):
+
+    meta.json                    version, bucket count, hash (fixed by the first run)
+    offsets/N.json, commits/N.json
+    state/b=B/N.state            bucket B's state after batch N (the latest kept)
+    ids/p=P/N.arrow              message ids kept by batch N (R6), merged now and then
+    work/batch=N/                what batch N's jobs hand each other (removed once done)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import pyarrow.fs as pafs
+
+from lull.errors import BadInput
+from lull.spark import tasks
+from lull.spark.sink import Sink
+
+if TYPE_CHECKING:
+    from pyspark import SparkContext
+
+    from lull.spark.stream import StreamConfig
+
+VERSION = 2
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Checkpoint:
+    """The stream's own checkpoint folder (see the module docstring)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.fs, self.root = tasks.fs_path(uri)
+
+    def check(self, buckets: int) -> None:
+        """Start the checkpoint, or refuse one of another bucket count or format."""
+        path = f"{self.root}/meta.json"
+        if self.fs.get_file_info(path).type == pafs.FileType.File:
+            meta = json.loads(self._read(path))
+            if meta.get("version") != VERSION or meta.get("hash") != tasks.HASH:
+                raise BadInput(f"the checkpoint {self.uri} is of another version of the stream: "
+                               "start a new checkpoint")  # fmt: skip
+            if meta["buckets"] != buckets:
+                raise BadInput(
+                    f"the checkpoint was started with --buckets {meta['buckets']}, not "
+                    f"{buckets}: give that number (or start a new checkpoint)"
+                )
+            return
+        if self.fs.get_file_info(f"{self.root}/metadata").type == pafs.FileType.File:
+            raise BadInput(f"the checkpoint {self.uri} was written by the Spark-native stream of "
+                           "an earlier lull: start a new checkpoint")  # fmt: skip
+        self.write(path, {"version": VERSION, "buckets": buckets, "hash": tasks.HASH})
+
+    def _read(self, path: str) -> str:
+        with self.fs.open_input_stream(path) as f:
+            return bytes(f.read()).decode()
+
+    def write(self, path: str, value: Any) -> None:
+        folder = path.rsplit("/", 1)[0]
+        self.fs.create_dir(folder, recursive=True)
+        tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(json.dumps(value).encode())
+        self.fs.move(tmp, path)
+
+    def log(self, kind: str) -> dict[int, dict[str, Any]]:
+        """offsets/ or commits/: batch -> what was noted."""
+        files = tasks.listed(self.fs, f"{self.root}/{kind}", ".json")
+        return {int(p.rsplit("/", 1)[1][:-5]): json.loads(self._read(p)) for p in files}
+
+    def note(self, kind: str, batch: int, value: dict[str, Any]) -> None:
+        self.write(f"{self.root}/{kind}/{batch}.json", value)
+
+    def forget_from(self, batch: int, committed: int) -> None:
+        """Remove what runs of batches >= `batch` wrote into the checkpoint: states, kept
+        ids (and merges of uncommitted batches' ids), the work folder."""
+        for name in ("state", "ids"):
+            folder = f"{self.root}/{name}"
+            if self.fs.get_file_info(folder).type != pafs.FileType.Directory:
+                continue
+            for part in self.fs.get_file_info(pafs.FileSelector(folder)):
+                for path in tasks.listed(self.fs, part.path, ""):
+                    n = tasks._batch_of(path)
+                    merged = path.endswith(".m.arrow")
+                    if (merged and n > committed) or (not merged and n >= batch):
+                        self.fs.delete_file(path)
+        self.clear_work(batch)
+
+    def clear_work(self, batch: int) -> None:
+        folder = f"{self.root}/work/batch={batch}"
+        if self.fs.get_file_info(folder).type == pafs.FileType.Directory:
+            self.fs.delete_dir(folder)
+
+
+def split(items: Sequence[T], parts: int) -> list[list[T]]:
+    """`items` in at most `parts` runs of nearly equal length, in order."""
+    cuts = np.array_split(np.arange(len(items)), max(1, min(parts, len(items))))
+    return [[items[i] for i in c.tolist()] for c in cuts if len(c)]
+
+
+def spark_map(sc: SparkContext, fn: Callable[[T], R], jobs: Sequence[T]) -> list[R]:
+    """One Spark task per job (Python, on the executors); their results, in order."""
+    if not jobs:
+        return []
+    result: list[R] = sc.parallelize(list(jobs), len(jobs)).map(fn).collect()
+    return result
+
+
+class Stream:
+    """`lull spark stream --landing/--log`: the micro-batch loop (see the module docstring)."""
+
+    def __init__(self, sc: SparkContext, config: StreamConfig) -> None:
+        self.sc = sc
+        self.config = config
+        self.source = config.log or config.landing or ""
+        self.suffixes = (".seg",) if config.log else (".ndjson", ".clock")
+        self.ck = Checkpoint(config.checkpoint)
+        self.cores = max(1, sc.defaultParallelism)
+
+    def files(self, taken: set[str]) -> list[str]:
+        fs, folder = tasks.fs_path(self.source)
+        if fs.get_file_info(folder).type != pafs.FileType.Directory:
+            raise BadInput(f"{self.source} is not a directory")
+        new = [p for s in self.suffixes for p in tasks.listed(fs, folder, s) if p not in taken]
+        new.sort()
+        return new[: self.config.max_files] if self.config.max_files else new
+
+    def run(self) -> None:
+        config = self.config
+        self.ck.check(config.buckets)
+        offsets, commits = self.ck.log("offsets"), self.ck.log("commits")
+        done = max(commits, default=-1)
+        taken = {f for o in offsets.values() for f in o["files"]}
+        last = commits.get(done, {"watermark": 0, "timers": {}})
+        watermark = int(last["watermark"])
+        timers = {int(b): int(t) for b, t in last["timers"].items()}
+        for n in sorted(k for k in offsets if k > done):  # planned, not done: again
+            self.ck.forget_from(n, done)
+            planned = offsets[n]
+            watermark, timers = self.batch(n, planned["files"], planned["watermark"], timers)
+            done = n
+        trigger = config.trigger_ms / 1000
+        while True:
+            started = time.monotonic()
+            new = self.files(taken)
+            if new or any(watermark > t for t in timers.values()):
+                n = done + 1
+                self.ck.clear_work(n)
+                self.ck.note("offsets", n, {"files": new, "watermark": watermark})
+                taken.update(new)
+                watermark, timers = self.batch(n, new, watermark, timers)
+                done = n
+                continue
+            if config.until_idle:
+                return
+            time.sleep(max(0.0, trigger - (time.monotonic() - started)))
+
+    def batch(
+        self, n: int, files: list[str], watermark: int, timers: dict[int, int]
+    ) -> tuple[int, dict[int, int]]:
+        """Run micro-batch n; returns the clock after it and the buckets' timers."""
+        c = self.config
+        plan = tasks.Plan(
+            n, c.out, c.checkpoint, self.source, tuple(files), c.project, c.buckets,
+            c.timeout_ms, c.excluded, watermark, n - 1, c.window_ms,
+        )  # fmt: skip
+        Sink(c.out).clear(n)
+        took: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(what: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            took[what] = now - clock
+            clock = now
+
+        parsed = spark_map(
+            self.sc, lambda job: tasks.parse(plan, *job),
+            list(enumerate(split(range(len(files)), 2 * self.cores))),
+        )  # fmt: skip
+        lap("parse")
+        events = sum(p["events"] for p in parsed)
+        his = [p["hi"] for p in parsed if p["hi"] is not None]
+        with_rows = {b for p in parsed for b in p["buckets"]}
+        dropped = 0
+        if events:
+            parts = split(range(c.buckets), 2 * self.cores)
+            dropped = sum(spark_map(self.sc, lambda ps: tasks.dedupe(plan, ps), parts))
+        lap("duplicates")
+        due = {b for b, t in timers.items() if watermark > t}
+        run = sorted(with_rows | due)
+        stepped = spark_map(
+            self.sc, lambda bs: tasks.step(plan, bs), split(run, 2 * self.cores)
+        )  # fmt: skip
+        lap("step")
+        timers = dict(timers)
+        for b, _, timer in (x for group in stepped for x in group):
+            if timer is None:
+                timers.pop(b, None)
+            else:
+                timers[b] = timer
+        after = max([watermark, *his])
+        self.ck.note("commits", n, {"watermark": after, "timers": {str(b): t for b, t in
+                                                                   timers.items()}})  # fmt: skip
+        self.ck.clear_work(n)
+        lap("commit")
+        phases = ", ".join(f"{k} {v:.1f}s" for k, v in took.items())
+        print(f"lull: batch {n}: {len(files)} files, {events} rows, {dropped} duplicates, "
+              f"{len(run)} buckets stepped; {phases}", file=sys.stderr)  # fmt: skip
+        return after, timers

@@ -1,0 +1,373 @@
+"""The stream's work, as Python tasks that Spark schedules: no event row goes through the JVM.
+
+A micro-batch is three Spark jobs over the batch's new files (`driver.py` plans them):
+
+1. **parse**, one task per group of files: each file is read and decoded once
+   (`ndjson.file_batch`, or `landing._segment_rows` for log segments); its events are cut
+   by bucket of profiles (a stable hash of `profile_id` mod `--buckets`) into Arrow IPC
+   fragments under the checkpoint's `work/batch=N/rows/b=B/`, and their narrow columns
+   (message id, arrival order, bucket) by partition of message ids into `ids/p=P/`;
+   rejected lines go to `rejected/` at once. Each file's sorted arrival times go to
+   `order/` (what numbers the batch's events in arrival order without a global sort).
+2. **duplicates**, one task per group of message-id partitions (R6): the batch's ids of
+   a partition against each other (the first copy in arrival order is kept, whichever
+   profile the copies name) and against the ids kept in the checkpoint (`ids/p=P/`, a
+   window of `received_at`): the dropped rows are listed per bucket, the kept ids added.
+3. **step**, one task per group of buckets: a bucket's fragments less its dropped rows
+   through `bucket.apply` (`engine.vector`) from its state in the checkpoint
+   (`state/b=B/<batch>.state`, `state_codec`); its outputs written by pyarrow; its new
+   state written under the batch's number.
+
+Everything a task writes is named after the batch and its bucket, partition or group,
+and written whole (a temporary name, then a rename), so a task that Spark retries, or a
+batch that a restarted stream runs again, writes the same files with the same rows: each
+event once, each session concluded once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.ipc as ipc
+
+from lull.model import Settings
+
+I64 = npt.NDArray[np.int64]
+# How rows are given to buckets and message ids to partitions: pandas.util.hash_array
+# (SipHash-2-4 of the UTF-8 bytes under pandas' fixed key), noted in the checkpoint.
+HASH = "siphash24-utf8-0123456789123456"
+# A row is named by (file, position) as one int64: position below 2^40.
+_POS_BITS = 40
+# The bucket count as a state file holds it is checked by state_codec.
+_STATE = "state"
+_IDS = "ids"
+_MERGE_AFTER = 16  # a partition's id files are merged into one past this many
+
+
+def fs_path(uri: str) -> tuple[pafs.FileSystem, str]:
+    """A local folder or a URI pyarrow's file systems open (file://, hdfs://, s3://, gs://;
+    s3a:// is read as s3://) -> (file system, path)."""
+    uri = uri.rstrip("/") or "/"
+    if uri.startswith("s3a://"):
+        uri = "s3://" + uri[len("s3a://") :]
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), uri
+    fs, path = pafs.FileSystem.from_uri(uri)
+    return fs, path
+
+
+def hashed(values: pa.Array | pa.ChunkedArray, modulo: int, *, repeats: bool) -> I64:
+    """`HASH` of each text mod `modulo` (`repeats`: many equal values, hash each once)."""
+    import pandas as pd
+
+    objects = np.asarray(values.to_numpy(zero_copy_only=False), dtype=object)
+    if not len(objects):
+        return np.zeros(0, dtype=np.int64)
+    h = pd.util.hash_array(objects, categorize=repeats)
+    result: I64 = (h % np.uint64(modulo)).astype(np.int64)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What every task of micro-batch `batch` needs (sent to the executors, pickled)."""
+
+    batch: int
+    out: str
+    checkpoint: str
+    source: str  # the landing or log directory
+    files: tuple[str, ...]  # the batch's files in path order; a row's `f` is its index
+    project: str  # the project taken from log segments
+    buckets: int
+    timeout_ms: int
+    excluded: tuple[str, ...]
+    watermark: int  # the stream's clock before this batch (latest arrival of the earlier)
+    committed: int  # the last batch done before this one (-1: none)
+    window_ms: int  # R6: ids kept at least this long past the stream's clock
+
+    @property
+    def work(self) -> str:
+        return f"{self.checkpoint}/work/batch={self.batch}"
+
+    def settings(self) -> Settings:
+        return Settings(sessions_enabled=True, timeout_ms=self.timeout_ms, excluded=self.excluded)
+
+
+# --- files ------------------------------------------------------------------------------
+
+
+def write_arrow(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
+    """An Arrow IPC file, whole: written under a temporary name, then renamed."""
+    folder = path.rsplit("/", 1)[0]
+    fs.create_dir(folder, recursive=True)
+    tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(tmp) as f, ipc.new_file(f, table.schema) as w:
+        w.write_table(table)
+    fs.move(tmp, path)
+
+
+def read_arrow(fs: pafs.FileSystem, path: str) -> pa.Table:
+    with fs.open_input_file(path) as f:
+        return ipc.open_file(f).read_all()
+
+
+def listed(fs: pafs.FileSystem, folder: str, suffix: str) -> list[str]:
+    """The files of a folder whose names end with `suffix` (not temporary ones), sorted."""
+    if fs.get_file_info(folder).type != pafs.FileType.Directory:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(folder))
+    return sorted(
+        i.path
+        for i in infos
+        if i.type == pafs.FileType.File
+        and i.base_name.endswith(suffix)
+        and not i.base_name.startswith((".", "_"))
+    )
+
+
+def read_folder(fs: pafs.FileSystem, folder: str) -> pa.Table | None:
+    tables = [read_arrow(fs, p) for p in listed(fs, folder, ".arrow")]
+    return pa.concat_tables(tables) if tables else None
+
+
+# --- 1. parse ---------------------------------------------------------------------------
+
+
+def read_rows(fs: pafs.FileSystem, path: str, project: str) -> pa.RecordBatch:
+    """A file's parsed rows (`landing.PARSED_SCHEMA`): a log segment's events of `project`
+    and clock rows, or a landing file's lines."""
+    from lull.spark.landing import segment_rows
+    from lull.spark.ndjson import file_batch
+
+    with fs.open_input_file(path) as f:
+        data = f.read_buffer()
+    if path.endswith(".seg"):
+        return segment_rows(project, path, data)
+    return file_batch(data.to_pybytes().decode("utf-8", errors="replace"), path)
+
+
+def parse(plan: Plan, group: int, files: Sequence[int]) -> dict[str, Any]:
+    """Stage 1 for a group of the batch's files (see the module docstring). Returns the
+    group's number of events, their earliest arrival, the latest arrival of its events
+    and clock lines (the stream's clock), and the buckets it wrote rows for."""
+    from lull.spark import sink
+    from lull.spark.landing import REJECTED_KEY
+
+    src, _ = fs_path(plan.source)
+    fs, _ = fs_path(plan.checkpoint)
+    _, work = fs_path(plan.work)
+    events: list[pa.Table] = []
+    rejected: list[pa.Table] = []
+    hi: int | None = None
+    for f in files:
+        rows = pa.Table.from_batches([read_rows(src, plan.files[f], plan.project)])
+        bad = pc.is_valid(rows["error"])
+        if pc.any(bad).as_py():
+            rejected.append(rows.filter(bad))
+        clocked = rows.filter(pc.invert(bad))["r"]  # events and clock lines move the clock
+        if len(clocked):
+            top = pc.max(clocked).as_py()
+            hi = top if hi is None else max(hi, top)
+        key = pc.equal(rows["key"], REJECTED_KEY)
+        good = rows.filter(pc.invert(key))
+        r = good["r"].to_numpy()
+        order = np.argsort(r, kind="stable")  # lines are in position order already
+        frank = np.empty(len(r), dtype=np.int64)
+        frank[order] = np.arange(len(r), dtype=np.int64)
+        write_arrow(fs, f"{work}/order/f-{f:08d}.arrow", pa.table({"r": r[order]}))
+        columns = ("message_id", "profile_id", "name", "ts", "source", "r", "properties", "pos")
+        events.append(
+            good.select(list(columns))
+            .append_column("f", pa.array(np.full(len(r), f, dtype=np.int32)))
+            .append_column("frank", pa.array(frank))
+        )
+    if rejected:
+        bad_rows = pa.concat_tables(rejected)
+        table = sink.rejected_table(*(bad_rows[c].to_pylist() for c in ("origin", "pos", "error",
+                                                                        "raw")))  # fmt: skip
+        sink.Sink(plan.out).write("rejected", plan.batch, f"g{group:05d}", table)
+    table = pa.concat_tables(events) if events else None
+    if table is None or not table.num_rows:
+        return {"group": group, "events": 0, "lo": None, "hi": hi, "buckets": []}
+    bucket = hashed(table["profile_id"], plan.buckets, repeats=True)
+    part = hashed(table["message_id"], plan.buckets, repeats=False)
+    written = _cut(fs, f"{work}/rows/b=", group, table, bucket)
+    ids = pa.table(
+        {"message_id": table["message_id"], "r": table["r"], "f": table["f"],
+         "pos": table["pos"], "bucket": pa.array(bucket.astype(np.int32))}
+    )  # fmt: skip
+    _cut(fs, f"{work}/ids/p=", group, ids, part)
+    lo = pc.min(table["r"]).as_py()
+    return {"group": group, "events": table.num_rows, "lo": lo, "hi": hi, "buckets": written}
+
+
+def _cut(fs: pafs.FileSystem, prefix: str, group: int, table: pa.Table, key: I64) -> list[int]:
+    """The table's rows by `key`, each key's to `<prefix><key>/g-<group>.arrow`."""
+    if not len(key):
+        return []
+    order = np.argsort(key, kind="stable")
+    keys, starts = np.unique(key[order], return_index=True)
+    ends = [*starts[1:].tolist(), len(order)]
+    table = table.take(pa.array(order))
+    for k, a, b in zip(keys.tolist(), starts.tolist(), ends, strict=True):
+        write_arrow(fs, f"{prefix}{k:05d}/g-{group:05d}.arrow", table.slice(a, b - a))
+    return [int(k) for k in keys.tolist()]
+
+
+# --- 2. duplicates (R6) -----------------------------------------------------------------
+
+
+def dedupe(plan: Plan, parts: Sequence[int]) -> int:
+    """Stage 2 for some partitions of message ids; returns how many rows were dropped."""
+    fs, ck = fs_path(plan.checkpoint)
+    _, work = fs_path(plan.work)
+    dropped = 0
+    for p in parts:
+        batch = read_folder(fs, f"{work}/ids/p={p:05d}")
+        if batch is None:
+            continue
+        kept_dir = f"{ck}/{_IDS}/p={p:05d}"
+        known = listed(fs, kept_dir, ".arrow")
+        seen = read_ids(fs, known)
+        order = pc.sort_indices(batch, [("r", "ascending"), ("f", "ascending"),
+                                        ("pos", "ascending")])  # fmt: skip
+        batch = batch.take(order)
+        codes = pc.dictionary_encode(batch["message_id"]).combine_chunks().indices.to_numpy()
+        keep = np.zeros(len(codes), dtype=bool)
+        keep[np.unique(codes, return_index=True)[1]] = True  # the first copy in arrival order
+        if seen is not None and len(seen):
+            repeat = pc.is_in(batch["message_id"], value_set=seen)
+            keep &= ~np.asarray(repeat.to_numpy(zero_copy_only=False), dtype=bool)
+        kept = batch.filter(pa.array(keep)).select(["message_id", "r"])
+        write_arrow(fs, f"{kept_dir}/{plan.batch:012d}.arrow", kept)
+        if not keep.all():
+            gone = batch.filter(pa.array(~keep)).select(["bucket", "f", "pos"])
+            dropped += gone.num_rows
+            b = gone["bucket"].to_numpy()
+            _cut(fs, f"{work}/dropped/b=", p, gone, b.astype(np.int64))
+        _merge(fs, kept_dir, known, plan)
+    return dropped
+
+
+def read_ids(fs: pafs.FileSystem, paths: Sequence[str]) -> pa.Array | None:
+    if not paths:
+        return None
+    return pa.concat_tables([read_arrow(fs, p) for p in paths])["message_id"].combine_chunks()
+
+
+def _merge(fs: pafs.FileSystem, folder: str, known: Sequence[str], plan: Plan) -> None:
+    """A partition's id files of committed batches as one, less the ids that the stream's
+    clock passed more than the window ago (R6's window)."""
+    done = [p for p in known if _batch_of(p) <= plan.committed]
+    if len(done) <= _MERGE_AFTER:
+        return
+    table = pa.concat_tables([read_arrow(fs, p) for p in done])
+    table = table.filter(pc.greater_equal(table["r"], plan.watermark - plan.window_ms))
+    write_arrow(fs, f"{folder}/{plan.committed:012d}.m.arrow", table)
+    for p in done:
+        if p != f"{folder}/{plan.committed:012d}.m.arrow":
+            fs.delete_file(p)
+
+
+def _batch_of(path: str) -> int:
+    return int(path.rsplit("/", 1)[1].split(".", 1)[0])
+
+
+# --- 3. the keyed step ------------------------------------------------------------------
+
+
+def step(plan: Plan, buckets: Sequence[int]) -> list[tuple[int, int, int | None]]:
+    """Stage 3 for some buckets: (bucket, rows taken, its next timer) for each."""
+    fs, _ = fs_path(plan.checkpoint)
+    _, work = fs_path(plan.work)
+    orders: list[tuple[int, I64]] | None = None
+    done = []
+    for b in buckets:
+        rows = read_folder(fs, f"{work}/rows/b={b:05d}")
+        seq = None
+        if rows is not None:
+            gone = read_folder(fs, f"{work}/dropped/b={b:05d}")
+            if gone is not None:
+                rows = rows.filter(pa.array(~np.isin(_names(rows), _names(gone))))
+            if orders is None:
+                orders = [(int(p.rsplit("-", 1)[1].split(".")[0]), read_arrow(fs, p)["r"]
+                           .to_numpy()) for p in listed(fs, f"{work}/order", ".arrow")]  # fmt: skip
+            seq = (plan.batch << 32) + ranks(rows, orders)
+        done.append(_step_bucket(plan, fs, b, rows, seq))
+    return done
+
+
+def _names(t: pa.Table) -> I64:
+    """(file, position) of each row as one int64."""
+    names: I64 = (t["f"].to_numpy().astype(np.int64) << _POS_BITS) | t["pos"].to_numpy()
+    return names
+
+
+def ranks(rows: pa.Table, orders: Sequence[tuple[int, I64]]) -> I64:
+    """Each row's place in the batch's arrival order (received_at, then file, then line)
+    among all the batch's events: from each file's sorted arrival times, the rows of
+    earlier files at or before its time, of later files before it, and its rank in its
+    own file. (A dropped duplicate keeps its place: `seq` then has a gap.)"""
+    r = rows["r"].to_numpy()
+    f = rows["f"].to_numpy()
+    rank: I64 = rows["frank"].to_numpy().astype(np.int64, copy=True)
+    for g, times in orders:
+        at = np.where(f > g, np.searchsorted(times, r, "right"), np.searchsorted(times, r, "left"))
+        rank += np.where(f == g, 0, at)
+    return rank
+
+
+def _step_bucket(
+    plan: Plan, fs: pafs.FileSystem, b: int, rows: pa.Table | None, seq: I64 | None
+) -> tuple[int, int, int | None]:
+    from lull.spark import bucket, sink, state_codec
+    from lull.spark.sessionizer import session_props
+
+    _, ck = fs_path(plan.checkpoint)
+    folder = f"{ck}/{_STATE}/b={b:05d}"
+    versions = [p for p in listed(fs, folder, ".state") if _batch_of(p) < plan.batch]
+    for old in versions[:-1]:  # older than a finished batch's state: not needed again
+        fs.delete_file(old)
+    if versions:
+        with fs.open_input_file(versions[-1]) as f:
+            state = state_codec.decode(f.read(), plan.buckets)
+    else:
+        state = bucket.Bucket()
+    given = None
+    if rows is not None and rows.num_rows:
+        obj = {c: np.asarray(rows[c].to_numpy(zero_copy_only=False), dtype=object)
+               for c in ("message_id", "profile_id", "name", "source")}  # fmt: skip
+        given = bucket.Rows(
+            obj["message_id"], obj["profile_id"], obj["name"], obj["source"],
+            rows["ts"].to_numpy(), rows["r"].to_numpy(), rows["f"].to_numpy(),
+            rows["pos"].to_numpy(),
+        )  # fmt: skip
+    settings = plan.settings()
+    applied = bucket.apply(state, given, plan.watermark, settings)
+    out = sink.Sink(plan.out)
+    part = f"{b:05d}"
+    if given is not None and rows is not None and seq is not None:
+        table = sink.events_out(rows, applied.session_id, applied.late, seq)
+        out.write("events", plan.batch, part, table)
+    ended, opened = applied.concluded, applied.opened
+    profile = state.table.profile_id[ended.code]
+    out.write("sessions", plan.batch, part, sink.sessions_table(profile, ended))
+    concluded = sink.concluded_table(profile, ended, session_props(ended), plan.timeout_ms)
+    out.write("concluded", plan.batch, part, concluded)
+    snapshots = sink.open_table(state.table.profile_id[opened.code], opened, applied.as_of)
+    out.write("open", plan.batch, part, snapshots)
+    data = state_codec.encode(state, plan.buckets)
+    fs.create_dir(folder, recursive=True)
+    tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(tmp) as f:
+        f.write(data)
+    fs.move(tmp, f"{folder}/{plan.batch:012d}.state")
+    return b, 0 if given is None else len(given), applied.timer
