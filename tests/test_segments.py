@@ -263,7 +263,7 @@ def test_segments_match_the_reference(
         con.close()
 
 
-def _demo_store(db: Path, tmp: Path) -> None:
+def _demo_store(db: Path, tmp: Path, project: str = "default") -> None:
     """Three profiles: u1 has three sessions over 10 minutes in the week, u2 one, u3 none."""
     day = T0 + 5 * DAY
     records = []
@@ -277,11 +277,12 @@ def _demo_store(db: Path, tmp: Path) -> None:
     records.append(
         {"message_id": "u3", "profile_id": "u3", "name": "B", "ts": day, "source": "api"}
     )
-    assert lull(db, "settings", "--sessions", "on").code == 0
-    assert lull(db, "import", str(write_events(tmp / "e.ndjson", records))).code == 0
+    which = ["--project", project]
+    assert lull(db, *which, "settings", "--sessions", "on").code == 0
+    assert lull(db, *which, "import", str(write_events(tmp / "e.ndjson", records))).code == 0
 
 
-LONG = {"from": "2026-10-01", "until": "2026-10-07", "conditions": [
+LONG: dict[str, Any] = {"from": "2026-10-01", "until": "2026-10-07", "conditions": [
     {"type": "event", "event": "Session Concluded", "at_least": 3,
      "where": [{"property": "Session Length", "op": ">", "value": 600}]}]}  # fmt: skip
 

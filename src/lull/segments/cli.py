@@ -157,9 +157,8 @@ def profiles_cmd(
 def delete_cmd(ctx: click.Context, name: str, db: str | None, project: str | None) -> None:
     """Delete a segment (and a live one's delivery log)."""
     from lull.cli import _open
-    from lull.store import segments as store
-    from lull.store.db import transaction
+    from lull.segments import service
 
-    with _open(ctx.find_root(), db, project) as (con, pid), transaction(con):
-        store.delete(con, pid, name)
+    with _open(ctx.find_root(), db, project) as (con, pid):
+        service.delete(con, pid, name)
     click.echo(f"segment {name!r} deleted")

@@ -89,3 +89,9 @@ def as_csv(rows: list[dict[str, Any]]) -> str:
             ]
         )
     return out.getvalue()
+
+
+def delete(con: duckdb.DuckDBPyConnection, pid: int, name: str) -> None:
+    """Delete a segment and its delivery log."""
+    with transaction(con):
+        store.delete(con, pid, name)

@@ -41,6 +41,8 @@ from lull.server.fast import TRIED as FAST_TRIED
 from lull.server.fast import FastIngest
 from lull.server.headers import SecurityHeaders
 from lull.server.identity import Link, Resolve, Target, follow, news
+from lull.segments import api as segments_api
+from lull.segments.live import Watcher
 from lull.server.live import Event, LiveEngine
 from lull.server.openapi import OPENAPI
 from lull.store.keys import WRITE_KINDS, Grant, account_ids, digest, load_grants
@@ -77,6 +79,9 @@ class Server:
         self.accounts: dict[str, int] = account_ids(con)
         self._local = threading.local()
         self._digests: dict[str, str] = {}
+        self.live_segments = Watcher(con)  # fires live segments' webhooks (segments/live.py)
+        if isinstance(engine, LiveEngine):
+            engine.on_stored = self.live_segments.stored
 
     def reader(self) -> duckdb.DuckDBPyConnection:
         cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
@@ -531,6 +536,7 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
             read(lambda c, p, r: server.engine.settings(p).as_json()),
             methods=["GET"],
         ),
+        *segments_api.routes(server, _bearer),
         *clevertap_web.routes(server),
         *([] if ingest_only else web_routes(server)),  # the web pages at /
     ]

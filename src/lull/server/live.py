@@ -173,6 +173,8 @@ class LiveEngine:
         self.checkpoint_file = checkpoint_file  # the state saved at a clean stop
         self._base: str | None = None  # the token of the file this start was loaded from
         self.started_from = "store"  # or "checkpoint" (+ "store"): where the state came from
+        # called with each committed group's event tables (segments/live.py's Watcher)
+        self.on_stored: Callable[[list[pa.Table]], None] | None = None
 
     # -- outside the thread --------------------------------------------------------
 
@@ -539,6 +541,8 @@ class LiveEngine:
             if out is not None:
                 project.table.put(out.codes, out.after)
                 project.keys[out.codes] = keys
+        if self.on_stored is not None and rows.event_tables:
+            self.on_stored(rows.event_tables)
         if not replaying:
             self.applied += len(group)
 

@@ -124,8 +124,8 @@ def deliveries(
            ORDER BY attempted_at DESC, attempt DESC LIMIT ?""",
         [pid, name, limit],
     ).fetchall()
-    keys = ("message_id", "profile_id", "attempt", "at", "status", "outcome", "error")
+    keys = ("message_id", "profile_id", "attempt", "attempted_at", "status", "outcome", "error")
     out = [dict(zip(keys, r, strict=True)) for r in rows]
     for d in out:
-        d["at"] = format_time(int(d["at"]))
+        d["attempted_at"] = format_time(int(d["attempted_at"]))
     return out

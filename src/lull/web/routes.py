@@ -14,6 +14,7 @@ from lull.store.db import transaction
 from lull.store.users import first_admin, session_secret
 from lull.web.data import Data
 from lull.web.pages import HERE, Page, Pages
+from lull.web.segments import SegmentPages
 
 if TYPE_CHECKING:
     from lull.server.app import Server
@@ -33,7 +34,15 @@ def web_routes(server: Server) -> list[BaseRoute]:
 
     # `{project:path}`: a project named before names were restricted may hold a `/`;
     # its links carry it as %2F, which the server decodes before routing.
+    seg = SegmentPages(pages)
     return [
+        # segments first: `{project:path}` would take "demo/segments" for a segment "board"
+        page("/p/{project:path}/segments", g(seg.listing)),
+        page("/p/{project:path}/segments", g(seg.create), "POST"),
+        page("/p/{project:path}/segments/{name}", g(seg.show)),
+        page("/p/{project:path}/segments/{name}/profiles.csv", g(seg.download)),
+        page("/p/{project:path}/segments/{name}/delete", g(seg.delete), "POST"),
+        page("/web/api/p/{project:path}/segments/count", seg.preview),
         page("/", g(pages.home)),
         page("/signin", g(pages.signin_page)),
         page("/signin", g(pages.signin), "POST"),
