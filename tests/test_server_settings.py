@@ -7,11 +7,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pytest
 
+from lull.model import format_time
 from lullrun import lull
 from serverproc import Keys, LullServer, bearer, export, now_ms
 
@@ -23,6 +26,7 @@ PROJECTS = {  # name: settings made before the server starts
     "bad": ("on", "20m"),
     "busy": ("on", "1h"),
     "both": ("on", "20m"),
+    "history": ("on", "20m"),
 }
 
 
@@ -269,3 +273,72 @@ def test_events_sent_during_rebuilds_are_all_kept_and_sessionized(
         assert rebuilt == live
     finally:
         server.start()
+
+
+def changes(result: Any) -> list[str]:
+    return [c["label"] for c in result["settings_changes"]]
+
+
+def test_a_change_without_a_rebuild_is_in_the_boards_history_until_a_rebuild(
+    served: tuple[LullServer, dict[str, Project]],
+) -> None:
+    server, projects = served
+    p = projects["history"]
+    now = now_ms()
+    assert server.post_events(p.keys.web, [event("h1", "u", now - 5 * MIN)]).status_code == 200
+    wait_for(lambda: server.events(p.keys), "the event stored")
+    assert changes(server.read(p.keys, "board")) == []
+    for body in ({"timeout": "30m"}, {"excluded": ["Song Played"]}, {"timezone": "Asia/Tokyo"},
+                 {"timeout": "30m", "excluded": []}):  # fmt: skip
+        assert put(server, p.admin, body).status_code == 200
+    board = server.read(p.keys, "board")
+    # the time zone is no part of a session's definition; the last change undid nothing
+    assert changes(board) == [
+        "timeout 20m → 30m, history not rebuilt",
+        "excluded events changed, history not rebuilt",
+        "excluded events changed, history not rebuilt",
+    ]
+    today = board["until"]
+    assert {c["day"] for c in board["settings_changes"]} == {today}  # in Asia/Tokyo
+    for c in board["settings_changes"]:
+        assert c["at"].endswith("Z") and c["local_time"][:10] == today == c["hour"][:10]
+    assert [c["excluded_changed"] for c in board["settings_changes"]] == [False, True, True]
+    assert (changes(server.read(p.keys, "board", until="2026-01-31", days=7))) == []
+    rebuilt = put(server, p.admin, {"timeout": "45m", "rebuild": True})
+    assert rebuilt.status_code == 200, rebuilt.text
+    assert changes(server.read(p.keys, "board")) == []
+    assert put(server, p.admin, {"timeout": "1h"}).status_code == 200
+    assert changes(server.read(p.keys, "board")) == ["timeout 45m → 1h, history not rebuilt"]
+
+
+def test_lull_settings_and_resessionize_write_the_history_and_an_older_store_gets_it(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "lull.duckdb"
+    assert lull(db, "project", "create", "p").code == 0
+    # before any event: no history is split, nothing to mark
+    assert lull(db, "--project", "p", "settings", "--sessions", "on", "--timeout", "10m").code == 0
+    now = now_ms()
+    lines = [f'{{"message_id": "m{i}", "profile_id": "u", "name": "Song Played", "source": "web", '
+             f'"ts": "{format_time(now - (30 - i) * MIN)}"}}' for i in range(3)]  # fmt: skip
+    (tmp_path / "e.ndjson").write_text("\n".join(lines) + "\n")
+    assert lull(db, "--project", "p", "import", str(tmp_path / "e.ndjson")).code == 0
+
+    def board() -> list[str]:
+        shown = lull(db, "--project", "p", "board", "--days", "2")
+        assert shown.code == 0, shown.err
+        return changes(shown.json())
+
+    assert board() == []
+    assert lull(db, "--project", "p", "settings", "--timeout", "30m").code == 0
+    assert board() == ["timeout 10m → 30m, history not rebuilt"]
+    assert lull(db, "--project", "p", "resessionize").code == 0
+    assert board() == []
+    assert lull(db, "--project", "p", "settings", "--timeout", "5m").code == 0
+    # a store of a lull before the history: read as it is, given the table when written
+    con = duckdb.connect(str(db))
+    con.execute("DROP TABLE settings_history")
+    con.close()
+    assert board() == []
+    assert lull(db, "--project", "p", "settings", "--timeout", "15m").code == 0
+    assert board() == ["timeout 5m → 15m, history not rebuilt"]

@@ -15,6 +15,7 @@ import duckdb
 from lull.days import HOUR_MS, Days, number, of_number
 from lull.errors import BadInput
 from lull.model import Settings
+from lull.store.projects import unrebuilt_changes
 
 # Bucket edges in seconds, spaced to read well on a log scale; the last is open-ended.
 BUCKET_EDGES = (0, 1, 10, 30, 60, 180, 600, 1800, 3600, 10800)
@@ -203,6 +204,8 @@ def board(
         "per_day": days_out,
         "late_events": late,
         "grain": "hour" if days <= HOURLY_DAYS else "day",
+        # changes of the timeout or exclusions in the range that history was not rebuilt for
+        "settings_changes": unrebuilt_changes(con, pid, tz, first, until),
     }
     if days <= HOURLY_DAYS:
         out["per_hour"] = per_hour(con, span)

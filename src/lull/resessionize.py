@@ -22,7 +22,7 @@ from lull.engine.order import by_profile_and_time
 from lull.model import session_id_sql
 from lull.store.db import literal, transaction
 from lull.store.profiles import refresh_from_sessions
-from lull.store.projects import eligible_sql, get_settings, take_skey
+from lull.store.projects import eligible_sql, get_settings, note_rebuild, take_skey
 
 
 @dataclass(slots=True)
@@ -107,4 +107,5 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
         for name in ("rs_dict", "rs_sessions", "rs_assign"):
             con.unregister(name)
         refresh_from_sessions(con, pid, timeout)
+        note_rebuild(con, pid)  # the board's marks of earlier changes go
     return Rebuilt(n, len(starts), time.perf_counter() - started)

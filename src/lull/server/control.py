@@ -15,7 +15,7 @@ from lull.errors import BadInput
 from lull.model import Settings, check_timezone, parse_origins, parse_timeout
 from lull.resessionize import resessionize
 from lull.store.db import transaction
-from lull.store.projects import get_settings, save_settings
+from lull.store.projects import forget_change, get_settings, save_settings
 
 if TYPE_CHECKING:
     from lull.server.live import LiveEngine
@@ -130,7 +130,8 @@ def apply(engine: LiveEngine, change: SettingsChange) -> None:
                 rebuilt = resessionize(con, pid, now=engine.clock())
             except BaseException:
                 with transaction(con):
-                    save_settings(con, pid, old)
+                    save_settings(con, pid, old, history=False)
+                    forget_change(con, pid)
                 raise
     except BaseException as e:
         engine.reload(pid)

@@ -219,6 +219,25 @@ _BOARD = {
             },
         },
         "per_day": {"type": "array", "items": {"type": "object"}},
+        "settings_changes": {
+            "type": "array",
+            "description": "changes of the timeout or the excluded events made in the range "
+            "with no rebuild after them: the sessions before each follow other settings",
+            "items": {
+                "type": "object",
+                "required": ["at", "day", "hour", "old_timeout", "timeout", "label"],
+                "properties": {
+                    "at": _STR,
+                    "day": _STR,
+                    "hour": _STR,
+                    "local_time": _STR,
+                    "old_timeout": _STR,
+                    "timeout": _STR,
+                    "excluded_changed": {"type": "boolean"},
+                    "label": _STR,
+                },
+            },
+        },
     },
 }
 _WHATIF = {

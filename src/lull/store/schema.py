@@ -120,6 +120,18 @@ CREATE TABLE IF NOT EXISTS segment_deliveries (
     outcome VARCHAR NOT NULL,       -- delivered | retrying | failed | dropped
     error VARCHAR
 );
+-- Changes of the settings that define a session (timeout, excluded events), and
+-- rebuilds, in the order made: a change with no rebuild after it leaves the days before
+-- it with sessions of the old definition: the board marks it (store/projects.py).
+-- A store made before it gets it when next opened for writing (CREATE ... IF NOT EXISTS).
+CREATE TABLE IF NOT EXISTS settings_history (
+    project_id INTEGER NOT NULL,
+    changed_at BIGINT NOT NULL,     -- epoch ms
+    old_timeout_ms BIGINT NOT NULL,
+    timeout_ms BIGINT NOT NULL,
+    excluded_changed BOOLEAN NOT NULL,
+    rebuilt BOOLEAN NOT NULL        -- a rebuild under the settings then in force
+);
 CREATE OR REPLACE VIEW all_events AS
     SELECT e.project_id, e.seq, e.message_id, e.profile_id, e.name, e.ts, e.source,
            e.received_at, e.properties, s.session_id, coalesce(es.late, false) AS late

@@ -68,6 +68,79 @@
     return (a === b ? a : a + "–" + b) + " · " + tz;
   }
 
+  // A change of the session's definition with no rebuild after it: a dashed line on
+  // its day (or hour) and its label, from chart.$marks ([{index, label}]).
+  const markColor = "#b45309";
+  const marksPlugin = {
+    id: "lullMarks",
+    afterDatasetsDraw(c) {
+      const marks = c.$marks || [];
+      if (!marks.length) return;
+      const { ctx, chartArea: area, scales: { x } } = c;
+      ctx.save();
+      ctx.font = "12px system-ui, sans-serif";
+      ctx.textBaseline = "top";
+      marks.forEach((m, i) => {
+        const at = x.getPixelForValue(m.index);
+        ctx.strokeStyle = markColor;
+        ctx.setLineDash([4, 3]);
+        ctx.lineWidth = 1.5;
+        ctx.beginPath();
+        ctx.moveTo(at, area.top);
+        ctx.lineTo(at, area.bottom);
+        ctx.stroke();
+        // the short label where the long one would not fit the chart (a phone)
+        const text = ctx.measureText(m.label).width > area.right - area.left - 8 ? m.short : m.label;
+        const width = ctx.measureText(text).width;
+        const left = at + 4 + width > area.right ? Math.max(area.left, at - 4 - width) : at + 4;
+        ctx.fillStyle = "rgba(255, 255, 255, 0.85)";
+        ctx.fillRect(left - 2, area.top + 2 + 16 * i, width + 4, 15);
+        ctx.fillStyle = markColor;
+        ctx.fillText(text, left, area.top + 3 + 16 * i);
+      });
+      ctx.restore();
+    },
+  };
+
+  // the changes the board's range holds, placed on the chart's days or hours
+  function marksOn(changes, labels, hourly) {
+    return changes.map((ch) => ({ index: labels.indexOf(hourly ? ch.hour : ch.day), change: ch }))
+      .filter((m) => m.index >= 0)
+      .map((m) => {
+        const ch = m.change;
+        const when = hourly ? ch.local_time.slice(11) + " " + tz : ch.day;
+        const what = ch.old_timeout !== ch.timeout ? ch.old_timeout + " → " + ch.timeout : "exclusions";
+        return { index: m.index, change: ch, label: when + ": " + ch.label,
+                 short: (hourly ? ch.local_time.slice(11) : ch.day.slice(5)) + " " + what + ", not rebuilt" };
+      });
+  }
+
+  // the same changes beside a chart's table: a line each, and a flag on its row
+  function noteTable(id, marks, hourly) {
+    const table = document.getElementById(id);
+    let list = table.parentNode.querySelector("ul.marks");
+    if (!list) {
+      list = document.createElement("ul");
+      list.className = "marks";
+      table.before(list);
+    }
+    list.hidden = !marks.length;
+    list.replaceChildren(...marks.map((m) => {
+      const li = document.createElement("li");
+      li.textContent = "Settings changed " + m.change.local_time + " " + tz + ": " + m.change.label + ".";
+      return li;
+    }));
+    const rows = Array.from(table.tBodies[0].rows);
+    marks.forEach((m) => {
+      const row = rows.find((r) => r.cells[0].dataset.sort === (hourly ? m.change.hour : m.change.day));
+      if (!row) return;
+      const flag = document.createElement("span");
+      flag.className = "mark";
+      flag.textContent = " · " + m.change.label;
+      row.cells[0].append(flag);
+    });
+  }
+
   function chart(id, type, labels, values, color, o) {
     if (!hasCharts) return;
     const data = {
@@ -84,6 +157,7 @@
       c.data = data;
       c.options.plugins.tooltip.callbacks = o.callbacks;
       if (o.tick) c.options.scales.x.ticks.callback = o.tick;
+      c.$marks = o.marks || [];
       c.options.scales.x.title = { display: !!title, text: title, color: ink };
       c.update();
       return;
@@ -91,6 +165,7 @@
     drawn[id] = new window.Chart(document.getElementById(id), {
       type: type,
       data: data,
+      plugins: [marksPlugin],
       options: {
         animation: false, responsive: true, maintainAspectRatio: false,
         interaction: { mode: "index", intersect: false },
@@ -104,6 +179,8 @@
         },
       },
     });
+    drawn[id].$marks = o.marks || [];
+    drawn[id].draw();
   }
 
   // "+8% on the mean of 660" under a tooltip: peaks without arithmetic
@@ -151,6 +228,7 @@
     document.querySelectorAll("#t-total thead th:first-child button, #t-count thead th:first-child button")
       .forEach((b) => { b.textContent = hourly ? "Hour (" + tz + ")" : "Day"; });
     const title = (items) => long(labels[items[0].dataIndex]);
+    const marks = marksOn(board.settings_changes || [], labels, hourly);
     chart("c-total", "bar", labels, points.map((p) => p.total_length_s / 3600), "#0d9488", {
       label: "Total length",
       callbacks: {
@@ -159,8 +237,10 @@
         afterLabel: (c) => versus(points[c.dataIndex].total_length_s, meanTotal, length),
       },
       tick: function (v) { return tick(this.getLabelForValue(v)); }, yTick: (v) => decimal(v) + "h",
+      marks: marks,
     });
     fillTable("t-total", points.map((p) => [long(when(p)), when(p), length(p.total_length_s), p.total_length_s]));
+    noteTable("t-total", marks, hourly);
 
     chart("c-count", "line", labels, points.map((p) => p.sessions), "#db2777", {
       label: "Sessions",
@@ -170,8 +250,10 @@
         afterLabel: (c) => versus(c.raw, meanCount, decimal),
       },
       tick: function (v) { return tick(this.getLabelForValue(v)); }, yTick: (v) => number(v),
+      marks: marks,
     });
     fillTable("t-count", points.map((p) => [long(when(p)), when(p), number(p.sessions), p.sessions]));
+    noteTable("t-count", marks, hourly);
     const suffix = "-" + board.from + "-to-" + board.until + (board.source ? "-" + board.source : "");
     form.ownerDocument.querySelectorAll("button.csv").forEach((b) => {
       b.dataset.name = b.dataset.table.replace(/^t-/, "") + suffix;
@@ -199,6 +281,27 @@
         emptyBox.append(" ", go);
       }
     }
+  }
+
+  // One date format on every page: a day is YYYY-MM-DD, and a wrong one is named with it.
+  function isDay(text) {
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) return false;
+    const d = new Date(text + "T00:00:00Z");
+    return !Number.isNaN(d.getTime()) && d.toISOString().slice(0, 10) === text;
+  }
+  function badDay() {
+    let message = "";
+    ["from", "until"].forEach((name) => {
+      const input = form.elements[name];
+      const text = input.value.trim();
+      const bad = !isDay(text);
+      input.setAttribute("aria-invalid", bad ? "true" : "false");
+      if (bad && !message) {
+        const label = name === "from" ? "From" : "Until";
+        message = label + (text ? " “" + text + "”" : " is empty") + ": expected a date YYYY-MM-DD";
+      }
+    });
+    return message;
   }
 
   function filters() {
@@ -239,6 +342,8 @@
     else updated.textContent = "Updating…";
     errorBox.hidden = true;
     try {
+      const bad = badDay();
+      if (bad) throw new Error(bad);  // not worth a request
       // no extra headers: the first fetch is the one the page preloaded
       const answer = await fetch(form.dataset.api + "?" + query, { signal: mine.signal });
       if (answer.status === 401) {  // the session ended: sign in again, then come back
@@ -271,6 +376,7 @@
   document.getElementById("source").addEventListener("change", () => changed(WAIT_MS));
   ["from", "until"].forEach((id) => document.getElementById(id).addEventListener("input", () => changed(WAIT_MS * 2)));
   form.querySelectorAll("[data-days]").forEach((b) => b.addEventListener("click", () => {
+    if (form.elements.until.value && !isDay(form.elements.until.value.trim())) return load();
     const until = form.elements.until.value ? new Date(form.elements.until.value + "T00:00:00Z") : new Date();
     until.setUTCDate(until.getUTCDate() - (Number(b.dataset.days) - 1));
     form.elements.from.value = until.toISOString().slice(0, 10);
