@@ -18,7 +18,9 @@ from playwright.sync_api import Browser, expect
 
 from browser import Watched, chromium, music_month, populate, recent, send_month, shot, sign_in
 from browser import watched as watching
-from serverproc import LullServer, bearer
+from serverproc import LullServer, bearer, now_ms
+from test_segments_live import signed_by
+from webhook import receiver
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +134,41 @@ def test_a_viewer_previews_but_does_not_save(site: LullServer, tab: Watched) -> 
         f"{api_count(site, definition):,} profiles"
     )
     expect(page.get_by_role("button", name="Save segment")).to_have_count(0)
+
+
+def test_a_live_segment_made_on_the_page_shows_its_deliveries(
+    site: LullServer, tab: Watched
+) -> None:
+    page = tab.page
+    sign_in(page, site.base, "ann")
+    with receiver() as hook:
+        hook.failing = 1
+        page.goto(f"{site.base}/p/music/segments")
+        page.get_by_label("Live (webhook)").check()
+        page.get_by_label("When a profile does").fill("Purchase Completed")
+        live = page.locator("#live-builder")
+        live.get_by_label("where property").fill("plan")
+        live.get_by_label("value").fill("premium")
+        page.get_by_label("the first time only").check()
+        page.get_by_label("POST to (webhook)").fill(hook.url)
+        page.get_by_label("Name").fill("new-premium")
+        page.get_by_role("button", name="Save segment").click()
+        expect(page.locator("h1")).to_contain_text("new-premium")
+        secret = page.locator("#segment-secret").text_content() or ""
+        keys = site.projects["music"]
+        sent = [{"message_id": "live-1", "profile_id": "u-new", "name": "Purchase Completed",
+                 "ts": now_ms(), "properties": {"plan": "premium", "amount": 9.99}}]  # fmt: skip
+        assert site.post_events(keys.web, sent).status_code == 200
+        (got,) = hook.wait_for(1)
+        assert got.json()["event"]["message_id"] == "live-1" and signed_by(secret, got)
+        for _ in range(50):  # the log is written just after the attempt
+            page.reload()
+            if page.locator("#deliveries tbody tr").count() == 2:
+                break
+            page.wait_for_timeout(100)
+        rows = page.locator("#deliveries tbody tr")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0)).to_contain_text("delivered")
+        expect(rows.nth(1)).to_contain_text("retrying")
+        expect(rows.nth(1)).to_contain_text("500")
+        shot(page, "segment-live")
