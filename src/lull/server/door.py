@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lull.errors import Unavailable
 from lull.ingest.columns import EventColumns
@@ -72,6 +73,10 @@ class Batch:
     traits: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
     position: Position | None = None
     rows: pa.RecordBatch | None = None
+    # the last request of its log frame (a frame holds the requests that waited together
+    # for the log writer): the engine commits whole frames only, as the store records
+    # how far it has applied by frame
+    frame_end: bool = True
 
     @property
     def size(self) -> int:
@@ -105,6 +110,7 @@ class Door:
         self._inflight: collections.deque[tuple[Future[Position], Batch, list[str]]] = (
             collections.deque()
         )
+        self._frame: list[Batch] = []  # the head frame's requests durable so far
         self._lock = threading.Lock()
 
     def remember(self, pid: int, day: int, message_ids: list[str]) -> None:
@@ -181,27 +187,30 @@ class Door:
         return outcome
 
     def _submit(self, batch: Batch, events: EventColumns) -> Future[Position]:
-        table = to_arrow(self.names(batch.project_id), batch, events)
-        batch.rows = table.slice(0, len(events))  # to_arrow puts the events first
         ids = events.message_ids
+        part = (self.names(batch.project_id), batch, events)
         with self._lock:  # the log's order is the order of submits: keep ours the same
-            future = self.log.submit(table)
+            future = self.log.submit_part(part, _combine, 400 * len(events) + 100)
             self._inflight.append((future, batch, ids))
         future.add_done_callback(self._hand_over)
         return future
 
     def _hand_over(self, _: Future[Position]) -> None:
-        """Give the engine every appended batch at the head of the line, in log order."""
+        """Give the engine every appended frame at the head of the line, in log order, each
+        frame's requests at once (their futures resolve one by one)."""
         with self._lock:
             while self._inflight and self._inflight[0][0].done():
                 future, batch, ids = self._inflight.popleft()
-                if future.exception() is None:
-                    batch.position = future.result()
-                    self.acked += 1
-                    if ids:
-                        handed = (self.acked, batch.project_id, batch.received_at, ids)
-                        self._unfrozen.append(handed)
-                    self.engine.enqueue(batch)
+                if future.exception() is not None:
+                    continue  # (a frame fails whole)
+                batch.position = future.result()
+                self.acked += 1
+                if ids:
+                    self._unfrozen.append((self.acked, batch.project_id, batch.received_at, ids))
+                self._frame.append(batch)
+                if batch.frame_end:
+                    self.engine.enqueue(self._frame)
+                    self._frame = []
 
     def _forget(self, pid: int, ids: list[str]) -> None:
         seen = self.seen.get(pid, {})
@@ -376,67 +385,137 @@ class Window:
 
 
 def to_arrow(project: str, batch: Batch, events: EventColumns | None = None) -> pa.RecordBatch:
-    """A request as rows of the ingest log: its events (`events`, else `batch.events`)
-    first, then its links and traits (column by column: this runs for every request)."""
-    r = batch.received_at
-    if events is None:
-        events = EventColumns.of(batch.events)
-    # the other rows: (kind, message_id, profile_id, ts, properties)
-    other: list[tuple[int, str, str, int, str]] = [
-        (LINK, anonymous, profile, r if since is None else since, "{}")
-        for anonymous, (profile, since) in batch.links
-    ]
-    other += [(TRAITS, "", p, at, _encode(props).decode()) for p, props, at in batch.traits]
-    n, k = len(events) + len(other), len(other)
-    source = events.source
-    cols: list[pa.Array | pa.ChunkedArray] = [
-        # the same in every row: made in C, not converted value by value
-        pa.repeat(pa.scalar(project, pa.string()), n),
-        _strings(events.message_ids, [o[1] for o in other]),
-        _strings(events.profile_ids, [o[2] for o in other]),
-        _strings(events.names, [""] * k),
-        pa.array(events.ts + [o[3] for o in other], pa.int64()),
+    """A request as rows of the ingest log (its events: `events`, else `batch.events`)."""
+    return _combine([(project, batch, EventColumns.of(batch.events) if events is None else events)])
+
+
+def _combine(parts: list[tuple[str, Batch, EventColumns]]) -> pa.RecordBatch:
+    """Requests (project name, request, its events) as the rows of one log frame: each
+    request's events, then its links and traits. Sets each request's `rows` (a slice: its
+    events) and `frame_end`. Column by column, one conversion for all of them."""
+    ids: list[str] = []
+    profiles: list[str] = []
+    names: list[str] = []
+    ts: list[int] = []
+    sent: list[int | None] = []
+    props: list[pa.Array] = []  # runs of properties of one type (bytes or str)
+    run: list[bytes | str] = []
+    sources: list[str] = []  # each request's ("" where a request has one per event)
+    kinds: list[int] = []  # per row, only once a request has other rows
+    counts, owner = [], []  # rows per request, and its project
+    spans = []  # (request, first row, events)
+    projects: dict[str, int] = {}
+    received: list[int] = []
+    plain_source = True
+    for project, batch, events in parts:
+        n = len(events)
+        spans.append((batch, len(ids), n))
+        ids += events.message_ids
+        profiles += events.profile_ids
+        names += events.names
+        ts += events.ts
+        sent += events.sent_at
+        values = events.properties
+        if run and values and type(values[0]) is not type(run[0]):
+            props.append(_strings(run))
+            run = []
+        run += values
+        other: list[tuple[int, str, str, int, str]] = [
+            (LINK, anonymous, profile, batch.received_at if since is None else since, "{}")
+            for anonymous, (profile, since) in batch.links
+        ]
+        other += [(TRAITS, "", p, at, _encode(t).decode()) for p, t, at in batch.traits]
+        if other:
+            kinds += [EVENT] * (len(ids) - len(kinds))  # the rows so far are events
+            if run and type(run[0]) is bytes:
+                props.append(_strings(run))
+                run = []
+            ids += [o[1] for o in other]
+            profiles += [o[2] for o in other]
+            names += [""] * len(other)
+            ts += [o[3] for o in other]
+            sent += [None] * len(other)
+            run += [o[4] for o in other]
+            kinds += [o[0] for o in other]
+        source = events.source
+        if isinstance(source, str):
+            sources.append(source)
+        else:
+            plain_source = False
+            sources.append("")
+        counts.append(n + len(other))
+        owner.append(projects.setdefault(project, len(projects)))
+        received.append(batch.received_at)
+    if run or not props:
+        props.append(_strings(run))
+    total = len(ids)
+    if kinds:
+        kinds += [EVENT] * (total - len(kinds))
+    each = np.repeat(np.arange(len(parts)), counts)
+    if plain_source:
+        source_column: pa.Array = pa.array(sources, pa.string()).take(each)
+    else:  # some request has a source per event: spell every row's out
+        rows: list[str] = []
+        for (_, _, events), count in zip(parts, counts, strict=True):
+            s = events.source
+            rows += [s] * count if isinstance(s, str) else [*s, *[""] * (count - len(s))]
+        source_column = pa.array(rows, pa.string())
+    cols: list[pa.Array] = [
+        pa.array(list(projects), pa.string()).take(np.asarray(owner)[each]),
+        pa.array(ids, pa.string()),
+        pa.array(profiles, pa.string()),
+        pa.array(names, pa.string()),
+        pa.array(ts, pa.int64()),
+        source_column,
+        pa.array(np.asarray(received, dtype=np.int64)[each]),
+        pa.array(sent, pa.int64()),
+        pa.concat_arrays(props) if len(props) > 1 else props[0],
         (
-            pa.repeat(pa.scalar(source, pa.string()), n) if isinstance(source, str)
-            else _strings(source, [""] * k)
-        ),
-        pa.repeat(pa.scalar(r, pa.int64()), n),
-        pa.array(events.sent_at + [None] * k, pa.int64()),
-        _strings(events.properties, [o[4] for o in other]),
-        (
-            pa.repeat(pa.scalar(EVENT, pa.int8()), n) if not other
-            else pa.array([EVENT] * len(events) + [o[0] for o in other], pa.int8())
+            pa.array(np.asarray(kinds, dtype=np.int8)) if kinds
+            else pa.array(np.zeros(total, dtype=np.int8))
         ),
     ]  # fmt: skip
-    return pa.RecordBatch.from_arrays(cols, schema=EVENT_SCHEMA)
+    out = pa.RecordBatch.from_arrays(cols, schema=EVENT_SCHEMA)
+    for batch, first, n in spans:
+        batch.rows = out.slice(first, n)
+        batch.frame_end = False
+    spans[-1][0].frame_end = True
+    return out
 
 
-def _strings(values: Sequence[str | bytes], more: list[str]) -> pa.Array:
-    """A string column of texts, or of UTF-8 bytes (checked by whoever made them), then
-    `more`."""
+def _strings(values: Sequence[str | bytes]) -> pa.Array:
+    """A string column of texts, or of UTF-8 bytes (checked by whoever made them)."""
     if values and type(values[0]) is bytes:
-        column = pa.array(values, pa.binary()).view(pa.string())
-        return pa.concat_arrays([column, pa.array(more, pa.string())]) if more else column
-    return pa.array([*values, *more], pa.string())
+        return pa.array(values, pa.binary()).view(pa.string())
+    return pa.array(values, pa.string())
 
 
-def from_arrow(batch: pa.RecordBatch, ids: dict[str, int]) -> Batch | None:
-    """Rows of the ingest log back as the request they were (one project per append)."""
+def from_arrow(batch: pa.RecordBatch, ids: dict[str, int]) -> list[Batch]:
+    """A frame of the ingest log back as requests, one per project it holds (in the order
+    they first appear), the last marked as the frame's end."""
     if batch.num_rows == 0:
-        return None
+        return []
     kind = batch.column("kind").to_numpy(zero_copy_only=False)
-    received = int(batch.column("received_at")[0].as_py())
-    out = Batch(ids[str(batch.column("project")[0].as_py())], received, [])
-    events = kind == EVENT
-    out.rows = batch.filter(pa.array(events))
-    if not events.all():
-        cols = batch.filter(pa.array(~events)).to_pydict()
-        decode = msgspec.json.decode
-        for i, k in enumerate(cols["kind"]):
-            if k == LINK:
-                tie = Target(cols["profile_id"][i], cols["ts"][i])
-                out.links.append((cols["message_id"][i], tie))
-            else:
-                props = decode(cols["properties"][i])
-                out.traits.append((cols["profile_id"][i], props, cols["ts"][i]))
+    project = batch.column("project")
+    projects = pc.unique(project).to_pylist()
+    out = []
+    for name in projects:
+        rows = batch if len(projects) == 1 else batch.filter(pc.equal(project, name))
+        k = kind if rows is batch else rows.column("kind").to_numpy(zero_copy_only=False)
+        request = Batch(ids[str(name)], int(rows.column("received_at")[0].as_py()), [])
+        request.frame_end = False
+        events = k == EVENT
+        request.rows = rows if events.all() else rows.filter(pa.array(events))
+        if not events.all():
+            cols = rows.filter(pa.array(~events)).to_pydict()
+            decode = msgspec.json.decode
+            for i, row_kind in enumerate(cols["kind"]):
+                if row_kind == LINK:
+                    tie = Target(cols["profile_id"][i], cols["ts"][i])
+                    request.links.append((cols["message_id"][i], tie))
+                else:
+                    props = decode(cols["properties"][i])
+                    request.traits.append((cols["profile_id"][i], props, cols["ts"][i]))
+        out.append(request)
+    out[-1].frame_end = True
     return out

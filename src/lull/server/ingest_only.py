@@ -81,7 +81,7 @@ class Frozen:
     def resolve(self, project_id: int, anonymous_id: str, at: int | None = None) -> str:
         return follow(self.aliases.get(project_id, {}), anonymous_id, at)
 
-    def enqueue(self, batch: Batch) -> None:
+    def enqueue(self, frame: list[Batch]) -> None:
         """Acknowledged and in the log: that is all (Spark reads the log)."""
 
 

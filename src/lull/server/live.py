@@ -164,7 +164,7 @@ class LiveEngine:
         self.clock = clock
         self.log = log
         self.applied = 0  # requests applied since start (the door counts those it hands over)
-        self.queue: queue.Queue[Batch | control.SettingsChange | None] = queue.Queue()
+        self.queue: queue.Queue[list[Batch] | control.SettingsChange | None] = queue.Queue()
         self.projects: dict[int, _Project] = {}
         self.ready = threading.Event()
         self.last_flush = time.monotonic()
@@ -213,9 +213,9 @@ class LiveEngine:
                     "INSERT OR REPLACE INTO lull_meta VALUES (?, ?)", [checkpoint.TOKEN_KEY, token]
                 )
 
-    def enqueue(self, batch: Batch) -> None:
-        """Apply a request that is in the log (called in log order)."""
-        self.queue.put(batch)
+    def enqueue(self, frame: list[Batch]) -> None:
+        """Apply the requests of a frame of the log (called in log order)."""
+        self.queue.put(frame)
 
     def change_settings(
         self, project_id: int, settings: control.NewSettings, *, rebuild: bool
@@ -277,8 +277,8 @@ class LiveEngine:
                 if isinstance(item, control.SettingsChange):
                     change = item  # applied once the requests before it are committed
                     break
-                group.append(item)
-                size += item.size
+                group += item  # a frame of the log: its requests, committed together
+                size += sum(batch.size for batch in item)
                 if size >= GROUP_EVENTS:
                     break
                 more = self._next(until)
@@ -287,7 +287,7 @@ class LiveEngine:
                 if more is None:
                     self.queue.put(None)
                     break
-                assert isinstance(more, Batch | control.SettingsChange)
+                assert isinstance(more, list | control.SettingsChange)
                 item = more
             if group:
                 self._commit(group)
@@ -295,7 +295,7 @@ class LiveEngine:
                 control.apply(self, change)
             self._conclude_due()
 
-    def _next(self, until: float) -> Batch | control.SettingsChange | object | None:
+    def _next(self, until: float) -> list[Batch] | control.SettingsChange | object | None:
         """The next item queued before `until`, else _GATHERED. It sleeps, then takes what
         came meanwhile: woken by every request instead, this thread would take the GIL
         from the HTTP thread hundreds of times a second for nothing but a queue.get."""
@@ -500,12 +500,11 @@ class LiveEngine:
         group: list[Batch] = []
         size = 0
         for record in self.log.read(applied_position(self.con, self.log.writer)):
-            batch = from_arrow(record.batch, names)
-            if batch is None:
-                continue
-            batch.position = record.position
-            group.append(batch)
-            size += batch.size
+            frame = from_arrow(record.batch, names)
+            for batch in frame:
+                batch.position = record.position
+            group += frame
+            size += sum(batch.size for batch in frame)
             if size >= GROUP_EVENTS:
                 self._commit(group, replaying=True)
                 group, size = [], 0
@@ -564,10 +563,7 @@ class LiveEngine:
             return project, None, np.empty(0, dtype=np.int64)
         events = pa.Table.from_batches(parts).combine_chunks()
         n = events.num_rows
-        clock = np.concatenate(
-            [np.full(r.rows.num_rows, r.received_at, dtype=np.int64) for r in requests
-             if r.rows is not None and r.rows.num_rows]
-        )  # fmt: skip
+        clock = events.column("received_at").to_numpy()
         clock = np.maximum.accumulate(np.maximum(clock, project.clock))  # never backwards
         project.clock = int(clock[-1])
         seq = np.arange(project.next_seq, project.next_seq + n, dtype=np.int64)
