@@ -23,6 +23,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from lull.engine import exact, vector
+from lull.engine.order import by_code_time_seq
 from lull.engine.state import NONE, Arrival, ProfileState, Session
 from lull.model import session_id_for
 from test_properties import (
@@ -502,3 +503,25 @@ def test_live_traffic_equals_the_exact_engine(
     twin = Twin(profiles, timeout=1000)
     for batch in batches:
         twin.batch(batch)  # asserts the vectorized engine gives exact.replay's answer
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 9)), min_size=0, max_size=60),
+    scale=st.sampled_from([1, 1_000, 10**12, 2**40]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_order_by_code_time_seq_equals_lexsort(
+    rows: list[tuple[int, int]], scale: int, seed: int
+) -> None:
+    """resessionize's order (a packed-key sort, ties put back in seq order; lexsort when
+    code and time do not fit one int64: scale 2**40 with codes spread to 2**30) is the
+    (profile, time, arrival) order of R2."""
+    rng = np.random.default_rng(seed)
+    code = np.array([c for c, _ in rows], dtype=np.int64)
+    if scale == 2**40:
+        code = code << 27
+    ts = np.array([t for _, t in rows], dtype=np.int64) * scale
+    seq = rng.permutation(len(rows)).astype(np.int64) * 7
+    got = by_code_time_seq(code, ts, seq)
+    assert np.array_equal(got, np.lexsort((seq, ts, code)))
