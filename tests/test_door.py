@@ -1,0 +1,134 @@
+"""The front door's log frames: requests that wait together for the log writer become one
+frame, and reading the frame back gives each project's requests as they were sent."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import msgspec
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lull.ingest.columns import EventColumns
+from lull.server.door import Batch, _combine, from_arrow
+from lull.server.identity import Target
+from lull.server.live import Event
+from lull.store.log import IngestLog
+
+PROJECTS = {"shop": 1, "blog": 2}
+
+
+def columns(tag: str, n: int, fast: bool, source: str | list[str]) -> EventColumns:
+    """n events; their properties as UTF-8 bytes (the fast path) or as text (exact)."""
+    props = [{"i": i, "tag": tag} for i in range(n)]
+    texts = [msgspec.json.encode(p) for p in props]
+    return EventColumns(
+        [f"{tag}-m{i}" for i in range(n)],
+        [f"{tag}-u{i % 3}" for i in range(n)],
+        ["Play"] * n,
+        [1_000 + i for i in range(n)],
+        [None if i % 2 else 900 + i for i in range(n)],
+        texts if fast else [t.decode() for t in texts],
+        source,
+    )
+
+
+request = st.tuples(
+    st.sampled_from(sorted(PROJECTS)),
+    st.integers(0, 4),  # events
+    st.booleans(),  # fast path (bytes) or exact (text)
+    st.booleans(),  # one source, or one per event
+    st.integers(0, 2),  # identity links
+    st.integers(0, 2),  # profile properties set
+).filter(lambda r: r[1] + r[4] + r[5] > 0)  # the door submits no empty request
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(request, min_size=1, max_size=6))
+def test_a_frame_of_requests_reads_back_as_sent(
+    spec: list[tuple[str, int, bool, bool, int, int]],
+) -> None:
+    parts = []
+    for k, (project, n, fast, one_source, links, traits) in enumerate(spec):
+        tag = f"r{k}"
+        source: str | list[str] = "web" if one_source else [f"s{i}" for i in range(n)]
+        batch = Batch(PROJECTS[project], 10_000 + k, [])
+        batch.links = [(f"{tag}-anon{j}", Target(f"{tag}-u{j}", 500 + j)) for j in range(links)]
+        batch.traits = [(f"{tag}-u{j}", {"plan": f"p{j}"}, 700 + j) for j in range(traits)]
+        parts.append((project, batch, columns(tag, n, fast, source)))
+    frame = _combine(parts)
+
+    # each request's rows are its own events, and only the last ends the frame
+    for project, batch, events in parts:
+        assert batch.rows is not None
+        assert batch.rows.column("message_id").to_pylist() == events.message_ids
+        assert batch.rows.column("project").to_pylist() == [project] * len(events)
+        assert set(batch.rows.column("received_at").to_pylist()) <= {batch.received_at}
+    assert [b.frame_end for _, b, _ in parts] == [False] * (len(parts) - 1) + [True]
+
+    back = from_arrow(frame, PROJECTS)
+    assert [b.frame_end for b in back] == [False] * (len(back) - 1) + [True]
+    for got in back:
+        name = next(n for n, pid in PROJECTS.items() if pid == got.project_id)
+        mine = [(b, e) for p, b, e in parts if p == name]
+        want_ids = [m for _, e in mine for m in e.message_ids]
+        want_props = [
+            p if isinstance(p, str) else p.decode() for _, e in mine for p in e.properties
+        ]
+        want_sources = [
+            s
+            for _, e in mine
+            for s in ([e.source] * len(e) if isinstance(e.source, str) else e.source)
+        ]
+        assert got.rows is not None
+        assert got.rows.column("message_id").to_pylist() == want_ids
+        assert got.rows.column("properties").to_pylist() == want_props
+        assert got.rows.column("source").to_pylist() == want_sources
+        assert got.rows.column("received_at").to_pylist() == [
+            b.received_at for b, e in mine for _ in range(len(e))
+        ]
+        assert got.links == [link for b, _ in mine for link in b.links]
+        assert got.traits == [t for b, _ in mine for t in b.traits]
+    assert {b.project_id for b in back} == {PROJECTS[p] for p, _, _ in parts}
+
+
+def test_parts_appended_together_share_one_frame(tmp_path: Path) -> None:
+    """Parts queued while the writer is busy are one frame: one position for all, and
+    reading the log gives them back in order; a part whose batch cannot be made fails
+    alone with the error, the others stay durable."""
+    log = IngestLog(tmp_path / "log")
+    gate = threading.Event()
+
+    def slow(parts: list[object]) -> pa.RecordBatch:  # holds the writer back
+        gate.wait(10)
+        return _combine(parts)  # type: ignore[arg-type]
+
+    first = log.submit_part(("shop", Batch(1, 1, []), columns("a", 2, True, "web")), slow, 100)
+    waiting = [
+        log.submit_part(
+            ("shop", Batch(1, 2 + k, []), columns(f"b{k}", 3, True, "web")), _combine, 100
+        )
+        for k in range(5)
+    ]
+
+    def broken(parts: list[object]) -> pa.RecordBatch:
+        raise ValueError("cannot make this batch")
+
+    bad = log.submit_part(("shop", Batch(1, 9, []), columns("c", 1, True, "web")), broken, 100)
+    gate.set()
+    assert first.result(10) != waiting[0].result(10)  # the first went alone
+    assert len({w.result(10) for w in waiting}) == 1  # the five waited together: one frame
+    assert isinstance(bad.exception(10), ValueError)
+    records = list(log.read())
+    assert len(records) == 2
+    assert [len(from_arrow(r.batch, PROJECTS)[0].rows or []) for r in records] == [2, 15]
+    log.close()
+
+
+def test_exact_path_events_keep_their_text() -> None:
+    events = [Event("m1", "u1", "Play", 5, "ios", None, {"a": 1}, raw='{"a": 1}')]
+    batch = Batch(1, 10, events)
+    (got,) = from_arrow(_combine([("shop", batch, EventColumns.of(events))]), PROJECTS)
+    assert got.rows is not None and got.rows.column("properties").to_pylist() == ['{"a": 1}']
