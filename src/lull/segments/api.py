@@ -119,8 +119,9 @@ def routes(server: Server, bearer: Bearer) -> list[Route]:
         Route(base, call(read, listing), methods=["GET"]),
         Route(base, call(admin, create, body=True), methods=["POST"]),
         Route(f"{base}/count", call(read, preview, body=True), methods=["POST"]),
-        Route(base + "/{name}", call(read, show), methods=["GET"]),
-        Route(base + "/{name}", call(admin, delete), methods=["DELETE"]),
-        Route(base + "/{name}/count", call(read, count), methods=["GET"]),
-        Route(base + "/{name}/profiles", call(read, members), methods=["GET"]),
+        # any name (a line feed, a slash) reaches a handler and gets a JSON 404
+        Route(base + "/{name:any_text}/count", call(read, count), methods=["GET"]),
+        Route(base + "/{name:any_text}/profiles", call(read, members), methods=["GET"]),
+        Route(base + "/{name:any_text}", call(read, show), methods=["GET"]),
+        Route(base + "/{name:any_text}", call(admin, delete), methods=["DELETE"]),
     ]

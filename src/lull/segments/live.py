@@ -106,17 +106,24 @@ class Watcher:
     """Fires the store's live segments. `stored` is the live engine's hook; `reload`
     reads the live segments again (after one is made or deleted)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, max_pending: int = MAX_PENDING) -> None:
         self._con = con.cursor()
         self._lock = threading.Lock()  # the cursor: reload (HTTP threads) and the worker
         self.by_project: dict[int, _Live] = {}
-        self.pending: queue.Queue[tuple[Rule, int]] = queue.Queue(MAX_PENDING)
+        self.pending: queue.Queue[tuple[Rule, int]] = queue.Queue(max_pending)
         self.dropped: Counter[Rule] = Counter()  # by the hook (queue full), noted by the worker
         self._dropping = threading.Lock()
         self._retrying: list[tuple[float, int, Delivery]] = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
         self.reload()
+
+    def close(self) -> None:
+        """Stop the worker (deliveries not yet made are not made)."""
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(TIMEOUT_S + 1)
 
     def reload(self) -> None:
         try:
@@ -174,7 +181,7 @@ class Watcher:
     # -- on the worker's thread ------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
+        while not self._closed.is_set():
             try:
                 self._round()
             except Exception as e:  # the store closed at a stop, or a bug: keep going

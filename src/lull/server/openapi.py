@@ -6,6 +6,7 @@ from typing import Any
 
 from lull.ingest import segment
 from lull.model import MAX_EPOCH_MS, MAX_ID, MAX_NAME, MIN_EPOCH_MS, SOURCES
+from lull.segments.openapi import paths as segment_paths
 
 # What an event may hold (model.py), as the document says it.
 _TIME = {
@@ -506,3 +507,5 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+OPENAPI["paths"].update(segment_paths(_json, _body, _ERRORS))  # segments/openapi.py
