@@ -1,6 +1,8 @@
-"""A landing file decoded a file at a time (`spark.ndjson.file_batch`) gives the rows that
-the exact per-line parser (`spark.landing.parse_line`) gives: good lines, bad ones (with
-the same reason), clock lines, blank lines, ISO times and odd properties."""
+"""A landing file decoded a file at a time (`spark.ndjson.file_batch`, and column-wise by
+`file_table`, which the stream uses) gives the rows that the exact per-line parser
+(`spark.landing.parse_line`) gives: good lines, bad ones (with the same reason), clock
+lines, blank lines, ISO times and odd properties. (`file_table` keeps the properties'
+JSON text as the line has it: compared as JSON.)"""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lull.spark.landing import parse_line
-from lull.spark.ndjson import file_batch
+from lull.spark.ndjson import file_batch, file_table
 
 TS = 1_700_000_000_000
 GOOD = {"message_id": "m", "profile_id": "u", "name": "Play", "ts": TS, "source": "web",
@@ -49,6 +51,14 @@ def lines_of(records: list[object]) -> list[str]:
 def same(text: str) -> None:
     want = [parse_line(x, "f", n) for n, x in enumerate(text.splitlines(), start=1) if x.strip()]
     assert file_batch(text, "f").to_pylist() == want
+    assert as_json(file_table(text.encode(), "f").to_pylist()) == as_json(want)
+
+
+def as_json(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The rows in line order, properties decoded."""
+    out = [r | {"properties": None if r["properties"] is None else json.loads(str(r["properties"]))}
+           for r in rows]  # fmt: skip
+    return sorted(out, key=lambda r: int(str(r["pos"])))
 
 
 @pytest.mark.parametrize("record", ODD, ids=range(len(ODD)))
@@ -69,6 +79,14 @@ def test_a_file_of_good_lines() -> None:
 
 def test_an_empty_file() -> None:
     assert file_batch("", "f").num_rows == 0
+    assert file_table(b"", "f").num_rows == 0
+    assert file_table(b"\n\n", "f").num_rows == 0
+
+
+def test_compact_lines_keep_their_properties_text() -> None:
+    line = '{"message_id":"m","profile_id":"u","name":"P","ts":5,"source":"web",' \
+        '"received_at":9,"properties":{"k":[1,{"a":"\u00e9"}]}}'  # fmt: skip
+    assert file_table(line.encode(), "f").to_pylist() == [parse_line(line, "f", 1)]
 
 
 @settings(max_examples=100, deadline=None)

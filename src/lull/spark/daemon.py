@@ -1,7 +1,7 @@
 """Spark's Python daemon for lull's jobs (`spark.python.daemon.module`).
 
 Spark starts one daemon per executor, which forks a Python worker for each task. A
-forked worker imports what its task needs: pyarrow, pandas and lull's stream
+forked worker imports what its task needs: pyarrow and lull's stream
 (`spark/tasks.py`); measured on the 1M-event stream, those imports took about half of the
 workers' time (pyspark comes from a zip, so it is compiled anew in each worker). Here
 they are imported once, in the daemon, before it forks, and every worker has them.
@@ -9,7 +9,6 @@ they are imported once, in the daemon, before it forks, and every worker has the
 
 from __future__ import annotations
 
-import pandas  # noqa: F401
 import pyarrow
 import pyarrow.compute
 import pyarrow.ipc

@@ -50,17 +50,22 @@ def settings_of(folder: Path) -> Settings:
     )
 
 
-def open_output(folder: Path) -> tuple[duckdb.DuckDBPyConnection, Settings]:
+def open_output(
+    folder: Path, con: duckdb.DuckDBPyConnection | None = None, pid: int = PID
+) -> tuple[duckdb.DuckDBPyConnection, Settings]:
     """An in-memory DuckDB connection whose `events`, `event_sessions` and `sessions`
-    show the output's events (as project PID) like the store's tables; and the settings
-    the job ran with."""
+    show the output's events (as project `pid`) like the store's tables; and the
+    settings the job ran with. Into `con` (a database's, not temporary: every cursor
+    sees them) when given (`lull serve --lake`, server/lake.py)."""
     settings = settings_of(folder)
     events, sessions = _files(folder, "events"), _files(folder, "sessions")
-    con = duckdb.connect()
+    temp = "TEMP" if con is None else ""
+    if con is None:
+        con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     con.execute(
-        f"""CREATE TEMP TABLE sessions AS
-            SELECT {PID} AS project_id, row_number() OVER (ORDER BY session_id) AS skey,
+        f"""CREATE {temp} TABLE sessions AS
+            SELECT {pid} AS project_id, row_number() OVER (ORDER BY session_id) AS skey,
                    session_id, profile_id, {_ms(con, sessions, "first_ts")} AS first_ts,
                    {_ms(con, sessions, "last_ts")} AS last_ts, events, source, concluded,
                    CASE WHEN concluded THEN {_ms(con, sessions, "last_ts")} + {settings.timeout_ms}
@@ -68,15 +73,15 @@ def open_output(folder: Path) -> tuple[duckdb.DuckDBPyConnection, Settings]:
             FROM read_parquet({sessions})"""
     )
     con.execute(
-        f"""CREATE TEMP VIEW events AS
-            SELECT {PID} AS project_id, seq, message_id, profile_id, name,
+        f"""CREATE {temp} VIEW events AS
+            SELECT {pid} AS project_id, seq, message_id, profile_id, name,
                    {_ms(con, events, "ts")} AS ts, source,
                    {_ms(con, events, "received_at")} AS received_at,
                    properties::JSON AS properties, session_id, late
             FROM read_parquet({events})"""
     )
     con.execute(
-        """CREATE TEMP VIEW event_sessions AS
+        f"""CREATE {temp} VIEW event_sessions AS
            SELECT e.project_id, e.seq, s.skey, e.late FROM events e
            LEFT JOIN sessions s USING (session_id)
            WHERE e.session_id IS NOT NULL OR e.late"""

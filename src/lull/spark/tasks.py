@@ -26,6 +26,7 @@ event once, each session concluded once.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,9 +42,9 @@ import pyarrow.ipc as ipc
 from lull.model import Settings
 
 I64 = npt.NDArray[np.int64]
-# How rows are given to buckets and message ids to partitions: pandas.util.hash_array
-# (SipHash-2-4 of the UTF-8 bytes under pandas' fixed key), noted in the checkpoint.
-HASH = "siphash24-utf8-0123456789123456"
+# How rows are given to buckets and message ids to partitions (`fnv1a`), noted in the
+# checkpoint: the same text always goes to the same bucket.
+HASH = "fnv1a64-utf8"
 # A row is named by (file, position) as one int64: position below 2^40.
 _POS_BITS = 40
 # The bucket count as a state file holds it is checked by state_codec.
@@ -64,16 +65,38 @@ def fs_path(uri: str) -> tuple[pafs.FileSystem, str]:
     return fs, path
 
 
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+
+
+def fnv1a(values: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.uint64]:
+    """FNV-1a (64 bits) of each text's UTF-8 bytes, a byte position at a time over all."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    arr = arr.cast(pa.large_string())
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    data = np.frombuffer(arr.buffers()[2] or b"", dtype=np.uint8)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
+    longest = int(lengths.max()) if n else 0
+    with np.errstate(over="ignore"):
+        for j in range(longest):
+            live = np.flatnonzero(lengths > j) if int(lengths.min()) <= j else None
+            if live is None:  # every text is longer than j
+                h = (h ^ data[starts + j]) * _FNV_PRIME
+            else:
+                h[live] = (h[live] ^ data[starts[live] + j]) * _FNV_PRIME
+    return h
+
+
 def hashed(values: pa.Array | pa.ChunkedArray, modulo: int, *, repeats: bool) -> I64:
     """`HASH` of each text mod `modulo` (`repeats`: many equal values, hash each once)."""
-    import pandas as pd
-
-    objects = np.asarray(values.to_numpy(zero_copy_only=False), dtype=object)
-    if not len(objects):
-        return np.zeros(0, dtype=np.int64)
-    h = pd.util.hash_array(objects, categorize=repeats)
-    result: I64 = (h % np.uint64(modulo)).astype(np.int64)
-    return result
+    if repeats:
+        coded = pc.dictionary_encode(values)
+        coded = coded.combine_chunks() if isinstance(coded, pa.ChunkedArray) else coded
+        once = fnv1a(coded.dictionary) % np.uint64(modulo)
+        result: I64 = once.astype(np.int64)[coded.indices.to_numpy()]
+        return result
+    return (fnv1a(values) % np.uint64(modulo)).astype(np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,17 +164,17 @@ def read_folder(fs: pafs.FileSystem, folder: str) -> pa.Table | None:
 # --- 1. parse ---------------------------------------------------------------------------
 
 
-def read_rows(fs: pafs.FileSystem, path: str, project: str) -> pa.RecordBatch:
+def read_rows(fs: pafs.FileSystem, path: str, project: str) -> pa.Table:
     """A file's parsed rows (`landing.PARSED_SCHEMA`): a log segment's events of `project`
     and clock rows, or a landing file's lines."""
     from lull.spark.landing import segment_rows
-    from lull.spark.ndjson import file_batch
+    from lull.spark.ndjson import file_table
 
     with fs.open_input_file(path) as f:
         data = f.read_buffer()
     if path.endswith(".seg"):
-        return segment_rows(project, path, data)
-    return file_batch(data.to_pybytes().decode("utf-8", errors="replace"), path)
+        return pa.Table.from_batches([segment_rows(project, path, data)])
+    return file_table(data.to_pybytes(), path)
 
 
 def parse(plan: Plan, group: int, files: Sequence[int]) -> dict[str, Any]:
@@ -165,10 +188,11 @@ def parse(plan: Plan, group: int, files: Sequence[int]) -> dict[str, Any]:
     fs, _ = fs_path(plan.checkpoint)
     _, work = fs_path(plan.work)
     events: list[pa.Table] = []
+    times: list[pa.Table] = []  # each file's arrival times, sorted
     rejected: list[pa.Table] = []
     hi: int | None = None
     for f in files:
-        rows = pa.Table.from_batches([read_rows(src, plan.files[f], plan.project)])
+        rows = read_rows(src, plan.files[f], plan.project)
         bad = pc.is_valid(rows["error"])
         if pc.any(bad).as_py():
             rejected.append(rows.filter(bad))
@@ -179,10 +203,10 @@ def parse(plan: Plan, group: int, files: Sequence[int]) -> dict[str, Any]:
         key = pc.equal(rows["key"], REJECTED_KEY)
         good = rows.filter(pc.invert(key))
         r = good["r"].to_numpy()
-        order = np.argsort(r, kind="stable")  # lines are in position order already
+        order = np.lexsort((good["pos"].to_numpy(), r))
         frank = np.empty(len(r), dtype=np.int64)
         frank[order] = np.arange(len(r), dtype=np.int64)
-        write_arrow(fs, f"{work}/order/f-{f:08d}.arrow", pa.table({"r": r[order]}))
+        times.append(pa.table({"f": np.full(len(r), f, dtype=np.int32), "r": r[order]}))
         columns = ("message_id", "profile_id", "name", "ts", "source", "r", "properties", "pos")
         events.append(
             good.select(list(columns))
@@ -194,32 +218,54 @@ def parse(plan: Plan, group: int, files: Sequence[int]) -> dict[str, Any]:
         table = sink.rejected_table(*(bad_rows[c].to_pylist() for c in ("origin", "pos", "error",
                                                                         "raw")))  # fmt: skip
         sink.Sink(plan.out).write("rejected", plan.batch, f"g{group:05d}", table)
+    if times:
+        write_arrow(fs, f"{work}/order/g-{group:05d}.arrow", pa.concat_tables(times))
     table = pa.concat_tables(events) if events else None
     if table is None or not table.num_rows:
         return {"group": group, "events": 0, "lo": None, "hi": hi, "buckets": []}
     bucket = hashed(table["profile_id"], plan.buckets, repeats=True)
     part = hashed(table["message_id"], plan.buckets, repeats=False)
-    written = _cut(fs, f"{work}/rows/b=", group, table, bucket)
+    written = _cut(fs, f"{work}/rows/g-{group:05d}.arrow", table, bucket, plan.buckets)
     ids = pa.table(
         {"message_id": table["message_id"], "r": table["r"], "f": table["f"],
          "pos": table["pos"], "bucket": pa.array(bucket.astype(np.int32))}
     )  # fmt: skip
-    _cut(fs, f"{work}/ids/p=", group, ids, part)
+    _cut(fs, f"{work}/ids/g-{group:05d}.arrow", ids, part, plan.buckets)
     lo = pc.min(table["r"]).as_py()
     return {"group": group, "events": table.num_rows, "lo": lo, "hi": hi, "buckets": written}
 
 
-def _cut(fs: pafs.FileSystem, prefix: str, group: int, table: pa.Table, key: I64) -> list[int]:
-    """The table's rows by `key`, each key's to `<prefix><key>/g-<group>.arrow`."""
-    if not len(key):
-        return []
+def _cut(fs: pafs.FileSystem, path: str, table: pa.Table, key: I64, keys: int) -> list[int]:
+    """The table's rows by `key` (0 .. keys - 1) into one Arrow IPC file, record batch k
+    holding key k's rows (`Cuts` reads them); returns the keys that have rows."""
     order = np.argsort(key, kind="stable")
-    keys, starts = np.unique(key[order], return_index=True)
-    ends = [*starts[1:].tolist(), len(order)]
-    table = table.take(pa.array(order))
-    for k, a, b in zip(keys.tolist(), starts.tolist(), ends, strict=True):
-        write_arrow(fs, f"{prefix}{k:05d}/g-{group:05d}.arrow", table.slice(a, b - a))
-    return [int(k) for k in keys.tolist()]
+    bounds = np.searchsorted(key[order], np.arange(keys + 1))
+    table = table.take(pa.array(order)).combine_chunks()
+    batches = [table.slice(a, b - a) for a, b in itertools.pairwise(bounds.tolist())]
+    folder = path.rsplit("/", 1)[0]
+    fs.create_dir(folder, recursive=True)
+    tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(tmp) as f, ipc.new_file(f, table.schema) as w:
+        for part in batches:
+            w.write_batch(part.to_batches()[0] if part.num_rows else _empty_batch(table.schema))
+    fs.move(tmp, path)
+    return np.flatnonzero(np.diff(bounds)).tolist()
+
+
+def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=schema)
+
+
+class Cuts:
+    """The files `_cut` wrote into a folder: key k's rows of all of them."""
+
+    def __init__(self, fs: pafs.FileSystem, folder: str) -> None:
+        self.readers = [ipc.open_file(fs.open_input_file(p)) for p in listed(fs, folder, ".arrow")]
+
+    def get(self, k: int) -> pa.Table | None:
+        parts = [r.get_batch(k) for r in self.readers]
+        parts = [b for b in parts if b.num_rows]
+        return pa.Table.from_batches(parts) if parts else None
 
 
 # --- 2. duplicates (R6) -----------------------------------------------------------------
@@ -230,8 +276,9 @@ def dedupe(plan: Plan, parts: Sequence[int]) -> int:
     fs, ck = fs_path(plan.checkpoint)
     _, work = fs_path(plan.work)
     dropped = 0
+    cuts = Cuts(fs, f"{work}/ids")
     for p in parts:
-        batch = read_folder(fs, f"{work}/ids/p={p:05d}")
+        batch = cuts.get(p)
         if batch is None:
             continue
         kept_dir = f"{ck}/{_IDS}/p={p:05d}"
@@ -251,8 +298,8 @@ def dedupe(plan: Plan, parts: Sequence[int]) -> int:
         if not keep.all():
             gone = batch.filter(pa.array(~keep)).select(["bucket", "f", "pos"])
             dropped += gone.num_rows
-            b = gone["bucket"].to_numpy()
-            _cut(fs, f"{work}/dropped/b=", p, gone, b.astype(np.int64))
+            b = gone["bucket"].to_numpy().astype(np.int64)
+            _cut(fs, f"{work}/dropped/p-{p:05d}.arrow", gone, b, plan.buckets)
         _merge(fs, kept_dir, known, plan)
     return dropped
 
@@ -289,20 +336,30 @@ def step(plan: Plan, buckets: Sequence[int]) -> list[tuple[int, int, int | None]
     fs, _ = fs_path(plan.checkpoint)
     _, work = fs_path(plan.work)
     orders: list[tuple[int, I64]] | None = None
+    cuts, dropped = Cuts(fs, f"{work}/rows"), Cuts(fs, f"{work}/dropped")
     done = []
     for b in buckets:
-        rows = read_folder(fs, f"{work}/rows/b={b:05d}")
+        rows = cuts.get(b)
         seq = None
         if rows is not None:
-            gone = read_folder(fs, f"{work}/dropped/b={b:05d}")
+            gone = dropped.get(b)
             if gone is not None:
                 rows = rows.filter(pa.array(~np.isin(_names(rows), _names(gone))))
             if orders is None:
-                orders = [(int(p.rsplit("-", 1)[1].split(".")[0]), read_arrow(fs, p)["r"]
-                           .to_numpy()) for p in listed(fs, f"{work}/order", ".arrow")]  # fmt: skip
+                orders = _orders(read_folder(fs, f"{work}/order"))
             seq = (plan.batch << 32) + ranks(rows, orders)
         done.append(_step_bucket(plan, fs, b, rows, seq))
     return done
+
+
+def _orders(table: pa.Table | None) -> list[tuple[int, I64]]:
+    """(file, its sorted arrival times) for each file of the batch."""
+    if table is None:
+        return []
+    f, r = table["f"].to_numpy(), table["r"].to_numpy()
+    cut = np.flatnonzero(np.diff(f)) + 1
+    return [(int(part[0]), times) for part, times in zip(np.split(f, cut), np.split(r, cut),
+                                                         strict=True)]  # fmt: skip
 
 
 def _names(t: pa.Table) -> I64:
