@@ -299,6 +299,32 @@ def board(
 
 @cli.command()
 @_common
+@click.argument("figure", metavar="FIGURE")
+@_board_range
+@click.option("--property", "prop", help="breakdown: the first event's property to group by")
+@click.pass_context
+def figures(
+    ctx: click.Context,
+    db: str | None,
+    project: str | None,
+    figure: str,
+    days: int,
+    until: str | None,
+    source: str | None,
+    prop: str | None,
+) -> None:
+    """More of the board as JSON, with the period before: FIGURE is bounce,
+    events_per_session, sessions_per_user, interval, entry_exit, breakdown (with
+    --property) or properties (docs/figures.md)."""
+    from lull.figures import figure as make_figure
+
+    with _open(ctx, db, project, read_only=True) as (con, pid):
+        s = get_settings(con, pid)
+        _print_json(make_figure(con, figure, pid, s, _last_day(s, until), days, source, prop))
+
+
+@cli.command()
+@_common
 @click.option("--timeout", required=True, help="the proposed timeout: 90s, 20m, 1h")
 @_board_range
 @click.pass_context

@@ -26,6 +26,7 @@ from lull.engine.state import NONE
 from lull.ingest.ndjson import dedupe, load
 from lull.model import session_id_sql
 from lull.store.db import literal, transaction
+from lull.store.ends import fill as fill_ends
 from lull.store.projects import eligible_sql, get_settings, take_seq, take_skey
 from lull.store.sessions import conclude_due
 
@@ -100,6 +101,7 @@ def import_ndjson(
         con.unregister("imp_dict")
         if limit:
             con.execute(f"SET memory_limit = {literal(str(limit[0]))}")
+        fill_ends(con, pid)  # the board's entry/exit and breakdowns read them (figures.py)
     return ImportReport(
         records=records,
         duplicates=duplicates,

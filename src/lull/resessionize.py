@@ -22,6 +22,8 @@ from lull.engine.arrow import bool_array, int_array, ints
 from lull.engine.order import by_code_time_seq
 from lull.model import session_id_sql
 from lull.store.db import literal, transaction
+from lull.store.ends import fill as fill_ends
+from lull.store.ends import forget as forget_ends
 from lull.store.profiles import refresh_from_sessions
 from lull.store.projects import eligible_sql, get_settings, note_rebuild, take_skey
 
@@ -97,6 +99,8 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
         for name in ("rs_dict", "rs_sessions", "rs_assign"):
             con.unregister(name)
         refresh_from_sessions(con, pid, timeout)
+        forget_ends(con, pid)
+        fill_ends(con, pid)  # the new sessions' first and last events (figures.py)
         note_rebuild(con, pid)  # the board's marks of earlier changes go
     return Rebuilt(n, len(starts), time.perf_counter() - started)
 

@@ -28,6 +28,7 @@ from lull.errors import (
     Unauthorized,
     Unavailable,
 )
+from lull.figures import figure
 from lull.ingest import amplitude, clevertap, posthog, segment
 from lull.ingest.columns import EventColumns
 from lull.ingest.native import columns as native_columns
@@ -468,6 +469,12 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
         until, days, source = reads.board_range(request.query_params, settings)
         return board(con, pid, settings, until, days, source)
 
+    def read_figure(con: duckdb.DuckDBPyConnection, pid: int, request: Request) -> Any:
+        settings = server.engine.settings(pid)
+        until, days, source = reads.board_range(request.query_params, settings)
+        name, prop = request.path_params["figure"], request.query_params.get("property")
+        return figure(con, name, pid, settings, until, days, source, prop)
+
     def read_whatif(con: duckdb.DuckDBPyConnection, pid: int, request: Request) -> Any:
         settings = server.engine.settings(pid)
         until, days, source = reads.board_range(request.query_params, settings)
@@ -530,6 +537,7 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
         ),
         Route("/api/v1/board", read(read_board)),
         Route("/api/v1/whatif", read(read_whatif)),
+        Route("/api/v1/figures/{figure}", read(read_figure)),
         Route("/api/v1/settings", change_settings, methods=["PUT"]),
         Route(
             "/api/v1/settings",

@@ -254,6 +254,76 @@ _WHATIF = {
         "per_day": {"type": "array", "items": {"type": "object"}},
     },
 }
+# More of the board (figures.py): each with the period of the same length before it.
+_NULLABLE_INT = {"type": "integer", "nullable": True}
+_NULLABLE_NUM = {"type": "number", "nullable": True}
+_PERIODS = {**_SPAN, "previous_from": _DATE, "previous_until": _DATE}
+
+
+def _figure(required: list[str], **fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["from", "until", "previous_from", "previous_until", *required],
+        "properties": {**_PERIODS, **fields},
+    }
+
+
+_TOTALS = {"type": "object", "required": ["sessions"], "properties": {"sessions": _INT}}
+_SPREAD = {
+    "type": "object",
+    "required": ["count", "mean", "median", "without"],
+    "properties": {"count": _INT, "mean": _NULLABLE_NUM, "median": _NULLABLE_INT,
+                   "without": _INT},
+}  # fmt: skip
+_BUCKETS = {"type": "array", "items": {"type": "object"}}
+_RANKED = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["name", "sessions", "share", "previous_sessions"],
+        "properties": {"name": _STR, "sessions": _INT, "share": _NULLABLE_NUM,
+                       "previous_sessions": _INT, "previous_share": _NULLABLE_NUM},
+    },
+}  # fmt: skip
+_GROUP = {"type": "object", "required": ["value", "sessions", "median_length_s", "total_length_s"]}
+_FIGURES = {
+    "bounce": (
+        "bounce rate (sessions of one eligible event) and its trend, with the period before",
+        _figure(["current", "previous", "trend", "previous_trend"], grain=_STR,
+                current=_TOTALS, previous=_TOTALS, trend=_BUCKETS, previous_trend=_BUCKETS),
+    ),
+    "events_per_session": (
+        "sessions by their number of events, with the period before",
+        _figure(["current", "previous", "distribution"], current=_SPREAD, previous=_SPREAD,
+                distribution=_BUCKETS),
+    ),
+    "sessions_per_user": (
+        "users by their number of sessions, with the period before",
+        _figure(["current", "previous", "distribution"], current=_SPREAD, previous=_SPREAD,
+                distribution=_BUCKETS),
+    ),
+    "interval": (
+        "the session interval (previous session's end to this one's start), with the "
+        "period before",
+        _figure(["current", "previous", "distribution"], current=_SPREAD, previous=_SPREAD,
+                distribution=_BUCKETS),
+    ),
+    "entry_exit": (
+        "the most frequent first and last events of sessions, with the period before",
+        _figure(["entry", "exit"], current=_TOTALS, previous=_TOTALS, entry=_RANKED,
+                exit=_RANKED),
+    ),
+    "breakdown": (
+        "sessions, median length and total time by a property of the first event "
+        "(`property`, required), with the period before",
+        _figure(["property", "values", "other", "missing"], property=_STR,
+                values={"type": "array", "items": _GROUP}, other=_GROUP, missing=_GROUP),
+    ),
+    "properties": (
+        "the properties of the sessions' first events (what a breakdown can be by)",
+        _figure(["properties"], properties={"type": "array", "items": {"type": "object"}}),
+    ),
+}  # fmt: skip
 _SETTINGS = {
     "type": "object",
     "required": ["sessions", "timeout", "timeout_ms", "timezone", "excluded", "allowed_origins"],
@@ -393,6 +463,14 @@ OPENAPI: dict[str, Any] = {
             ["timeout", "days", "until", "source"],
             _WHATIF,
         ),
+        **{
+            f"/api/v1/figures/{name}": _read(
+                summary,
+                ["days", "until", "source", *(["property"] if name == "breakdown" else [])],
+                answer,
+            )
+            for name, (summary, answer) in _FIGURES.items()
+        },
         "/api/v1/settings": {
             **_read("the project's session settings", [], _SETTINGS),
             "put": {

@@ -21,6 +21,7 @@ from lull.server.app import Server, serving
 from lull.server.door import DAY_MS, DEFAULT_WINDOW_MS, Door
 from lull.server.live import LiveEngine, applied_position, save_applied_position
 from lull.store.db import connect, transaction
+from lull.store.ends import fill_all as fill_all_ends
 from lull.store.keys import create_project
 from lull.store.log import IngestLog
 from lull.store.projects import get_settings, project_id, save_settings
@@ -69,6 +70,8 @@ def serve(
         print(json.dumps(made, indent=2), flush=True)  # shown once: never left in a buffer
     # DuckDB's block cache would otherwise grow with the store; the server's working set
     # is the engine's state in Python, so keep DuckDB's share small.
+    with transaction(con):  # sessions concluded since the last start (or before ends were kept)
+        fill_all_ends(con)
     con.execute("SET memory_limit = '128MB'")
     log = IngestLog(log_dir or f"{db}.log")
     engine = LiveEngine(con, log, checkpoint_file=f"{db}.live")

@@ -70,6 +70,23 @@ CREATE TABLE IF NOT EXISTS sessions (
     concluded BOOLEAN NOT NULL,
     concluded_at BIGINT
 );
+-- Each concluded session with its first and last event and the end of its profile's
+-- previous session (store/ends.py), for the board's entry and exit events, interval and
+-- breakdowns; the first eight columns are the session's.
+CREATE TABLE IF NOT EXISTS session_ends (
+    project_id INTEGER NOT NULL,
+    skey BIGINT NOT NULL,
+    profile_id VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    concluded BOOLEAN NOT NULL,
+    first_ts BIGINT NOT NULL,
+    last_ts BIGINT NOT NULL,
+    events BIGINT NOT NULL,
+    prev_last_ts BIGINT,            -- last_ts of the profile's previous session, if any
+    first_seq BIGINT NOT NULL,      -- events.seq of the first event (R2 order)
+    first_name VARCHAR NOT NULL,
+    last_name VARCHAR NOT NULL
+);
 CREATE TABLE IF NOT EXISTS profiles (
     project_id INTEGER NOT NULL,
     profile_id VARCHAR NOT NULL,

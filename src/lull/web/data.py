@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from lull.board import board, check_range
 from lull.errors import BadInput
+from lull.figures import figure
 from lull.model import Settings
 from lull.server import reads
 from lull.store.projects import get_settings
@@ -65,6 +66,16 @@ class Data:
         def query(con: duckdb.DuckDBPyConnection, pid: int, s: Settings, p: dict[str, str]) -> Any:
             until, days = span(p, s)
             return board(con, pid, s, until, days, source=p.get("source") or None)
+
+        return await self._answer(request, query)
+
+    async def figure(self, request: Request) -> Response:
+        name = request.path_params["figure"]
+
+        def query(con: duckdb.DuckDBPyConnection, pid: int, s: Settings, p: dict[str, str]) -> Any:
+            until, days = span(p, s)
+            source, prop = p.get("source") or None, p.get("property")
+            return figure(con, name, pid, s, until, days, source, prop)
 
         return await self._answer(request, query)
 

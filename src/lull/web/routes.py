@@ -54,6 +54,7 @@ def web_routes(server: Server) -> list[BaseRoute]:
         page("/p/{project:path}/events", g(pages.events)),
         page("/web/api/p/{project:path}/board", data.board),
         page("/web/api/p/{project:path}/whatif", data.whatif),
+        page("/web/api/p/{project:path}/figures/{figure}", data.figure),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
 

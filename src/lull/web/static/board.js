@@ -325,6 +325,7 @@
     history.replaceState(null, "", "?" + query);
     if (controller) controller.abort();  // its figures would answer other filters
     controller = null;
+    form.dispatchEvent(new CustomEvent("lull:changed", { detail: query }));  // figures.js too
     if (figures.dataset.for !== query) state("loading");
     clearTimeout(timer);
     timer = setTimeout(load, wait);
@@ -344,6 +345,7 @@
     try {
       const bad = badDay();
       if (bad) throw new Error(bad);  // not worth a request
+      form.dispatchEvent(new CustomEvent("lull:load", { detail: query }));  // figures.js follows
       // no extra headers: the first fetch is the one the page preloaded
       const answer = await fetch(form.dataset.api + "?" + query, { signal: mine.signal });
       if (answer.status === 401) {  // the session ended: sign in again, then come back

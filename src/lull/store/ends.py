@@ -1,0 +1,98 @@
+"""Each concluded session's first and last event and its user's previous session, kept
+beside `sessions` in `session_ends`.
+
+The entry and exit events, the session interval and the breakdown by a property of the
+first event (figures.py) need, per session, its first and last event (a join of
+`event_sessions` with `events` and a group per session) and the end of the same user's
+previous session (a window over the user's sessions): seconds over 10M events, too
+slow for a board figure. A concluded session is final (R4), so these are found once, at
+write time: after an import, after a re-sessionization and when the server starts (for
+a store written before the table existed, and for sessions the server concluded since).
+
+A row copies its session's columns (so a figure reads this table alone) and adds
+`first_seq`, `first_name`, `last_name` and `prev_last_ts`. Reads never depend on the
+table being complete: figures.py checks that its rows are the counted sessions (the
+same number, keys and ends) and otherwise reads the same rows computed from the events.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+# (ts, seq) as one number: R2's order of a session's events.
+_ORDER = "(e.ts::HUGEINT * 18446744073709551616 + e.seq)"
+
+
+def computed(pid: str, where: str = "true") -> str:
+    """SQL: the rows of session_ends for project `pid`'s concluded sessions that
+    satisfy `where` (on `sessions`), found from the events."""
+    return f"""WITH s AS MATERIALIZED (
+                   SELECT project_id, skey, profile_id, source, concluded, first_ts, last_ts,
+                          events, lag(last_ts) OVER (PARTITION BY profile_id
+                                                     ORDER BY first_ts, skey) AS prev_last_ts
+                   FROM sessions WHERE project_id = {pid} AND concluded AND {where}),
+               x AS (
+                   SELECT es.skey, arg_min(e.seq, {_ORDER}) AS first_seq,
+                          arg_min(e.name, {_ORDER}) AS first_name,
+                          arg_max(e.name, {_ORDER}) AS last_name
+                   FROM event_sessions es
+                   JOIN events e ON e.project_id = {pid} AND e.seq = es.seq
+                   WHERE es.project_id = {pid} AND es.skey IN (SELECT skey FROM s)
+                   GROUP BY es.skey)
+               SELECT s.*, x.first_seq, x.first_name, x.last_name FROM s JOIN x USING (skey)"""
+
+
+def stored(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the store has the table (one opened read-only before a write of this lull
+    made it has not)."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'session_ends'"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def forget(con: duckdb.DuckDBPyConnection, pid: int) -> None:
+    """Drop project `pid`'s rows (its sessions are being rebuilt)."""
+    con.execute("DELETE FROM session_ends WHERE project_id = ?", [pid])
+
+
+def fill(con: duckdb.DuckDBPyConnection, pid: int) -> int:
+    """Bring project `pid`'s rows up to date: every profile with a concluded session that
+    has no row, or with a row that no longer matches a session, gets all its rows anew
+    (its previous sessions may have changed). Returns how many rows were written."""
+    p = str(int(pid))
+    row = con.execute(
+        f"""SELECT (SELECT count(*) FROM sessions WHERE project_id = {p} AND concluded),
+                   (SELECT count(*) FROM session_ends WHERE project_id = {p})"""
+    ).fetchone()
+    assert row is not None
+    if row[0] == row[1]:
+        return 0  # the usual case, found cheaply (a rebuild drops the project's rows)
+    if row[1] == 0:  # none yet (a first import, a rebuild): all of them
+        con.execute(f"INSERT INTO session_ends {computed(p)}")
+        return int(row[0])
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE ends_profiles AS
+            SELECT DISTINCT coalesce(s.profile_id, m.profile_id) AS profile_id
+            FROM (SELECT * FROM sessions WHERE project_id = {p} AND concluded) s
+            FULL JOIN (SELECT * FROM session_ends WHERE project_id = {p}) m USING (skey)
+            WHERE m.skey IS NULL OR s.skey IS NULL OR m.first_ts <> s.first_ts
+            OR m.last_ts <> s.last_ts OR m.events <> s.events"""
+    )
+    con.execute(
+        f"""DELETE FROM session_ends WHERE project_id = {p}
+            AND profile_id IN (SELECT profile_id FROM ends_profiles)"""
+    )
+    some = "profile_id IN (SELECT profile_id FROM ends_profiles)"
+    con.execute(f"INSERT INTO session_ends {computed(p, some)}")
+    written = con.execute(
+        f"SELECT count(*) FROM session_ends WHERE project_id = {p} AND {some}"
+    ).fetchone()
+    con.execute("DROP TABLE ends_profiles")
+    return int(written[0]) if written else 0
+
+
+def fill_all(con: duckdb.DuckDBPyConnection) -> int:
+    """`fill` for every project of the store."""
+    ids = [int(r[0]) for r in con.execute("SELECT id FROM projects").fetchall()]
+    return sum(fill(con, pid) for pid in ids)
