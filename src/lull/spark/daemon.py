@@ -16,7 +16,13 @@ import pyarrow.parquet  # noqa: F401
 import pyspark.worker  # noqa: F401
 from pyspark.daemon import manager
 
-import lull.spark.tasks  # noqa: F401
+import lull.engine.vector
+import lull.spark.bucket
+import lull.spark.ndjson
+import lull.spark.sink
+import lull.spark.state_codec
+import lull.spark.tasks
+import lull.store.log  # noqa: F401
 
 if __name__ == "__main__":
     manager()

@@ -201,6 +201,7 @@ class Stream:
             list(enumerate(split(range(len(files)), 2 * self.cores))),
         )  # fmt: skip
         lap("parse")
+        took["(in its tasks)"] = sum(p["seconds"] for p in parsed)
         events = sum(p["events"] for p in parsed)
         his = [p["hi"] for p in parsed if p["hi"] is not None]
         with_rows = {b for p in parsed for b in p["buckets"]}

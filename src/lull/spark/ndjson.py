@@ -214,9 +214,10 @@ def file_table(data: bytes, origin: str) -> pa.Table:
     pos = np.asarray(numbered, dtype=np.int64)
     ids = pa.array([e.message_id for e in events], pa.string())
     profiles = pa.array([e.profile_id for e in events], pa.string())
+    sources = pa.array([e.source for e in events], pa.string())
     good = pa.table(
         {"key": profiles, "dedupe": ids, "message_id": ids, "profile_id": profiles,
-         "name": names, "ts": pa.array(fixed), "source": pa.array([e.source for e in events], pa.string()),
+         "name": names, "ts": pa.array(fixed), "source": sources,
          "r": pa.array(r_i), "properties": props, "origin": pa.array([origin] * n, pa.string()),
          "pos": pa.array(pos), "error": pa.nulls(n, pa.string()), "raw": pa.nulls(n, pa.string())}
     ).filter(keep)  # fmt: skip

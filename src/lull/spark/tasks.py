@@ -27,6 +27,7 @@ event once, each session concluded once.
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -184,6 +185,7 @@ def parse(plan: Plan, group: int, files: Sequence[int]) -> dict[str, Any]:
     from lull.spark import sink
     from lull.spark.landing import REJECTED_KEY
 
+    started = time.perf_counter()
     src, _ = fs_path(plan.source)
     fs, _ = fs_path(plan.checkpoint)
     _, work = fs_path(plan.work)
@@ -222,7 +224,8 @@ def parse(plan: Plan, group: int, files: Sequence[int]) -> dict[str, Any]:
         write_arrow(fs, f"{work}/order/g-{group:05d}.arrow", pa.concat_tables(times))
     table = pa.concat_tables(events) if events else None
     if table is None or not table.num_rows:
-        return {"group": group, "events": 0, "lo": None, "hi": hi, "buckets": []}
+        return {"group": group, "events": 0, "lo": None, "hi": hi, "buckets": [],
+                "seconds": time.perf_counter() - started}  # fmt: skip
     bucket = hashed(table["profile_id"], plan.buckets, repeats=True)
     part = hashed(table["message_id"], plan.buckets, repeats=False)
     written = _cut(fs, f"{work}/rows/g-{group:05d}.arrow", table, bucket, plan.buckets)
@@ -232,7 +235,8 @@ def parse(plan: Plan, group: int, files: Sequence[int]) -> dict[str, Any]:
     )  # fmt: skip
     _cut(fs, f"{work}/ids/g-{group:05d}.arrow", ids, part, plan.buckets)
     lo = pc.min(table["r"]).as_py()
-    return {"group": group, "events": table.num_rows, "lo": lo, "hi": hi, "buckets": written}
+    return {"group": group, "events": table.num_rows, "lo": lo, "hi": hi, "buckets": written,
+            "seconds": time.perf_counter() - started}  # fmt: skip
 
 
 def _cut(fs: pafs.FileSystem, path: str, table: pa.Table, key: I64, keys: int) -> list[int]:
