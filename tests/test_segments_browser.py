@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import date
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,9 +128,13 @@ def test_a_viewer_previews_but_does_not_save(site: LullServer, tab: Watched) -> 
     page = tab.page
     sign_in(page, site.base, "vic")
     page.goto(f"{site.base}/p/music/segments")
+    page.get_by_label("Range").select_option("dates")
+    page.get_by_label("From").fill("2026-01-01")
+    page.get_by_label("Until").fill(date.today().isoformat())
     page.get_by_label("Event", exact=True).fill("App Launched")
     page.get_by_role("button", name="Preview the count").click()
     definition = json.loads(page.get_by_label("Definition (JSON)").input_value())
+    assert definition["from"] == "2026-01-01" and "days" not in definition
     expect(page.locator("#preview-result")).to_contain_text(
         f"{api_count(site, definition):,} profiles"
     )
