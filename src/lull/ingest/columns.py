@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
+import pyarrow as pa
 
 _encode = msgspec.json.Encoder().encode
 
@@ -37,14 +38,15 @@ class _Event(Protocol):
 @dataclass(slots=True)
 class EventColumns:
     """Validated canonical events of one request (one source), column by column;
-    `properties` holds each event's properties as JSON text (UTF-8 bytes or str)."""
+    `properties` holds each event's properties as JSON text (UTF-8 bytes or str, or an
+    Arrow string column)."""
 
     message_ids: list[str]
     profile_ids: list[str]
     names: list[str]
     ts: list[int]
     sent_at: list[int | None]
-    properties: Sequence[bytes | str]
+    properties: Sequence[bytes | str] | pa.Array
     source: str | list[str]  # one for all (the fast paths), or each event's
 
     def __len__(self) -> int:
@@ -73,6 +75,8 @@ class EventColumns:
             [self.names[i] for i in rows],
             [self.ts[i] for i in rows],
             [self.sent_at[i] for i in rows],
-            [props[i] for i in rows],
+            props.take(pa.array(rows, pa.int64()))
+            if isinstance(props, pa.Array)
+            else [props[i] for i in rows],
             self.source if isinstance(self.source, str) else [self.source[i] for i in rows],
         )

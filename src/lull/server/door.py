@@ -416,10 +416,16 @@ def _combine(parts: list[tuple[str, Batch, EventColumns]]) -> pa.RecordBatch:
         ts += events.ts
         sent += events.sent_at
         values = events.properties
-        if run and values and type(values[0]) is not type(run[0]):
-            props.append(_strings(run))
-            run = []
-        run += values
+        if isinstance(values, pa.Array):
+            if run:
+                props.append(_strings(run))
+                run = []
+            props.append(values)
+        else:
+            if run and values and type(values[0]) is not type(run[0]):
+                props.append(_strings(run))
+                run = []
+            run += values
         other: list[tuple[int, str, str, int, str]] = [
             (LINK, anonymous, profile, batch.received_at if since is None else since, "{}")
             for anonymous, (profile, since) in batch.links
