@@ -6,7 +6,11 @@ on received_at, with the clock left at the last arrival, as the stream's is)."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +18,7 @@ import duckdb
 import pytest
 
 from lull.model import DEFAULT_EXCLUDED
-from lullrun import lull, write_events
+from lullrun import LULL, lull, write_events
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -148,6 +152,10 @@ def export_p(db: Path, what: str, tmp: Path) -> list[Record]:
 def fixture_history() -> list[Record]:
     records = history(7)
     records.insert(40, dict(records[39]))  # a producer's retry: the same line again (R6)
+    # the same message id again under another profile, later (R6: still a repeat)
+    records.insert(
+        120, records[20] | {"profile_id": "u9", "received_at": records[119]["received_at"]}
+    )
     return records
 
 
@@ -250,3 +258,34 @@ def test_rejected_lines_are_kept_with_their_reason(spark: SparkSession, tmp_path
     assert all(r["file"].endswith("0001.ndjson") for r in rejected)
     got = {e["message_id"] for e in read(tmp_path / "out", "events")}
     assert got == {good[0]["message_id"], good[3]["message_id"]}
+
+
+def test_kill_9_mid_stream_then_restart_gives_each_event_and_session_once(
+    spark: SparkSession, tmp_path: Path, fixture_history: list[Record], want: dict[str, Any]
+) -> None:
+    """`lull spark stream` in a process of its own (its JVM and Python workers with it),
+    a micro-batch a file, killed with SIGKILL at some moment after its second batch; the
+    stream started again on the same checkpoint ends with what a stream that never
+    stopped gives."""
+    landing, out, ck, db = tmp_path / "landing", tmp_path / "out", tmp_path / "ck", tmp_path / "d"
+    land(landing, fixture_history, parts=8)
+    args = [LULL, "--db", str(db), "spark", "stream", "--landing", str(landing), "--out",
+            str(out), "--checkpoint", str(ck), "--timeout", "10m", "--until-idle",
+            "--max-files", "1", "--master", "local[2]"]  # fmt: skip
+    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(list((ck / "commits").glob("*.json"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "no second batch"
+            time.sleep(0.02)
+        time.sleep(random.Random(1).uniform(0, 0.8))  # somewhere in a later batch
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = len(list((ck / "commits").glob("*.json")))
+    assert done < 9, "the stream had finished before it was killed"
+    stream(db, landing, out, ck)
+    assert outcome(out) | {"db": want["db"]} == want
+    ids = [s["session_id"] for s in read(out, "sessions")]
+    assert len(ids) == len(set(ids)) == len(want["concluded"])
