@@ -9,8 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,7 @@ def test_a_viewer_previews_but_does_not_save(site: LullServer, tab: Watched) -> 
     page.goto(f"{site.base}/p/music/segments")
     page.get_by_label("Range").select_option("dates")
     page.get_by_label("From").fill("2026-01-01")
-    page.get_by_label("Until").fill(date.today().isoformat())
+    page.get_by_label("Until").fill(datetime.now(UTC).date().isoformat())  # the project is UTC
     page.get_by_label("Event", exact=True).fill("App Launched")
     page.get_by_role("button", name="Preview the count").click()
     definition = json.loads(page.get_by_label("Definition (JSON)").input_value())

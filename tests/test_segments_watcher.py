@@ -108,3 +108,27 @@ def test_a_live_segment_of_another_event_queues_nothing(tmp_path: Path) -> None:
         assert json.dumps(store.deliveries(con, pid, "sells")) == "[]"
     finally:
         con.close()
+
+
+def test_a_table_of_two_projects_fires_only_the_segments_own(tmp_path: Path) -> None:
+    con = connect(tmp_path / "lull.duckdb")
+    try:
+        mine, other = project_id(con, "shop"), project_id(con, "other")
+        both = pa.concat_tables([_events(mine, range(3)), _events(other, range(3, 6))])
+        con.register("t", both)
+        con.execute("INSERT INTO events SELECT * FROM t")
+        url = "http://127.0.0.1:9/"  # nothing listens: each delivery is logged as retrying
+        hook = {"event": "Buy", "where": [], "first_time": False, "webhook": url}
+        store.save(con, mine, "buys", "live", hook, url)
+        watcher = Watcher(con)
+        watcher.stored([both])
+        deadline = time.monotonic() + 10
+        while len(store.deliveries(con, mine, "buys")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        firsts = [d for d in store.deliveries(con, mine, "buys") if d["attempt"] == 1]
+        assert sorted(d["message_id"] for d in firsts) == ["m0", "m1", "m2"]
+        assert all(d["outcome"] == "retrying" and d["status"] is None for d in firsts)
+        watcher.close()
+    finally:
+        con.close()

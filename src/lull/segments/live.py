@@ -153,23 +153,25 @@ class Watcher:
             return
         try:
             for t in tables:
-                if not t.num_rows:
-                    continue
-                project = live.get(int(t.column("project_id")[0].as_py()))
-                if project is None:
-                    continue
-                hit = pc.is_in(t.column("name"), value_set=project.names)
-                if not pc.any(hit).as_py():
-                    continue
-                picked = t.filter(hit)
-                for seq, name in zip(
-                    picked.column("seq").to_pylist(), picked.column("name").to_pylist(), strict=True
-                ):
-                    for rule in project.rules:
-                        if rule.live.event == name:
-                            self._offer(rule, seq)
+                pids = t.column("project_id")
+                for pid in pc.unique(pids).to_pylist():  # one project a table, as written now
+                    project = live.get(int(pid))
+                    if project is None:
+                        continue
+                    hit = pc.is_in(t.column("name"), value_set=project.names)
+                    if pc.count_distinct(pids).as_py() > 1:
+                        hit = pc.and_(hit, pc.equal(pids, pid))
+                    if pc.any(hit).as_py():
+                        self._offer_all(project, t.filter(hit))
         except Exception as e:  # a webhook must never stop ingestion
             print(f"lull: live segments: {e!r}", file=sys.stderr, flush=True)
+
+    def _offer_all(self, project: _Live, picked: pa.Table) -> None:
+        seqs, names = picked.column("seq").to_pylist(), picked.column("name").to_pylist()
+        for seq, name in zip(seqs, names, strict=True):
+            for rule in project.rules:
+                if rule.live.event == name:
+                    self._offer(rule, seq)
 
     def _offer(self, rule: Rule, seq: int) -> None:
         try:
