@@ -33,7 +33,7 @@ _BRACE, _BRACKET = ord("{"), ord("[")
 _LARGE = MAX_EVENT - 4 * 1024
 
 
-class _Record(msgspec.Struct):
+class _Record(msgspec.Struct, gc=False):  # (no cycles: not tracked by the GC)
     message_id: Id
     profile_id: Id
     name: Name
