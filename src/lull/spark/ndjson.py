@@ -142,6 +142,7 @@ class _Fast(msgspec.Struct):
 _fast = msgspec.json.Decoder(_Fast)
 # What `str.splitlines` also takes for the end of a line, as UTF-8 (found by memchr).
 _ODD_ENDS = tuple(c.encode() for c in sorted(_SEPARATORS))
+_ODD_ASCII = tuple(end for end in _ODD_ENDS if end.isascii())
 # Properties this short and with this few brackets are within `check_properties`' limits
 # however lull encodes them (the import's own bound, `ingest.ndjson`); others are checked
 # by the exact validator.
@@ -180,17 +181,23 @@ def file_table(data: bytes, origin: str) -> pa.Table:
     def exact() -> pa.Table:
         return pa.Table.from_batches([file_batch(data.decode("utf-8", errors="replace"), origin)])
 
-    if any(end in data for end in _ODD_ENDS):
+    if any(end in data for end in _ODD_ASCII) or (
+        not data.isascii() and any(end in data for end in _ODD_ENDS)
+    ):
         return exact()
-    lines = data.split(b"\n")
-    numbered = [n for n, line in enumerate(lines, start=1) if line.strip()]
-    body = data if len(numbered) == len(lines) else b"\n".join(lines[n - 1] for n in numbered)
-    try:
-        events = _fast.decode_lines(body)
+    try:  # decode_lines passes over blank lines
+        events = _fast.decode_lines(data)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return exact()
-    if len(events) != len(numbered):
-        return exact()
+    lines: list[bytes] | None = None
+    numbered: list[int] | npt.NDArray[np.int64]
+    if len(events) == data.count(b"\n") + (not data.endswith(b"\n")):  # no blank line
+        numbered = np.arange(1, len(events) + 1, dtype=np.int64)
+    else:
+        lines = data.split(b"\n")
+        numbered = [n for n, line in enumerate(lines, start=1) if line.strip()]
+        if len(events) != len(numbered):
+            return exact()
     n = len(events)
     ts, r, sent = _times(events)
     props = pa.array([bytes(e.properties) for e in events], pa.binary()).cast(pa.string())
@@ -224,8 +231,9 @@ def file_table(data: bytes, origin: str) -> pa.Table:
     others = np.flatnonzero(~fast).tolist()
     if not others:
         return good
-    text_lines = [lines[numbered[i] - 1].decode("utf-8", errors="replace") for i in others]
-    rows = [parse_line(t, origin, numbered[i]) for t, i in zip(text_lines, others, strict=True)]
+    lines = lines or data.split(b"\n")
+    at = [int(numbered[i]) for i in others]
+    rows = [parse_line(lines[n - 1].decode("utf-8", errors="replace"), origin, n) for n in at]
     types = {c: pa.int64() if c in ("ts", "r", "pos") else pa.string() for c in COLUMNS}
     rest = pa.table({c: pa.array([row[c] for row in rows], t) for c, t in types.items()})
     return pa.concat_tables([good, rest])
