@@ -255,11 +255,10 @@ def breakdown(con: duckdb.DuckDBPyConnection, p: Periods, prop: str) -> dict[str
     range, then the others together, then the sessions whose first event lacks it."""
     prop = check_property(prop)
     rows = con.execute(
-        f"""WITH x AS (
-                SELECT c.cur, (c.last_ts - c.first_ts) // 1000 AS len,
-                       json_extract_string(e.properties, [$prop])[1] AS v
-                FROM ({_ended(con, p)}) c
-                LEFT JOIN events e ON e.project_id = $pid AND e.seq = c.first_seq),
+        f"""WITH x AS MATERIALIZED (
+                SELECT cur, (last_ts - first_ts) // 1000 AS len,
+                       json_extract_string(first_properties, [$prop])[1] AS v
+                FROM ({_ended(con, p)})),
             top AS (SELECT v FROM x WHERE cur AND v IS NOT NULL GROUP BY v
                     ORDER BY count(*) DESC, v LIMIT {TOP_VALUES})
             SELECT CASE WHEN x.v IS NULL THEN 'none' WHEN t.v IS NOT NULL THEN 'value'
@@ -291,12 +290,10 @@ def breakdown(con: duckdb.DuckDBPyConnection, p: Periods, prop: str) -> dict[str
 def properties(con: duckdb.DuckDBPyConnection, p: Periods) -> dict[str, object]:
     """The properties the first events of the range's sessions have (what a breakdown
     can be by), most common first, with how many sessions' first event has each."""
-    cur = f"SELECT * FROM ({_ended(con, p)}) WHERE cur"
     rows = con.execute(
         f"""SELECT k, count(*) FROM (
-                SELECT unnest(json_keys(e.properties)) AS k FROM ({cur}) c
-                JOIN events e ON e.project_id = $pid AND e.seq = c.first_seq
-                WHERE e.properties IS NOT NULL AND json_type(e.properties) = 'OBJECT')
+                SELECT unnest(json_keys(first_properties)) AS k FROM ({_ended(con, p)})
+                WHERE cur AND json_type(first_properties) = 'OBJECT')
             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_PROPERTIES}""",
         p.span.params(),
     ).fetchall()

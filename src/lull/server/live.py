@@ -44,6 +44,7 @@ from lull.server.door import Batch, from_arrow
 from lull.server.identity import Link, Target, follow
 from lull.server.writes import Rows, write, write_profiles
 from lull.store.db import transaction
+from lull.store.ends import fill_all
 from lull.store.log import START, IngestLog, Position
 from lull.store.profiles import refresh_from_sessions, refresh_touched, touched_sql
 from lull.store.projects import get_settings, now_ms
@@ -53,6 +54,7 @@ Clock = Callable[[], int]
 # that DuckDB's per-commit cost is spread thin, small enough to stay well under a second.
 GROUP_EVENTS = 50_000
 GROUP_SECONDS = 0.2  # and waits at most this long for more (reads wait for the store)
+ENDS_SECONDS = 30  # how often the ends of newly concluded sessions are kept (store/ends.py)
 GATHER_NAP = 0.04  # while gathering, look at the queue this often
 _GATHERED = object()  # `_next`: nothing more before the group's time is up
 _encode = msgspec.json.Encoder().encode
@@ -168,6 +170,7 @@ class LiveEngine:
         self.projects: dict[int, _Project] = {}
         self.ready = threading.Event()
         self.last_flush = time.monotonic()
+        self.last_ends = time.monotonic()
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="lull-writer", daemon=True)
         self.checkpoint_file = checkpoint_file  # the state saved at a clean stop
@@ -258,6 +261,8 @@ class LiveEngine:
         while True:
             if time.monotonic() - self.last_flush > 2:
                 self.flush_profiles()
+            if time.monotonic() - self.last_ends > ENDS_SECONDS:
+                self.fill_ends()
             try:
                 first = self.queue.get(timeout=0.25)
             except queue.Empty:
@@ -732,6 +737,16 @@ class LiveEngine:
             return  # still dirty: written with the next flush
         for project, at in done:
             project.written(at)
+
+    def fill_ends(self) -> None:
+        """Keep the first and last events of the sessions concluded since (store/ends.py):
+        the board's figures read them, and find them from the events (slower) until then."""
+        self.last_ends = time.monotonic()
+        try:
+            with transaction(self.con):
+                fill_all(self.con)
+        except duckdb.Error:
+            return  # tried again next time: no figure depends on it for its answer
 
     def _write(self, rows: Rows) -> None:
         counters = {

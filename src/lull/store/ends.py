@@ -10,9 +10,10 @@ write time: after an import, after a re-sessionization and when the server start
 a store written before the table existed, and for sessions the server concluded since).
 
 A row copies its session's columns (so a figure reads this table alone) and adds
-`first_seq`, `first_name`, `last_name` and `prev_last_ts`. Reads never depend on the
-table being complete: figures.py checks that its rows are the counted sessions (the
-same number, keys and ends) and otherwise reads the same rows computed from the events.
+`prev_last_ts`, `first_seq`, `first_name`, `last_name` and `first_properties`. Reads
+never depend on the table being complete: figures.py checks that its rows are the
+counted sessions (the same number, keys and ends) and otherwise reads the same rows
+computed from the events.
 """
 
 from __future__ import annotations
@@ -23,23 +24,27 @@ import duckdb
 _ORDER = "(e.ts::HUGEINT * 18446744073709551616 + e.seq)"
 
 
-def computed(pid: str, where: str = "true") -> str:
+def computed(pid: str, where: str = "true", only: str = "true") -> str:
     """SQL: the rows of session_ends for project `pid`'s concluded sessions that
-    satisfy `where` (on `sessions`), found from the events."""
-    return f"""WITH s AS MATERIALIZED (
+    satisfy `where` (on `sessions`: whole profiles, for their previous sessions) and
+    `only` (on the rows), found from the events."""
+    return f"""WITH w AS MATERIALIZED (
                    SELECT project_id, skey, profile_id, source, concluded, first_ts, last_ts,
                           events, lag(last_ts) OVER (PARTITION BY profile_id
                                                      ORDER BY first_ts, skey) AS prev_last_ts
                    FROM sessions WHERE project_id = {pid} AND concluded AND {where}),
+               s AS MATERIALIZED (SELECT * FROM w WHERE {only}),
                x AS (
                    SELECT es.skey, arg_min(e.seq, {_ORDER}) AS first_seq,
                           arg_min(e.name, {_ORDER}) AS first_name,
-                          arg_max(e.name, {_ORDER}) AS last_name
+                          arg_max(e.name, {_ORDER}) AS last_name,
+                          arg_min(e.properties, {_ORDER}) AS first_properties
                    FROM event_sessions es
                    JOIN events e ON e.project_id = {pid} AND e.seq = es.seq
                    WHERE es.project_id = {pid} AND es.skey IN (SELECT skey FROM s)
                    GROUP BY es.skey)
-               SELECT s.*, x.first_seq, x.first_name, x.last_name FROM s JOIN x USING (skey)"""
+               SELECT s.*, x.first_seq, x.first_name, x.last_name, x.first_properties
+               FROM s JOIN x USING (skey)"""
 
 
 def stored(con: duckdb.DuckDBPyConnection) -> bool:
@@ -57,9 +62,10 @@ def forget(con: duckdb.DuckDBPyConnection, pid: int) -> None:
 
 
 def fill(con: duckdb.DuckDBPyConnection, pid: int) -> int:
-    """Bring project `pid`'s rows up to date: every profile with a concluded session that
-    has no row, or with a row that no longer matches a session, gets all its rows anew
-    (its previous sessions may have changed). Returns how many rows were written."""
+    """Bring project `pid`'s rows up to date: rows for the concluded sessions that have
+    none, no rows that no longer match a concluded session (same key, bounds and number
+    of events), and the previous session's end of every row of a profile whose
+    sessions changed. Returns how many rows were written."""
     p = str(int(pid))
     row = con.execute(
         f"""SELECT (SELECT count(*) FROM sessions WHERE project_id = {p} AND concluded),
@@ -71,9 +77,11 @@ def fill(con: duckdb.DuckDBPyConnection, pid: int) -> int:
     if row[1] == 0:  # none yet (a first import, a rebuild): all of them
         con.execute(f"INSERT INTO session_ends {computed(p)}")
         return int(row[0])
+    # sessions without a matching row, and rows without a matching session
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE ends_profiles AS
-            SELECT DISTINCT coalesce(s.profile_id, m.profile_id) AS profile_id
+        f"""CREATE OR REPLACE TEMP TABLE ends_diff AS
+            SELECT s.skey AS new_skey, m.skey AS old_skey,
+                   coalesce(s.profile_id, m.profile_id) AS profile_id
             FROM (SELECT * FROM sessions WHERE project_id = {p} AND concluded) s
             FULL JOIN (SELECT * FROM session_ends WHERE project_id = {p}) m USING (skey)
             WHERE m.skey IS NULL OR s.skey IS NULL OR m.first_ts <> s.first_ts
@@ -81,14 +89,23 @@ def fill(con: duckdb.DuckDBPyConnection, pid: int) -> int:
     )
     con.execute(
         f"""DELETE FROM session_ends WHERE project_id = {p}
-            AND profile_id IN (SELECT profile_id FROM ends_profiles)"""
+            AND skey IN (SELECT old_skey FROM ends_diff)"""
     )
-    some = "profile_id IN (SELECT profile_id FROM ends_profiles)"
-    con.execute(f"INSERT INTO session_ends {computed(p, some)}")
-    written = con.execute(
-        f"SELECT count(*) FROM session_ends WHERE project_id = {p} AND {some}"
-    ).fetchone()
-    con.execute("DROP TABLE ends_profiles")
+    touched = "profile_id IN (SELECT profile_id FROM ends_diff)"
+    con.execute(
+        f"""INSERT INTO session_ends
+            {computed(p, touched, "skey IN (SELECT new_skey FROM ends_diff)")}"""
+    )
+    con.execute(  # their profiles' other sessions may have a new predecessor
+        f"""UPDATE session_ends m SET prev_last_ts = w.prev
+            FROM (SELECT skey, lag(last_ts) OVER (PARTITION BY profile_id
+                                                  ORDER BY first_ts, skey) AS prev
+                  FROM sessions WHERE project_id = {p} AND concluded AND {touched}) w
+            WHERE m.project_id = {p} AND m.skey = w.skey
+            AND m.prev_last_ts IS DISTINCT FROM w.prev"""
+    )
+    written = con.execute("SELECT count(new_skey) FROM ends_diff").fetchone()
+    con.execute("DROP TABLE ends_diff")
     return int(written[0]) if written else 0
 
 

@@ -85,7 +85,8 @@ CREATE TABLE IF NOT EXISTS session_ends (
     prev_last_ts BIGINT,            -- last_ts of the profile's previous session, if any
     first_seq BIGINT NOT NULL,      -- events.seq of the first event (R2 order)
     first_name VARCHAR NOT NULL,
-    last_name VARCHAR NOT NULL
+    last_name VARCHAR NOT NULL,
+    first_properties JSON           -- the first event's properties
 );
 CREATE TABLE IF NOT EXISTS profiles (
     project_id INTEGER NOT NULL,
