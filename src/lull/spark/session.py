@@ -62,7 +62,8 @@ def _local(master: str) -> dict[str, str]:
 
 def spark_context(master: str | None = None, app: str = "lull") -> SparkContext:
     """The active SparkContext, or a new one (as `spark_session`, without Spark SQL: the
-    stream only schedules Python tasks). A new local one starts its JVM quick (`_QUICK_JVM`)."""
+    stream only schedules Python tasks). A new local one starts its JVM quick (`_QUICK_JVM`)
+    and forks workers from `spark/stream_daemon.py`."""
     try:
         from pyspark import SparkConf, SparkContext
     except ImportError as e:  # pragma: no cover - depends on the install
@@ -77,6 +78,7 @@ def spark_context(master: str | None = None, app: str = "lull") -> SparkContext:
     conf = SparkConf().setMaster(master).setAppName(app).setAll(list(_local(master).items()))
     if master.startswith("local"):
         conf.set("spark.driver.extraJavaOptions", _QUICK_JVM)
+        conf.set("spark.python.daemon.module", "lull.spark.stream_daemon")
     context = SparkContext.getOrCreate(conf)
     context.setLogLevel("ERROR")
     return context
