@@ -393,6 +393,13 @@ def whatif(
     help="proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: "
     '"127.0.0.1,10.0.0.5" (behind a load balancer); by default none are',
 )
+@click.option(
+    "--lake",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="serve the web pages and the read API of --project from this --out folder of lull "
+    "spark resessionize or stream (read-only; accounts and keys from the store, read at start)",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -407,6 +414,7 @@ def serve(
     writer: str | None,
     duplicate_window: str,
     forwarded_allow_ips: str | None,
+    lake: str | None,
 ) -> None:
     """The server: ingestion API, session timer, read API."""
     from lull.model import parse_duration
@@ -418,6 +426,14 @@ def serve(
         raise click.UsageError("--ssl-certfile and --ssl-keyfile go together")
     if writer is not None and not ingest_only:
         raise click.UsageError("--writer goes with --ingest-only")
+    if lake is not None:
+        if ingest_only or log_dir is not None:
+            raise click.UsageError("--lake reads Spark's output: no --ingest-only or --log-dir")
+        from lull.server.lake import serve_lake
+
+        serve_lake(lake, db or ctx.obj["db"], project or ctx.obj["project"], host, port,
+                   ssl_certfile, ssl_keyfile, forwarded_allow_ips)  # fmt: skip
+        return
     if ingest_only:
         from lull.server import ingest_only as only
 
