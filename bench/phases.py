@@ -38,17 +38,28 @@ from lull.store.projects import now_ms, project_id, save_settings  # type: ignor
 HERE = Path(__file__).resolve().parent
 
 
+def _cpu() -> float:
+    """CPU time of this process so far (all its threads: DuckDB's too), in s."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Timeline:
-    """Named spans, in order: statements, phases and the gaps between statements."""
+    """Named spans, in order: statements, phases and the gaps between statements, each
+    with its wall time and the process's CPU time (on a shared machine the CPU time is
+    the steadier figure)."""
 
     def __init__(self) -> None:
         self.spans: list[tuple[str, float]] = []
+        self.cpu: list[float] = []
         self.last = time.perf_counter()
+        self.last_cpu = _cpu()
 
     def mark(self, label: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), _cpu()
         self.spans.append((label, now - self.last))
-        self.last = now
+        self.cpu.append(cpu - self.last_cpu)
+        self.last, self.last_cpu = now, cpu
 
 
 class TimedConnection:
@@ -64,8 +75,34 @@ class TimedConnection:
         self._timeline.mark("  SQL: " + _short(query))
         return result
 
+    def sql(self, query: str) -> TimedRelation:
+        return TimedRelation(self._con.sql(query), query, self._timeline)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
+
+
+class TimedRelation:
+    """A relation from `TimedConnection.sql`: its reads (`to_arrow_table`, `fetchall`)
+    are timed as statements."""
+
+    def __init__(self, rel: duckdb.DuckDBPyRelation, query: str, timeline: Timeline) -> None:
+        self._rel, self._query, self._timeline = rel, query, timeline
+
+    def _timed(self, name: str) -> Any:
+        self._timeline.mark("  (Python/NumPy between statements)")
+        out = getattr(self._rel, name)()
+        self._timeline.mark("  SQL: " + _short(self._query))
+        return out
+
+    def to_arrow_table(self) -> Any:
+        return self._timed("to_arrow_table")
+
+    def fetchall(self) -> Any:
+        return self._timed("fetchall")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rel, name)
 
 
 def _short(query: str) -> str:
@@ -75,13 +112,14 @@ def _short(query: str) -> str:
 
 
 def _report(title: str, timeline: Timeline, top: int = 12) -> None:
-    total = sum(s for _, s in timeline.spans)
-    merged: dict[str, float] = {}
-    for label, s in timeline.spans:
-        merged[label] = merged.get(label, 0.0) + s
-    print(f"\n{title}: {total:.2f} s")
-    for label, s in sorted(merged.items(), key=lambda kv: -kv[1])[:top]:
-        print(f"  {s:8.2f} s {100 * s / total:5.1f}%  {label}")
+    total, total_cpu = sum(s for _, s in timeline.spans), sum(timeline.cpu)
+    merged: dict[str, tuple[float, float]] = {}
+    for (label, s), c in zip(timeline.spans, timeline.cpu, strict=True):
+        w0, c0 = merged.get(label, (0.0, 0.0))
+        merged[label] = (w0 + s, c0 + c)
+    print(f"\n{title}: {total:.2f} s wall, {total_cpu:.2f} s CPU")
+    for label, (s, c) in sorted(merged.items(), key=lambda kv: -kv[1][1])[:top]:
+        print(f"  {s:8.2f} s {c:8.2f} s CPU {100 * c / total_cpu:5.1f}%  {label}")
 
 
 def _timed(con: duckdb.DuckDBPyConnection, sql: str) -> float:
@@ -206,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     timeline.last = phases.last = started
+    timeline.last_cpu = phases.last_cpu = _cpu()
     if profiler:
         profiler.enable()
     report = import_ndjson(con, pid, str(a.file), now=now_ms(), progress=progress)
@@ -216,9 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"import of {report.records:,} events: {total:.2f} s, {report.as_json()}")
     # each mark closes the span before it: shift labels so each phase names its own span
     names = ["(settings)"] + [label for label, _ in phases.spans[:-1]]
-    print("phases (progress callback):")
-    for name, (_, s) in zip(names, phases.spans, strict=True):
-        print(f"  {s:8.2f} s {100 * s / total:5.1f}%  {name}")
+    print("phases (progress callback): wall, CPU (all threads)")
+    for name, (_, s), c in zip(names, phases.spans, phases.cpu, strict=True):
+        print(f"  {s:8.2f} s {c:8.2f} s CPU {100 * s / total:5.1f}%  {name}")
     _report("import, by statement", timeline)
     if profiler:
         out = io.StringIO()

@@ -97,6 +97,25 @@ def test_duplicates_are_acknowledged_and_ignored(db: Path, tmp_path: Path) -> No
     assert next(e for e in events if e["message_id"] == "a")["ts"] == "2026-09-21T14:13:20.000Z"
 
 
+def test_duplicates_take_no_part_in_sessions(db: Path, tmp_path: Path) -> None:
+    """The engine runs while the duplicates are looked for; when there are some, the
+    import is replayed without them: a repeat neither extends nor starts a session, in
+    the file or against the store (whose session the first import left open)."""
+
+    def live(mid: str, t: int) -> dict[str, Any]:
+        return ev(mid, t, received_at=t + 1000)
+
+    run_import(db, tmp_path, [live("a", T0), live("b", T0 + MIN)], "--keep-open")
+    later = [live("c", T0 + 2 * MIN), live("a", T0 + 2 * MIN + 1), live("d", T0 + 3 * MIN)]
+    later += [live("c", T0 + 40 * MIN)]
+    report = run_import(db, tmp_path, later)
+    assert report["duplicates"] == 2
+    [session] = sessions_of(db, tmp_path)
+    assert (session["events"], session["concluded"]) == (4, True)
+    assert session["last_ts"] == "2026-09-21T14:16:20.000Z"  # d, at T0 + 3 min
+    assert set(session_ids(db, tmp_path).values()) == {session["session_id"]}
+
+
 def test_clock_skew_is_corrected_from_sent_at(db: Path, tmp_path: Path) -> None:
     # the client's clock runs an hour fast: sent_at says T0+1h when the server reads T0+5s
     run_import(

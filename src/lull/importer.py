@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -23,7 +24,14 @@ from lull.engine import vector
 from lull.engine.arrow import bool_array, flags, int_array, ints, str_array
 from lull.engine.replay import Replayed, replay
 from lull.engine.state import NONE
-from lull.ingest.ndjson import dedupe, load
+from lull.ingest.ndjson import (
+    UNNUMBERED,
+    drop_repeats,
+    finish,
+    insert,
+    maybe_repeated,
+    unnumbered_seq,
+)
 from lull.model import session_id_sql
 from lull.store.db import literal, transaction
 from lull.store.ends import fill as fill_ends
@@ -79,21 +87,38 @@ def import_ndjson(
     with transaction(con):
         step("parse, check and store")
         seq0 = take_seq(con, pid, 0)
-        records = load(con, pid, path, now, seq0)
+        records = insert(con, pid, path, now)
         take_seq(con, pid, records)
         # the parse is done: leave the memory to the engine's arrays from here on
         limit = con.execute("SELECT current_setting('memory_limit')").fetchone()
         con.execute("SET memory_limit = '400MB'")
         step("skip duplicates")
-        duplicates = dedupe(con, pid, seq0)
-        step("sessionize")
-        arrivals = _Arrivals.read(con, pid, seq0, eligible_sql(settings))
+        arrivals = _Arrivals.read(con, pid, seq0, eligible_sql(settings), numbered=False)
         end = arrivals.last_clock if keep_open and arrivals.last_clock is not None else now
+        # The engine (one core of Python and NumPy) runs while DuckDB checks the large
+        # properties, numbers the rows and looks for duplicates; a file with duplicates
+        # (rare) is replayed again without them.
         prior = _Prior.load(con, pid, arrivals.names)
-        out = replay(
-            prior.table, arrivals.code, arrivals.ts, arrivals.clock, timeout,
-            end=end, stored=prior.stored,
-        )  # fmt: skip
+        with con.cursor() as history, ThreadPoolExecutor(1) as pool:
+            prior.con = history  # (the store's concluded sessions: committed rows only)
+            engine = pool.submit(
+                replay, prior.table, arrivals.code, arrivals.ts, arrivals.clock, timeout,
+                end=end, stored=prior.stored,
+            )  # fmt: skip
+            finish(con, pid, path, now, seq0)
+            repeated = maybe_repeated(con, pid, seq0)
+            step("sessionize")
+            out = engine.result()
+        duplicates = drop_repeats(con, pid, seq0) if repeated else 0
+        if duplicates:
+            con.unregister("imp_dict")
+            arrivals = _Arrivals.read(con, pid, seq0, eligible_sql(settings), numbered=True)
+            end = arrivals.last_clock if keep_open and arrivals.last_clock is not None else now
+            prior = _Prior.load(con, pid, arrivals.names)
+            out = replay(
+                prior.table, arrivals.code, arrivals.ts, arrivals.clock, timeout,
+                end=end, stored=prior.stored,
+            )  # fmt: skip
         arrivals.engine_done()  # (their memory is the peak's: see docs/benchmarks.md)
         step("write sessions")
         _write(con, pid, timeout, arrivals, prior, out)
@@ -132,15 +157,28 @@ class _Arrivals:
         self.code = self.ts = self.clock = np.zeros(0, dtype=np.int64)
 
     @classmethod
-    def read(cls, con: duckdb.DuckDBPyConnection, pid: int, seq0: int, eligible: str) -> _Arrivals:
+    def read(
+        cls, con: duckdb.DuckDBPyConnection, pid: int, seq0: int, eligible: str, *, numbered: bool
+    ) -> _Arrivals:
+        """The rows of this import: numbered (seq >= seq0), or not yet (`ndjson.finish`
+        not run: their seq is then made from their row ids as it will number them)."""
+        p = literal(pid)
+        which = (
+            f"project_id = {p} AND seq >= {literal(seq0)}"
+            if numbered
+            else UNNUMBERED.replace("{pid}", p)
+        )
         fresh = con.sql(
-            f"""SELECT seq, received_at AS r, ts, profile_id, {eligible} AS eligible
-                FROM events WHERE project_id = {literal(pid)} AND seq >= {literal(seq0)}"""
+            f"""SELECT {"seq" if numbered else "rowid AS seq"}, received_at AS r, ts,
+                       profile_id, {eligible} AS eligible
+                FROM events WHERE {which}"""
         ).to_arrow_table()
         seq = ints(fresh.column("seq"))
         if len(seq) > 1 and not bool(np.all(seq[1:] > seq[:-1])):
             fresh = fresh.take(int_array(np.argsort(seq, kind="stable")))
             seq = ints(fresh.column("seq"))
+        if not numbered:
+            seq = unnumbered_seq(seq, seq0)
         encoded = pc.dictionary_encode(fresh.column("profile_id")).combine_chunks()
         code, names = ints(encoded.indices), encoded.dictionary
         ts = ints(fresh.column("ts"))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import duckdb
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from lull.errors import BadInput
 from lull.ingest.records import (
@@ -152,9 +154,18 @@ SELECT EXISTS (SELECT hash(message_id) FROM events WHERE project_id = {pid} AND 
 """
 
 
-def load(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int, seq0: int) -> int:
-    """Parse, check and insert `path`'s events as seq0 + record number; returns the
-    number of records. Then drops the duplicates (R6): see `dedupe`.
+def _filled(sql: str, pid: int, seq0: int = 0, path: str = "", now: int = 0) -> str:
+    return (
+        sql.replace("{now}", str(int(now)))
+        .replace("{path}", path.replace("'", "''"))
+        .replace("{pid}", str(int(pid)))
+        .replace("{seq0}", str(int(seq0)))
+    )
+
+
+def insert(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int) -> int:
+    """Parse, check and insert `path`'s events, unnumbered (seq -1, in file order);
+    returns the number of records. `finish` checks what is left and numbers them.
 
     R5's clock fix is applied here: `received_at` is when the event arrived (else
     `now`) and `ts` its event time corrected for the client's skew and capped at that.
@@ -162,29 +173,35 @@ def load(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int, seq0: in
     Raises BadInput naming the first bad line and field; the caller's transaction then
     rolls back, so a bad file changes nothing.
     """
-
-    def fill(sql: str) -> str:
-        return (
-            sql.replace("{now}", str(int(now)))
-            .replace("{path}", path.replace("'", "''"))
-            .replace("{pid}", str(int(pid)))
-            .replace("{seq0}", str(int(seq0)))
-        )
-
     try:
-        row = con.execute(fill(_INSERT)).fetchone()
+        row = con.execute(_filled(_INSERT, pid, path=path, now=now)).fetchone()
     except duckdb.Error as e:
         try:  # on a connection of its own: the failed statement aborted the transaction
             with duckdb.connect() as scratch:
-                first = scratch.execute(fill(_FIRST_BAD)).fetchone()
+                first = scratch.execute(_filled(_FIRST_BAD, pid, path=path, now=now)).fetchone()
         except duckdb.Error:
             first = None  # DuckDB cannot read the file: the exact validator reads it all
         start = int(first[0]) if first and first[0] is not None else 0
         detail = find_first_error(path, start, now)
         raise BadInput(f"{path}: {detail or _short(e)}") from None
-    _check_large(con, pid, path, now)
-    con.execute(fill(_NUMBER)).fetchall()
     return int(row[0]) if row else 0
+
+
+def finish(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int, seq0: int) -> None:
+    """After `insert`: the exact check of the few properties that could be over the
+    limits (BadInput naming the line), then the rows numbered seq0 + record number, as
+    `unnumbered_seq` gives them (their row ids, in file order)."""
+    _check_large(con, pid, path, now)
+    con.execute(_filled(_NUMBER, pid, seq0)).fetchall()
+
+
+# The rows `insert` left unnumbered, with the seq `finish` gives each (as _NUMBER does).
+UNNUMBERED = "project_id = {pid} AND seq = -1"
+
+
+def unnumbered_seq(rowid: npt.NDArray[np.int64], seq0: int) -> npt.NDArray[np.int64]:
+    """The seq `finish` gives the unnumbered rows whose row ids these are."""
+    return rowid - (int(rowid.min()) if len(rowid) else 0) + seq0
 
 
 # Rows just inserted whose properties could be over the limits of `check_properties`
@@ -204,7 +221,7 @@ SELECT properties::VARCHAR FROM events WHERE project_id = {{pid}} AND seq = -1
 def _check_large(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int) -> None:
     """The one definition of an event (records.check_properties) for what the set-wise
     check lets through: BadInput naming the line when one is over a limit."""
-    for (text,) in con.execute(_LARGE.replace("{pid}", str(int(pid)))).fetchall():
+    for (text,) in con.execute(_filled(_LARGE, pid)).fetchall():
         try:
             check_properties(msgspec.json.decode(text), "properties")
         except BadInput:
@@ -212,20 +229,17 @@ def _check_large(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int) 
             raise BadInput(f"{path}: {detail or 'an event is over the limits'}") from None
 
 
-def dedupe(con: duckdb.DuckDBPyConnection, pid: int, seq0: int) -> int:
-    """R6 for rows seq >= seq0: returns how many were dropped as duplicates.
+def maybe_repeated(con: duckdb.DuckDBPyConnection, pid: int, seq0: int) -> bool:
+    """Whether a message id of the rows seq >= seq0 may repeat one stored before or one
+    of those rows: 64-bit hashes compared (a third cheaper than the ids themselves).
+    False: there is no duplicate (R6). True: `drop_repeats` compares the ids."""
+    seen = con.execute(_filled(_MAYBE_REPEATED, pid, seq0)).fetchall()
+    return bool(seen and seen[0][0])
 
-    A first pass compares 64-bit hashes of the message ids (a third cheaper than the ids
-    themselves); only when two hashes meet are the ids compared and the repeats deleted.
-    """
 
-    def fill(sql: str) -> str:
-        return sql.replace("{pid}", str(int(pid))).replace("{seq0}", str(int(seq0)))
-
-    seen = con.execute(fill(_MAYBE_REPEATED)).fetchall()
-    if not seen or not seen[0][0]:
-        return 0
-    rows = con.execute(fill(_DEDUPE)).fetchall()
+def drop_repeats(con: duckdb.DuckDBPyConnection, pid: int, seq0: int) -> int:
+    """R6 for rows seq >= seq0: drops the repeats; returns how many."""
+    rows = con.execute(_filled(_DEDUPE, pid, seq0)).fetchall()
     return int(rows[0][0]) if rows else 0
 
 
