@@ -37,7 +37,6 @@ from lull.segments.definition import (
     SessionsCondition,
 )
 
-_NUMBER_TYPES = "('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT', 'UHUGEINT')"
 _SQL_OPS = {"=": "=", "!=": "=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
 
@@ -59,23 +58,38 @@ def today_in(tz: str) -> date:
 
 @dataclass
 class _Build:
-    """The query being built: named parameters and one CTE per counted condition."""
+    """The query being built: named parameters, and the per-profile counts it needs, each
+    one aggregate of one scan of `events` (its event conditions) or of `sessions` (its
+    session conditions and Session Concluded): one pass over each table, however many
+    conditions read it."""
 
     params: dict[str, object] = field(default_factory=dict)
-    ctes: list[str] = field(default_factory=list)
-    joins: list[str] = field(default_factory=list)
+    event_counts: list[str] = field(default_factory=list)
+    event_names: dict[str, str] = field(default_factory=dict)  # name -> its parameter
+    session_counts: list[str] = field(default_factory=list)
 
     def param(self, value: object) -> str:
         name = f"v{len(self.params)}"
         self.params[name] = value
         return f"${name}"
 
-    def counted(self, sql: str) -> str:
-        """A CTE of (profile_id, n[, t]); returns its alias, left-joined to profiles."""
-        alias = f"c{len(self.ctes)}"
-        self.ctes.append(f"{alias} AS ({sql})")
-        self.joins.append(f"LEFT JOIN {alias} ON {alias}.profile_id = p.profile_id")
-        return alias
+    def events(self, name: str, test: str) -> str:
+        """A count of the profile's events named `name` passing `test`, as SQL."""
+        alias = f"e{len(self.event_counts)}"
+        if name not in self.event_names:
+            self.event_names[name] = self.param(name)
+        ref = self.event_names[name]
+        # CASE, not AND: the properties are parsed only on the rows of that name
+        self.event_counts.append(
+            f"count(*) FILTER (WHERE CASE WHEN name = {ref} THEN {test} ELSE false END) AS {alias}"
+        )
+        return f"coalesce(ev.{alias}, 0)"
+
+    def sessions(self, aggregate: str) -> str:
+        """An aggregate of the profile's sessions concluded in the range, as SQL."""
+        alias = f"s{len(self.session_counts)}"
+        self.session_counts.append(f"{aggregate} AS {alias}")
+        return f"coalesce(ss.{alias}, 0)"
 
 
 def compile_past(d: Past, pid: int, tz: str, today: date) -> tuple[str, dict[str, object]]:
@@ -85,11 +99,22 @@ def compile_past(d: Past, pid: int, tz: str, today: date) -> tuple[str, dict[str
     lo, hi = bounds(d.range, tz, today)
     b.params.update(lo=lo, hi=hi)
     where = _condition(d.root, b)
-    if not b.ctes:  # profile properties only: no range to pass
+    ctes, joins = [], []
+    if b.event_counts:
+        ctes.append(f"""ev AS (SELECT profile_id, {", ".join(b.event_counts)} FROM events
+            WHERE project_id = $pid AND ts BETWEEN $lo AND $hi
+              AND name IN ({", ".join(b.event_names.values())}) GROUP BY profile_id)""")
+        joins.append("LEFT JOIN ev ON ev.profile_id = p.profile_id")
+    if b.session_counts:
+        ctes.append(f"""ss AS (SELECT profile_id, {", ".join(b.session_counts)} FROM sessions
+            WHERE project_id = $pid AND concluded AND last_ts BETWEEN $lo AND $hi
+            GROUP BY profile_id)""")
+        joins.append("LEFT JOIN ss ON ss.profile_id = p.profile_id")
+    if not ctes:  # profile properties only: no range to pass
         del b.params["lo"], b.params["hi"]
-    with_ = ("WITH " + ",\n".join(b.ctes)) if b.ctes else ""
+    with_ = ("WITH " + ",\n".join(ctes)) if ctes else ""
     sql = f"""{with_}
-        SELECT p.profile_id FROM profiles p {" ".join(b.joins)}
+        SELECT p.profile_id FROM profiles p {" ".join(joins)}
         WHERE p.project_id = $pid AND ({where})"""
     return sql, b.params
 
@@ -139,27 +164,17 @@ def _condition(c: Condition, b: _Build) -> str:
         return filter_sql(c.filter, "p.properties", b.param)
     if isinstance(c, SessionsCondition):
         what = "sum((last_ts - first_ts) // 1000)" if c.total_time else "count(*)"
-        alias = b.counted(
-            f"""SELECT profile_id, {what} AS n FROM sessions
-                WHERE project_id = $pid AND concluded AND last_ts BETWEEN $lo AND $hi
-                GROUP BY profile_id"""
-        )
-        return _between(f"coalesce({alias}.n, 0)", c.count, b)
+        return _between(b.sessions(what), c.count, b)
     return _event(c, b)
 
 
 def _event(c: EventCondition, b: _Build) -> str:
     if c.event == SESSION_CONCLUDED:
-        tests = [_concluded_filter(f, b.param) for f in c.where]
-        source = """SELECT profile_id, count(*) AS n FROM sessions
-                     WHERE project_id = $pid AND concluded AND last_ts BETWEEN $lo AND $hi"""
+        tests = " AND ".join([_concluded_filter(f, b.param) for f in c.where] or ["true"])
+        n = b.sessions(f"count(*) FILTER (WHERE {tests})")
     else:
-        tests = [filter_sql(f, "properties", b.param) for f in c.where]
-        source = f"""SELECT profile_id, count(*) AS n FROM events
-                     WHERE project_id = $pid AND name = {b.param(c.event)}
-                       AND ts BETWEEN $lo AND $hi"""
-    alias = b.counted(source + "".join(f" AND {t}" for t in tests) + " GROUP BY profile_id")
-    n = f"coalesce({alias}.n, 0)"
+        tests = " AND ".join([filter_sql(f, "properties", b.param) for f in c.where] or ["true"])
+        n = b.events(c.event, tests)
     if not c.did:
         return f"{n} = 0"
     least = c.count.at_least if c.count.at_least is not None else 1
@@ -182,27 +197,40 @@ def pointer(name: str) -> str:
 
 
 def filter_sql(f: Filter, props: str, param: Any) -> str:
-    """SQL true where the JSON column `props` passes filter `f` (never NULL)."""
+    """SQL true where the JSON column `props` passes filter `f` (never NULL). The property
+    is parsed out once a row where its type is implied by the test: a number's JSON text
+    casts to DOUBLE and a string's (quoted) does not; `true` is only a boolean's text."""
     path = param(pointer(f.property))
-    kind = f"json_type({props}, {path})"
-    present = f"coalesce({kind} NOT IN ('NULL'), false)"
-    if f.op == "exists":
-        return present
-    if f.op == "not exists":
-        return f"NOT {present}"
+    raw = f"json_extract({props}, {path})::VARCHAR"
+    if f.op in ("exists", "not exists"):
+        present = f"coalesce({raw} <> 'null', false)"
+        return present if f.op == "exists" else f"NOT {present}"
     text = f"json_extract_string({props}, {path})"
-    if f.op == "contains":
-        return f"coalesce({kind} = 'VARCHAR' AND contains({text}, {param(f.value)}), false)"
+    is_text = f"json_type({props}, {path}) = 'VARCHAR'"
     value = f.value
-    if isinstance(value, bool):
-        test = f"{kind} = 'BOOLEAN' AND {text} = {param('true' if value else 'false')}"
+    if f.op == "contains":
+        test = f"{is_text} AND contains({text}, {param(value)})"
+    elif isinstance(value, bool):
+        test = f"{raw} = {param('true' if value else 'false')}"
     elif isinstance(value, str):
-        test = f"{kind} = 'VARCHAR' AND {text} = {param(value)}"
+        # another type's text (5, true, [1]) could equal this value: then check the type
+        test = f"{text} = {param(value)}"
+        test = f"{is_text} AND {test}" if _not_only_text(value) else test
     else:
-        number = f"TRY_CAST({text} AS DOUBLE)"
-        test = f"{kind} IN {_NUMBER_TYPES} AND {number} {_SQL_OPS[f.op]} {param(value)}"
+        test = f"TRY_CAST({raw} AS DOUBLE) {_SQL_OPS[f.op]} {param(value)}"
     test = f"coalesce({test}, false)"
     return f"NOT {test}" if f.op == "!=" else test
+
+
+def _not_only_text(value: str) -> bool:
+    """Could a JSON value other than a string have `value` as its extracted text?"""
+    if value in ("true", "false", "null") or value[:1] in ("{", "["):
+        return True
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _concluded_filter(f: Filter, param: Any) -> str:
