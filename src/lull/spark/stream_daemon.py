@@ -28,7 +28,7 @@ import lull.spark.ndjson
 import lull.spark.sink
 import lull.spark.state_codec
 import lull.spark.tasks
-import lull.store.log  # noqa: F401
+import lull.store.log
 
 
 class _NoPandas(MetaPathFinder):
@@ -40,6 +40,28 @@ class _NoPandas(MetaPathFinder):
         return None
 
 
+def _warm() -> None:
+    """Run the tasks' code once on two lines: the first call of each part (msgspec's
+    decoder, pyarrow's kernels, the engine) costs more than a file."""
+    import numpy as np
+
+    from lull.model import Settings
+
+    line = (b'{"message_id":"m","profile_id":"u","name":"n","ts":1,"source":"web",'
+            b'"received_at":2,"properties":{"k":1}}\n')  # fmt: skip
+    table = lull.spark.ndjson.file_table(line + line.replace(b'ts":1', b'ts":"x"'), "f")
+    events = table.filter(pyarrow.compute.is_null(table["error"]))
+    lull.spark.tasks.hashed(events["profile_id"], 2, repeats=True)
+    lull.spark.tasks.hashed(events["message_id"], 2, repeats=False)
+    one = np.array(["m"], dtype=object)
+    rows = lull.spark.bucket.Rows(one, np.array(["u"], dtype=object), np.array(["n"], dtype=object),
+                                  np.array(["web"], dtype=object), np.array([1]), np.array([2]),
+                                  np.array([0], dtype=np.int32), np.array([1]))  # fmt: skip
+    state = lull.spark.bucket.Bucket()
+    lull.spark.bucket.apply(state, rows, 0, Settings(True, 60_000, ()))
+    lull.spark.state_codec.decode(lull.spark.state_codec.encode(state, 2), 2)
+
+
 if "pandas" not in sys.modules:
     _finder = _NoPandas()
     sys.meta_path.insert(0, _finder)
@@ -47,6 +69,7 @@ if "pandas" not in sys.modules:
         pyarrow.array([0])
     finally:
         sys.meta_path.remove(_finder)
+_warm()
 
 if __name__ == "__main__":
     manager()
