@@ -110,7 +110,7 @@ def test_the_lake_takes_no_events_and_no_settings(pair: Pair) -> None:
     assert sent.status_code == 405 and "lull serve --ingest-only" in sent.json()["error"]
     put = pair.lake.http.put("/api/v1/settings", json={"timeout": "30m"},
                              headers=bearer(pair.keys.admin_key))  # fmt: skip
-    assert put.status_code == 405 and "settings.json" in put.json()["error"]
+    assert put.status_code == 405 and "its settings.json" in put.json()["error"]
     assert pair.lake.http.get("/healthz").json() == {"status": "ok"}
 
 
@@ -146,9 +146,19 @@ def test_the_pages_over_the_lake_show_the_stores_figures(pair: Pair, tab: Watche
     page.goto(f"{pair.lake.base}/p/tunes/profile?id=u-1003")
     expect(page.locator("#profile-summary")).to_contain_text(f"{len(sessions):,}")
     expect(page.locator("li.session code").first).to_have_text(sessions[0]["session_id"])
-    # the what-if preview, then a save that is refused with the reason
+    # the what-if preview; no Save, and why (a form sent anyway is refused with it)
     page.goto(f"{pair.lake.base}/p/tunes/settings")
+    expect(page.locator("#settings-read-only")).to_contain_text("its settings.json")
     page.get_by_label("Session timeout").fill("45m")
     expect(page.locator("#whatif")).to_have_attribute("data-state", "ready")
-    page.get_by_role("button", name="Save settings").click()
-    expect(page.get_by_role("alert")).to_contain_text("settings.json")
+    save = page.get_by_role("button", name="Save settings")
+    expect(save).to_be_disabled()
+    page.evaluate("document.querySelector('#settings-form button[type=submit]').disabled = false")
+    save.click()
+    expect(page.locator("#settings-error")).to_contain_text("its settings.json")
+    assert (
+        pair.lake.http.get("/api/v1/settings", headers=bearer(pair.keys.read_token)).json()[
+            "timeout"
+        ]
+        == "20m"
+    )

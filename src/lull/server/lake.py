@@ -75,7 +75,14 @@ class _Project:
 
 class LakeEngine:
     """What the handlers ask the live engine, for a lake: the clock and the project's
-    settings (the job's); a settings change is refused."""
+    settings (the job's); a settings change is refused (`read_only` says why: the
+    Settings page shows it and offers no Save)."""
+
+    read_only = (
+        "These are the settings the Spark job ran with (its settings.json): this server "
+        "reads its output (lull serve --lake). Change them there and run the job again; "
+        "the preview below shows what a new timeout would do."
+    )
 
     def __init__(self, pid: int, settings: Settings) -> None:
         self.projects = {pid: _Project(settings)}
@@ -94,12 +101,7 @@ class LakeEngine:
         self, project_id: int, settings: object, *, rebuild: bool
     ) -> Future[dict[str, object]]:
         done: Future[dict[str, object]] = Future()
-        done.set_exception(
-            ReadOnly(
-                "the settings of a lake are those its Spark job ran with (settings.json): "
-                "change them there and run the job again"
-            )
-        )
+        done.set_exception(ReadOnly(self.read_only))
         return done
 
 

@@ -134,6 +134,12 @@ class Pages:
         check_csrf(request, form.get("csrf"))
         return form
 
+    def read_only(self) -> str | None:
+        """Why the settings cannot be changed here, if they cannot (`lull serve --lake`:
+        server/lake.py's engine says why)."""
+        why = getattr(self.server.engine, "read_only", None)
+        return why if isinstance(why, str) else None
+
     async def access(self, request: Request, admin: bool = False) -> Access:
         project = request.path_params["project"]
         return await self.read(lambda con: on_project(request, con, project, admin=admin))
@@ -236,6 +242,7 @@ class Pages:
             "allowed_origins": "\n".join(settings.allowed_origins),
         }
         more = await self.read(lambda con: _settings_facts(con, pid, settings))
+        more["read_only"] = self.read_only()
         context = {"page": "settings", "values": values, "current": settings, **more}
         return self.render(request, "settings.html", context, who=who)
 
@@ -256,6 +263,7 @@ class Pages:
             }
             values["sessions"] = form.get("sessions") == "on"
             more = await self.read(lambda con: _settings_facts(con, pid, current))
+            more["read_only"] = self.read_only()
             context = {"page": "settings", "values": values, "current": current,
                        "error": e.message, **more}  # fmt: skip
             return self.render(request, "settings.html", context, status=400, who=who)
