@@ -5,12 +5,14 @@ figures*.png."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Error, Page, Route, expect
 
 from browser import (
     Watched,
@@ -32,12 +34,24 @@ VERSIONS = ("3.1.0", "3.2.0", "3.2.1")
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LullServer]:
     """`music`: a month of a music app whose launches carry the app's version, the
-    listener's country and plan. ann is its admin."""
+    listener's country and plan, and some of whose visits end at the launch (bounces).
+    ann is its admin."""
     db = tmp_path_factory.mktemp("figures") / "lull.duckdb"
     with LullServer(db) as server:
         populate(server, {"music": "on"}, [("ann", "music", "admin")])
         server.start()
-        month = music_month(11, 40, recent(3))
+        month = music_month(11, 40, recent(3), days=50)  # the range and most of the one before
+        for p in month:  # some visits end at the launch (bounces), more of them on iOS
+            bounce_every = {"ios": 3, "web": 5, "android": 9}[p.source]
+            kept, launches, cut = [], 0, False
+            for e in p.events:
+                if e["name"] == "App Launched":
+                    launches += 1
+                    cut = launches % bounce_every == 0
+                elif cut and e["name"] != "Notification Sent":
+                    continue
+                kept.append(e)
+            p.events = kept
         for i, p in enumerate(month):
             for e in p.events:
                 if e["name"] == "App Launched":
@@ -88,7 +102,11 @@ def cells(page: Page, table: str) -> list[list[str]]:
 
 
 def pct(r: float | None) -> str:
-    return "\u2013" if r is None else f"{100 * r:.1f}%"  # an en dash, as the page writes none
+    """As the page writes a share: JavaScript's toFixed(1) takes a tie up (6.25 -> 6.3),
+    where Python's format takes it to even; an en dash for none."""
+    if r is None:
+        return "\u2013"
+    return f"{Decimal(100 * r).quantize(Decimal('0.1'), ROUND_HALF_UP)}%"
 
 
 def n(v: int) -> str:
@@ -102,9 +120,14 @@ def test_the_figures_show_what_the_read_api_answers(site: LullServer, tab: Watch
     ready(page)
     bounce = api(site, "bounce")
     assert bounce["current"]["sessions"] > 300
+    assert 0.1 < bounce["current"]["bounce_rate"] < 0.5
     expect(page.locator("#v-bounce strong")).to_have_text(pct(bounce["current"]["bounce_rate"]))
+    now, then = bounce["current"]["bounce_rate"], bounce["previous"]["bounce_rate"]
+    assert then is not None and bounce["previous"]["sessions"] > 300
+    points = pct(abs(now - then))[:-1] + " pts"
+    sign = "+" if now > then else "\u2212" if now < then else "\u00b1"
     expect(page.locator("#v-bounce")).to_contain_text(
-        f"{pct(bounce['previous']['bounce_rate'])} the 30 days before"
+        f"{pct(then)} the 30 days before ({sign}{points})"
     )
     rows = cells(page, "t-bounce")
     assert [r[0] for r in rows] == [p["date"] for p in bounce["trend"]]
@@ -121,9 +144,13 @@ def test_the_figures_show_what_the_read_api_answers(site: LullServer, tab: Watch
         assert [r[1:] for r in shown] == [
             [n(b[what]), n(b[f"previous_{what}"])] for b in f["distribution"]
         ], name
-        median = f["current"]["median"]
-        expect(page.locator(f"#v-{key} strong")).to_have_text(
-            "median " + (length(median) if key == "interval" else str(median))
+        median, before = f["current"]["median"], f["previous"]["median"]
+        write = length if key == "interval" else str
+        expect(page.locator(f"#v-{key} strong")).to_have_text(f"median {write(median)}")
+        assert before is not None, name
+        sign = "+" if median > before else "\u2212" if median < before else "\u00b1"
+        expect(page.locator(f"#v-{key}")).to_contain_text(
+            f"median {write(before)} the 30 days before ({sign}{write(abs(median - before))})"
         )
     ends = api(site, "entry_exit")
     for kind in ("entry", "exit"):
@@ -235,3 +262,56 @@ def test_the_figures_fit_a_390_px_phone(site: LullServer, tab: Watched) -> None:
     page.keyboard.press("Escape")
     page.locator("#f-bounce").scroll_into_view_if_needed()
     shot(page, "figures-narrow")
+
+
+FIGURES_API = re.compile(r"/web/api/p/music/figures/bounce\?")
+
+
+def test_a_slow_answer_for_old_filters_never_replaces_a_newer_one(
+    site: LullServer, tab: Watched
+) -> None:
+    """The bounce rate for web asked first and answered last (held in the browser until
+    iOS is shown): its answer is dropped, and the figures say iOS."""
+    page = tab.page
+    sign_in(page, site.base, "ann")
+    page.goto(f"{site.base}/p/music/board")
+    ready(page)
+    held: list[Route] = []
+    failed: list[str] = []
+    page.on("requestfailed", lambda r: failed.append(r.url) if "source=web" in r.url else None)
+
+    def slow_web(route: Route) -> None:
+        if "source=web" in route.request.url:
+            held.append(route)  # answered below, after iOS's
+        else:
+            route.continue_()
+
+    page.route(FIGURES_API, slow_web)
+    source = page.get_by_label("Source", exact=True)
+    source.select_option("web")
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(20)
+    assert len(held) == 1, "the bounce rate for web was not asked for"
+    expect(page.locator("#more")).to_have_attribute("data-state", "loading")
+    source.select_option("ios")
+    ios = api(site, "bounce", source="ios")["current"]["bounce_rate"]
+    web = api(site, "bounce", source="web")["current"]["bounce_rate"]
+    assert ios != web
+    ready(page)
+    expect(page.locator("#v-bounce strong")).to_have_text(pct(ios))
+    with contextlib.suppress(Error):  # the browser may have dropped the request already
+        held[0].continue_()  # web's answer, late
+    page.wait_for_timeout(500)
+    expect(page.locator("#v-bounce strong")).to_have_text(pct(ios))
+    assert page.locator("#more").get_attribute("data-for") == page.url.split("?", 1)[1]
+    assert failed, "the requests for web were not aborted"
+
+
+def test_a_refused_range_hides_the_figures(site: LullServer, tab: Watched) -> None:
+    page = tab.page
+    sign_in(page, site.base, "ann")
+    page.goto(f"{site.base}/p/music/board?from=2026-11-20&until=2026-11-10")
+    expect(page.locator("#more")).to_have_attribute("data-state", "error")
+    expect(page.locator("#f-bounce")).to_be_hidden()

@@ -31,22 +31,19 @@
     return w(lo) + "–" + (unit ? w(hi) : String(hi - 1));
   }
 
-  // "17.2% · 16.9% the 30 days before (+0.3 pts)"
-  function versus(id, now, before, write, points, days) {
+  // "17.2% · 16.9% the 30 days before (+0.3 pts)": the change is not coloured, since
+  // whether more is better depends on the figure (more bounces, fewer sessions per user)
+  function versus(id, now, before, write, delta, days) {
     const el = document.getElementById(id);
     const strong = document.createElement("strong");
     strong.textContent = write(now);
-    let delta = "";
-    let cls = "";
+    let change = "";
     if (now !== null && before !== null && now !== undefined && before !== undefined) {
-      const d = points ? 100 * (now - before) : now - before;
-      const shown = points ? d.toFixed(1) + " pts" : fmt().decimal(Math.abs(d));
-      delta = " (" + (d > 0 ? "+" : d < 0 ? "−" : "±") + (points ? shown.replace("-", "") : shown) + ")";
-      cls = d > 0 ? "up" : d < 0 ? "down" : "";
+      const d = now - before;
+      change = " (" + (d > 0 ? "+" : d < 0 ? "−" : "±") + delta(Math.abs(d)) + ")";
     }
     const rest = document.createElement("span");
-    rest.className = cls;
-    rest.textContent = " · " + write(before) + " the " + days + " days before" + delta;
+    rest.textContent = " · " + write(before) + " the " + days + " days before" + change;
     el.replaceChildren(strong, rest);
   }
 
@@ -100,7 +97,8 @@
   }
 
   function showBounce(f, days) {
-    versus("v-bounce", f.current.bounce_rate, f.previous.bounce_rate, pct, true, days);
+    versus("v-bounce", f.current.bounce_rate, f.previous.bounce_rate, pct,
+           (d) => (100 * d).toFixed(1) + " pts", days);
     const hourly = f.grain === "hour";
     document.getElementById("c-bounce-t").textContent =
       document.getElementById("c-bounce-t").dataset[hourly ? "hour" : "day"];
@@ -123,7 +121,7 @@
 
   function showSpread(key, f, days, what, unit) {
     const write = unit ? fmt().length : fmt().decimal;
-    versus("v-" + key, f.current.median, f.previous.median, (m) => "median " + write(m), false, days);
+    versus("v-" + key, f.current.median, f.previous.median, (m) => "median " + write(m), write, days);
     const el = document.getElementById("v-" + key);
     const mean = document.createElement("span");
     mean.className = "muted";
