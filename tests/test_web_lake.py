@@ -162,3 +162,17 @@ def test_the_pages_over_the_lake_show_the_stores_figures(pair: Pair, tab: Watche
         ]
         == "20m"
     )
+
+
+def test_a_wrong_lake_or_project_is_named(pair: Pair, tmp_path: Path) -> None:
+    db = pair.lake.db
+    wrong = lull(db, "--project", "nope", "serve", "--lake", str(pair.lake_dir))
+    assert wrong.code != 0 and "no project named 'nope'" in wrong.err, wrong.err
+    assert "lull project create" in wrong.err
+    empty = lull(db, "--project", "tunes", "serve", "--lake", str(tmp_path))
+    assert empty.code != 0 and "no settings.json" in empty.err, empty.err
+    both = lull(db, "--project", "tunes", "serve", "--lake", str(pair.lake_dir), "--ingest-only")
+    assert both.code != 0 and "--lake reads Spark's output" in both.err, both.err
+    nowhere = lull(tmp_path / "none.duckdb", "--project", "tunes", "serve", "--lake",
+                   str(pair.lake_dir))  # fmt: skip
+    assert nowhere.code != 0 and "the accounts and keys are read from it" in nowhere.err
