@@ -132,3 +132,21 @@ def test_a_table_of_two_projects_fires_only_the_segments_own(tmp_path: Path) -> 
         watcher.close()
     finally:
         con.close()
+
+
+def test_the_delivery_log_keeps_each_segments_latest_attempts(tmp_path: Path) -> None:
+    con = connect(tmp_path / "lull.duckdb")
+    try:
+        pid = project_id(con, "shop")
+        rows: list[store.Attempt] = [
+            (pid, seg, f"m{i}", "ann", 1, 1000 + i, 200, "delivered", None)
+            for seg in ("a", "b")
+            for i in range(30 if seg == "a" else 5)
+        ]
+        store.log_attempts(con, rows)
+        store.prune_deliveries(con, keep=10)
+        kept = store.deliveries(con, pid, "a", limit=100)
+        assert [d["message_id"] for d in kept] == [f"m{i}" for i in range(29, 19, -1)]
+        assert len(store.deliveries(con, pid, "b", limit=100)) == 5
+    finally:
+        con.close()

@@ -54,6 +54,7 @@ BACKOFF_S = 0.5  # before the second attempt; doubled before each later one
 TIMEOUT_S = 5.0  # for the receiver to answer
 BATCH = 500  # candidates matched in one query
 SIGNATURE_HEADER = "X-Lull-Signature"
+PRUNE_EVERY = 1000  # attempts logged between two prunings of the log (store/segments.py)
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -110,13 +111,18 @@ class Watcher:
         self._con = con.cursor()
         self._lock = threading.Lock()  # the cursor: reload (HTTP threads) and the worker
         self.by_project: dict[int, _Live] = {}
-        self.pending: queue.Queue[tuple[Rule, int]] = queue.Queue(max_pending)
-        self.dropped: Counter[Rule] = Counter()  # by the hook (queue full), noted by the worker
-        self._dropping = threading.Lock()
+        # candidates (a segment and event seqs), a batch a group; at most max_pending
+        # candidates wait (`waiting`): the hook drops the rest and counts them (`dropped`)
+        self.pending: queue.Queue[tuple[Rule, list[int]]] = queue.Queue()
+        self.max_pending = max_pending
+        self.waiting = 0
+        self.dropped: Counter[Rule] = Counter()
+        self._counting = threading.Lock()
         self._retrying: list[tuple[float, int, Delivery]] = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
+        self._logged = 0  # attempts logged since the log was last pruned
         self.reload()
 
     def close(self) -> None:
@@ -167,18 +173,20 @@ class Watcher:
             print(f"lull: live segments: {e!r}", file=sys.stderr, flush=True)
 
     def _offer_all(self, project: _Live, picked: pa.Table) -> None:
-        seqs, names = picked.column("seq").to_pylist(), picked.column("name").to_pylist()
-        for seq, name in zip(seqs, names, strict=True):
-            for rule in project.rules:
-                if rule.live.event == name:
-                    self._offer(rule, seq)
-
-    def _offer(self, rule: Rule, seq: int) -> None:
-        try:
-            self.pending.put_nowait((rule, seq))
-        except queue.Full:
-            with self._dropping:
-                self.dropped[rule] += 1
+        """Queue each segment's candidates as one batch (set-wise: no per-event Python)."""
+        names, seqs = picked.column("name"), picked.column("seq")
+        for rule in project.rules:
+            mine = (
+                seqs if len(project.names) == 1 else seqs.filter(pc.equal(names, rule.live.event))
+            )
+            n = len(mine)
+            with self._counting:
+                take = max(0, min(n, self.max_pending - self.waiting))
+                self.waiting += take
+                if take < n:
+                    self.dropped[rule] += n - take
+            if take:
+                self.pending.put((rule, mine.slice(0, take).to_pylist()))
 
     # -- on the worker's thread ------------------------------------------------------
 
@@ -194,20 +202,22 @@ class Watcher:
         wait = 0.5
         if self._retrying:
             wait = max(0.0, min(wait, self._retrying[0][0] - time.monotonic()))
-        taken: list[tuple[Rule, int]] = []
+        taken: list[tuple[Rule, list[int]]] = []
         try:
             taken.append(self.pending.get(timeout=wait))
-            while len(taken) < BATCH:
+            while sum(len(seqs) for _, seqs in taken) < BATCH:
                 taken.append(self.pending.get_nowait())
         except queue.Empty:
             pass
+        with self._counting:
+            self.waiting -= sum(len(seqs) for _, seqs in taken)
         log: list[store.Attempt] = []
         for delivery in self._matched(taken):
             self._attempt(delivery, log)
         now = time.monotonic()
         while self._retrying and self._retrying[0][0] <= now:
             self._attempt(heapq.heappop(self._retrying)[2], log)
-        with self._dropping:
+        with self._counting:
             dropped, self.dropped = self.dropped, Counter()
         for rule, n in dropped.items():
             log.append(_note(rule, None, None, 0, None, "dropped",
@@ -215,16 +225,22 @@ class Watcher:
         if log:
             with self._lock:
                 store.log_attempts(self._con, log)
+                self._logged += len(log)
+                if self._logged >= PRUNE_EVERY:
+                    store.prune_deliveries(self._con)
+                    self._logged = 0
 
-    def _matched(self, taken: list[tuple[Rule, int]]) -> list[Delivery]:
+    def _matched(self, taken: list[tuple[Rule, list[int]]]) -> list[Delivery]:
         """The candidates whose events pass their segment's filters, as deliveries."""
         by_rule: dict[Rule, list[int]] = {}
-        for rule, seq in taken:
-            by_rule.setdefault(rule, []).append(seq)
+        for rule, seqs in taken:
+            by_rule.setdefault(rule, []).extend(seqs)
         out = []
-        for rule, seqs in by_rule.items():
+        for rule, seqs, at in (
+            (r, all_, i) for r, all_ in by_rule.items() for i in range(0, len(all_), BATCH)
+        ):
             with self._lock:
-                rows = _passing(self._con, rule, seqs)
+                rows = _passing(self._con, rule, seqs[at : at + BATCH])
                 profiles = _profiles(self._con, rule.project_id, {r["profile_id"] for r in rows})
             for event in rows:
                 body = {

@@ -15,6 +15,7 @@ from lull.store.projects import now_ms
 
 MAX_SEGMENTS = 500  # a project's
 DELIVERIES_SHOWN = 100
+DELIVERIES_KEPT = 10_000  # a segment's latest attempts kept in the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,20 @@ def log_attempts(con: duckdb.DuckDBPyConnection, attempts: list[Attempt]) -> Non
     """Delivery attempts: (project, segment, message id, profile, attempt, at, status,
     outcome, error)."""
     con.executemany("INSERT INTO segment_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", attempts)
+
+
+def prune_deliveries(con: duckdb.DuckDBPyConnection, keep: int = DELIVERIES_KEPT) -> None:
+    """Keep each segment's latest `keep` attempts (the log would grow without end)."""
+    con.execute(
+        """DELETE FROM segment_deliveries d USING (
+               SELECT project_id, segment, attempted_at AS since FROM (
+                   SELECT project_id, segment, attempted_at, row_number() OVER (
+                       PARTITION BY project_id, segment ORDER BY attempted_at DESC) AS n
+                   FROM segment_deliveries) WHERE n = ?) k
+           WHERE d.project_id = k.project_id AND d.segment = k.segment
+             AND d.attempted_at < k.since""",
+        [keep],
+    )
 
 
 def deliveries(
