@@ -86,20 +86,33 @@ def periods(pid: int, settings: Settings, until: date, days: int, source: str | 
 
 def _ended(con: duckdb.DuckDBPyConnection, p: Periods) -> str:
     """SQL: the counted sessions of both periods with their ends (store/ends.py) and
-    `cur`, from `session_ends` when its rows are exactly the counted sessions (the usual
-    case), else from the same rows computed from the events (slower: sessions a server
-    concluded since it started, or a store not written by this lull yet)."""
-    table = f"({computed('$pid')})"
-    if stored(con):
-        check = "SELECT (count(*), sum(skey), sum(first_ts), sum(last_ts)) FROM ({})"
-        row = con.execute(
-            f"""SELECT ({check.format(p.span.counted())}) =
-                       ({check.format(p.span.counted("session_ends"))})""",
-            p.span.params(),
-        ).fetchone()
-        if row is not None and row[0]:
-            table = "session_ends"
-    return f"SELECT *, {p.current()} AS cur FROM ({p.span.counted(table)})"
+    `cur`. From `session_ends` when its rows are exactly the counted sessions (the usual
+    case); else its rows that match a counted session, and the others' found from the
+    events (sessions a running server concluded since its last fill; all of them in a
+    store opened read-only before a write of this lull made the table)."""
+    if not stored(con):
+        everything = f"({computed('$pid')})"
+        return f"SELECT *, {p.current()} AS cur FROM ({p.span.counted(everything)})"
+    check = "SELECT (count(*), sum(skey), sum(first_ts), sum(last_ts)) FROM ({})"
+    row = con.execute(
+        f"""SELECT ({check.format(p.span.counted())}) =
+                   ({check.format(p.span.counted("session_ends"))})""",
+        p.span.params(),
+    ).fetchone()
+    if row is not None and row[0]:
+        return f"SELECT *, {p.current()} AS cur FROM ({p.span.counted('session_ends')})"
+    missing = "skey IN (SELECT skey FROM miss)"
+    mixed = f"""WITH c AS ({p.span.counted()}),
+                hit AS (SELECT m.* FROM ({p.span.counted("session_ends")}) m
+                        SEMI JOIN c ON c.skey = m.skey AND c.first_ts = m.first_ts
+                        AND c.last_ts = m.last_ts AND c.events = m.events),
+                miss AS (SELECT skey, profile_id FROM c ANTI JOIN hit USING (skey))
+                SELECT * FROM hit
+                UNION ALL
+                SELECT * FROM ({
+        computed("$pid", "profile_id IN (SELECT profile_id FROM miss)", missing)
+    })"""
+    return f"SELECT *, {p.current()} AS cur FROM ({mixed})"
 
 
 def _ratio(part: int, whole: int) -> float | None:
