@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,6 +119,8 @@ def test_bad_definitions_and_live_refusals_on_the_page(site: LullServer, tab: Wa
     expect(page.locator("#segment-error")).to_contain_text(
         "'Session Concluded' cannot be used in a live segment"
     )
+    expect(page.get_by_label("Live (webhook)")).to_be_checked()  # the form as it was sent
+    expect(page.get_by_label("Definition (JSON)")).to_have_value(re.compile("Session Concluded"))
     shot(page, "segments-live-refused")
     keys = site.projects["music"]
     listed = site.http.get("/api/v1/segments", headers=bearer(keys.read_token)).json()

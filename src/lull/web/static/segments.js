@@ -115,9 +115,7 @@
 
   options($("l-op"), OPS.map((o) => [o, o]));
   form.querySelectorAll("input[name=kind]").forEach((r) => r.addEventListener("change", () => {
-    $("past-builder").hidden = isLive();
-    $("live-builder").hidden = !isLive();
-    $("preview-count").disabled = isLive();
+    kindShown();
     write();
   }));
   $("b-range").addEventListener("change", () => {
@@ -148,5 +146,16 @@
     }
   });
 
-  if (!text.value.trim()) { addCondition("did"); write(); }  // kept as sent back after an error
+  function kindShown() {
+    $("past-builder").hidden = isLive();
+    $("live-builder").hidden = !isLive();
+    $("preview-count").disabled = isLive();
+  }
+  if (!text.value.trim()) {
+    addCondition("did");
+    write();
+  } else if (/"webhook"/.test(text.value)) {  // a live definition sent back after an error
+    form.querySelector("input[name=kind][value=live]").checked = true;
+    kindShown();
+  }
 })();
