@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from playwright.sync_api import Browser
     from pyspark.sql import SparkSession
+
+    from browser import Watched
 
 
 @pytest.fixture
@@ -32,3 +35,26 @@ def spark() -> Iterator[SparkSession]:
     session = spark_session("local[2]", app="lull-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for a test module (tests/browser.py); a module may define its
+    own."""
+    from browser import chromium
+
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def tab(browser: Browser) -> Iterator[Watched]:
+    """A fresh browser context (no cookies) at 1280x900; fails the test on any JavaScript
+    error."""
+    from browser import watched
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    w = watched(context.new_page())
+    yield w
+    context.close()
+    assert w.errors == []

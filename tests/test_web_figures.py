@@ -12,18 +12,16 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Error, Page, Route, expect
+from playwright.sync_api import Error, Page, Route, expect
 
 from browser import (
     Watched,
-    chromium,
     music_month,
     populate,
     recent,
     send_month,
     shot,
     sign_in,
-    watched,
 )
 from lull.web.format import length
 from serverproc import LullServer, bearer
@@ -62,21 +60,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LullServer]:
                     }
         send_month(server, "music", month)
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def tab(browser: Browser) -> Iterator[Watched]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    w = watched(context.new_page())
-    yield w
-    context.close()
-    assert w.errors == []
 
 
 def api(server: LullServer, name: str, **params: str) -> dict[str, Any]:
