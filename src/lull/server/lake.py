@@ -18,7 +18,7 @@ The server holds an in-memory DuckDB database with the store's tables:
   settings are the job's (`settings.json`);
 - nothing is written: events sent here are refused (405, naming the ingestion tier), as
   are settings changes (they are the job's; change them there and run it again). Signing
-  out holds until a restart.
+  out holds until a restart; so does a segment saved here (it is not refused yet).
 
 The Parquet files are read when asked for (the sessions' keys once, at start): a job's
 new output is shown after a restart.
