@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Error, Page, Route, expect
+from playwright.sync_api import Error, Page, Route, expect
 
 from browser import (
     PASSWORD,
     Watched,
-    chromium,
     music_month,
     populate,
     recent,
@@ -24,7 +23,6 @@ from browser import (
     send_month,
     shot,
     sign_in,
-    watched,
 )
 from lull.model import format_time
 from lull.web.format import length
@@ -51,22 +49,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LullServer]:
         SENT["music"] += send_late(server, "music", month[:6], days_ago=9)
         SENT["music"] += len(month)  # each profile's identify call is an Identity Set event
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def tab(browser: Browser) -> Iterator[Watched]:
-    """A fresh browser context (no cookies); fails the test on any JavaScript error."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    w = watched(context.new_page())
-    yield w
-    context.close()
-    assert w.errors == []
 
 
 def api_board(server: LullServer, project: str, **params: str) -> dict[str, Any]:

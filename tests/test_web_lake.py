@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from playwright.sync_api import expect
 
-import test_web_browser
 from browser import PASSWORD, Watched, music_month, populate, recent, sign_in
 from lull.figures import FIGURES
 from lullrun import lull, write_events
@@ -22,8 +21,6 @@ from serverproc import Keys, LullServer, bearer
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-browser, tab = test_web_browser.browser, test_web_browser.tab  # the same Chromium and tabs
 
 
 class Pair:

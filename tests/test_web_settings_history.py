@@ -14,12 +14,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Request, expect
 
-import test_web_browser
 from browser import Watched, music_month, populate, recent, send_month, shot, sign_in
 from serverproc import LullServer, bearer
 
 MARK_RGB = (0xB4, 0x53, 0x09)  # board.js's markColor
-browser, tab = test_web_browser.browser, test_web_browser.tab  # the same Chromium and tabs
 
 
 @pytest.fixture(scope="module")
