@@ -479,6 +479,10 @@ def main(argv: list[str] | None = None) -> int:
     print("inner s: the time the command reports itself (baseline: its own phase timer).")
     print("vs target: import = the anchor's wall time / lull's (pace ratio); resessionize =")
     print("the baseline's sessionize step / lull's own reported time (start-up excluded).")
+    for o in outcomes:  # CPU is steadier than wall time when other work shares the cores
+        cpu = (o.imp_run.user_s + o.imp_run.sys_s) / (anchor_run.user_s + anchor_run.sys_s)
+        print(f"[{o.target.label}] import CPU time / the anchor's: {cpu:.2f}x "
+              f"(pace by CPU {1 / cpu:.2f}x the anchor)")  # fmt: skip
     print(f"\nbaseline: {json.dumps(base)}")
     print(f"anchor: {json.dumps(anchor_run.json())}")
     for line in failed:

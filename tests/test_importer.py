@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
+from lull.store import ends
 from lullrun import export, lull, write_events
 
 T0 = 1_790_000_000_000  # 2026-09-21T...Z, epoch ms
@@ -261,3 +263,32 @@ def test_resessionize_backfills_history_received_while_off(tmp_path: Path) -> No
     assert lull(path, "resessionize").code == 0
     [session] = sessions_of(path, tmp_path)
     assert session["events"] == 2
+
+
+def test_resessionize_writes_the_ends_the_events_give(db: Path, tmp_path: Path) -> None:
+    """The rebuild writes session_ends from its own arrays (first and last event in R2
+    order, the previous session's end): the very rows `ends.computed` finds from the
+    events, for sessions with ties, events out of order, late ones, several a profile."""
+    events = [
+        ev("a1", T0, name="App Opened", received_at=T0),
+        ev("a2", T0 + MIN, name="Song Played", received_at=T0 + MIN),
+        ev("a0", T0, name="Screen Viewed", received_at=T0 + 2 * MIN),  # a tie, later
+        ev("late", T0 - 5 * MIN, received_at=T0 + 50 * MIN),  # late at import
+        ev("a3", T0 + 40 * MIN, name="Search Performed", received_at=T0 + 40 * MIN),
+        ev("b1", T0 + 3 * MIN, profile="u2", received_at=T0 + 3 * MIN),
+        ev("b2", T0 + 2 * MIN, profile="u2", name="Song Skipped", received_at=T0 + 4 * MIN),
+        ev("api", T0 + 5 * MIN, profile="u2", source="api", received_at=T0 + 5 * MIN),
+        ev("b3", T0 + 90 * MIN, profile="u2", received_at=T0 + 90 * MIN),
+    ]
+    run_import(db, tmp_path, events, "--keep-open")
+    assert lull(db, "resessionize").code == 0
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        cols = "skey, profile_id, source, concluded, first_ts, last_ts, events, prev_last_ts, "
+        cols += "first_seq, first_name, last_name, first_properties::VARCHAR"
+        stored = con.execute(f"SELECT {cols} FROM session_ends ORDER BY skey").fetchall()
+        found = con.execute(f"SELECT {cols} FROM ({ends.computed('1')}) ORDER BY skey").fetchall()
+    finally:
+        con.close()
+    assert len(stored) == 4
+    assert stored == found

@@ -124,9 +124,9 @@ def import_ndjson(
         _write(con, pid, timeout, arrivals, prior, out)
         concluded = conclude_due(con, pid, end, timeout)  # the store's other profiles
         con.unregister("imp_dict")
-        if limit:
-            con.execute(f"SET memory_limit = {literal(str(limit[0]))}")
         fill_ends(con, pid)  # the board's entry/exit and breakdowns read them (figures.py)
+        if limit:  # (after the ends: their group over every event is the peak otherwise)
+            con.execute(f"SET memory_limit = {literal(str(limit[0]))}")
     return ImportReport(
         records=records,
         duplicates=duplicates,

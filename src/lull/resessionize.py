@@ -67,6 +67,10 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
         con.register(
             "rs_dict", pa.table({"code": int_array(np.arange(len(names))), "profile_id": names})
         )
+        same_profile = np.zeros(len(starts), dtype=bool)
+        same_profile[1:] = ~last_of_profile[:-1]
+        prev_last = np.zeros(len(starts), dtype=np.int64)
+        prev_last[1:] = t[ends[:-1]]
         con.register(
             "rs_sessions",
             pa.table(
@@ -74,8 +78,10 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
                     "skey": int_array(skeys),
                     "code": int_array(c[starts]),
                     "first_seq": int_array(seq[order[starts]]),
+                    "last_seq": int_array(seq[order[ends]]),
                     "first_ts": int_array(t[starts]),
                     "last_ts": int_array(t[ends]),
+                    "prev_last_ts": int_array(prev_last, mask=~same_profile),
                     "events": int_array(ends - starts + 1),
                     "concluded": bool_array(concluded),
                 }
@@ -85,22 +91,40 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
         con.register(
             "rs_assign", pa.table({"seq": int_array(seq[order]), "skey": int_array(row_skey)})
         )
+        # each session's first event (R2 order), read once: its id and source, and its
+        # name and properties for session_ends
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE rs_heads AS
+                SELECT s.*, d.profile_id, e.message_id, e.source, e.name, e.properties
+                FROM rs_sessions s JOIN rs_dict d USING (code)
+                JOIN events e ON e.project_id = {p} AND e.seq = s.first_seq"""
+        )
         con.execute(f"DELETE FROM sessions WHERE project_id = {p}")
         con.execute(
             f"""INSERT INTO sessions
-                SELECT {p}, s.skey, {session_id_sql("d.profile_id", "e.message_id")}, d.profile_id,
-                       s.first_ts, s.last_ts, s.events, e.source, s.concluded,
-                       CASE WHEN s.concluded THEN s.last_ts + {literal(timeout)} END
-                FROM rs_sessions s JOIN rs_dict d USING (code)
-                JOIN events e ON e.project_id = {p} AND e.seq = s.first_seq"""
+                SELECT {p}, skey, {session_id_sql("profile_id", "message_id")}, profile_id,
+                       first_ts, last_ts, events, source, concluded,
+                       CASE WHEN concluded THEN last_ts + {literal(timeout)} END
+                FROM rs_heads"""
         )
         con.execute(f"DELETE FROM event_sessions WHERE project_id = {p}")
         con.execute(f"INSERT INTO event_sessions SELECT {p}, seq, skey, false FROM rs_assign")
         for name in ("rs_dict", "rs_sessions", "rs_assign"):
             con.unregister(name)
         refresh_from_sessions(con, pid, timeout)
+        # session_ends (store/ends.py) of the concluded sessions, from what the rebuild
+        # knows (first and last event, the previous session's end) instead of a group
+        # over every event; fill_ends then finds each row in place
         forget_ends(con, pid)
-        fill_ends(con, pid)  # the new sessions' first and last events (figures.py)
+        con.execute(
+            f"""INSERT INTO session_ends
+                SELECT {p}, h.skey, h.profile_id, h.source, true, h.first_ts, h.last_ts,
+                       h.events, h.prev_last_ts, h.first_seq, h.name, l.name, h.properties
+                FROM rs_heads h JOIN events l ON l.project_id = {p} AND l.seq = h.last_seq
+                WHERE h.concluded"""
+        )
+        con.execute("DROP TABLE rs_heads")
+        fill_ends(con, pid)
         note_rebuild(con, pid)  # the board's marks of earlier changes go
     return Rebuilt(n, len(starts), time.perf_counter() - started)
 
