@@ -151,7 +151,10 @@ def run(config: StreamConfig, master: str | None) -> None:
     from lull.spark.driver import Stream
 
     config = replace(config, out=_where(config.out))
-    Stream(spark_context(master, app="lull-stream"), config).run()
+    started = time.perf_counter()
+    context = spark_context(master, app="lull-stream")
+    print(f"lull: Spark started in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    Stream(context, config).run()
 
 
 def run_kafka(spark: SparkSession, config: StreamConfig) -> None:
