@@ -336,11 +336,16 @@ def _batch_of(path: str) -> int:
 
 
 def step(plan: Plan, buckets: Sequence[int]) -> list[tuple[int, int, int | None]]:
-    """Stage 3 for some buckets: (bucket, rows taken, its next timer) for each."""
+    """Stage 3 for some buckets: (bucket, rows taken, its next timer) for each. The
+    buckets' outputs are written together, a file per output named after the first
+    bucket (the batch's folders are cleared before the batch is run again)."""
+    from lull.spark import sink
+
     fs, _ = fs_path(plan.checkpoint)
     _, work = fs_path(plan.work)
     orders: list[tuple[int, I64]] | None = None
     cuts, dropped = Cuts(fs, f"{work}/rows"), Cuts(fs, f"{work}/dropped")
+    outputs: dict[str, list[pa.Table]] = {}
     done = []
     for b in buckets:
         rows = cuts.get(b)
@@ -352,7 +357,10 @@ def step(plan: Plan, buckets: Sequence[int]) -> list[tuple[int, int, int | None]
             if orders is None:
                 orders = _orders(read_folder(fs, f"{work}/order"))
             seq = (plan.batch << 32) + ranks(rows, orders)
-        done.append(_step_bucket(plan, fs, b, rows, seq))
+        done.append(_step_bucket(plan, fs, b, rows, seq, outputs))
+    out = sink.Sink(plan.out)
+    for name, tables in outputs.items():
+        out.write(name, plan.batch, f"{buckets[0]:05d}", pa.concat_tables(tables))
     return done
 
 
@@ -387,8 +395,15 @@ def ranks(rows: pa.Table, orders: Sequence[tuple[int, I64]]) -> I64:
 
 
 def _step_bucket(
-    plan: Plan, fs: pafs.FileSystem, b: int, rows: pa.Table | None, seq: I64 | None
+    plan: Plan,
+    fs: pafs.FileSystem,
+    b: int,
+    rows: pa.Table | None,
+    seq: I64 | None,
+    outputs: dict[str, list[pa.Table]],
 ) -> tuple[int, int, int | None]:
+    """One bucket's rows through the engine from its state; its outputs added to
+    `outputs`, its new state written."""
     from lull.spark import bucket, sink, state_codec
     from lull.spark.sessionizer import session_props
 
@@ -413,18 +428,18 @@ def _step_bucket(
         )  # fmt: skip
     settings = plan.settings()
     applied = bucket.apply(state, given, plan.watermark, settings)
-    out = sink.Sink(plan.out)
-    part = f"{b:05d}"
-    if given is not None and rows is not None and seq is not None:
-        table = sink.events_out(rows, applied.session_id, applied.late, seq)
-        out.write("events", plan.batch, part, table)
     ended, opened = applied.concluded, applied.opened
     profile = state.table.profile_id[ended.code]
-    out.write("sessions", plan.batch, part, sink.sessions_table(profile, ended))
-    concluded = sink.concluded_table(profile, ended, session_props(ended), plan.timeout_ms)
-    out.write("concluded", plan.batch, part, concluded)
-    snapshots = sink.open_table(state.table.profile_id[opened.code], opened, applied.as_of)
-    out.write("open", plan.batch, part, snapshots)
+    made = {
+        "sessions": sink.sessions_table(profile, ended),
+        "concluded": sink.concluded_table(profile, ended, session_props(ended), plan.timeout_ms),
+        "open": sink.open_table(state.table.profile_id[opened.code], opened, applied.as_of),
+    }
+    if given is not None and rows is not None and seq is not None:
+        made["events"] = sink.events_out(rows, applied.session_id, applied.late, seq)
+    for name, table in made.items():
+        if table.num_rows:
+            outputs.setdefault(name, []).append(table)
     data = state_codec.encode(state, plan.buckets)
     fs.create_dir(folder, recursive=True)
     tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
