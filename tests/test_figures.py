@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -400,3 +401,36 @@ def test_cli_read_api_and_function_agree(tmp_path: Path) -> None:
         mine = figure(con, name, pid, s, date.fromisoformat(today), 2, source, "plan")
         assert mine == got, name
     con.close()
+
+
+def test_a_running_server_keeps_the_ends_of_the_sessions_it_concludes(tmp_path: Path) -> None:
+    """Sessions the server concludes get their row in session_ends within ENDS_SECONDS
+    (LiveEngine.fill_ends), without a restart or an import."""
+    from lull.server.live import ENDS_SECONDS
+
+    db = tmp_path / "lull.duckdb"
+    now = now_ms()
+    with LullServer(db) as server:
+        keys = server.create_project("shop", sessions="on", timeout="1m")
+        server.start()
+        sent = [
+            {"message_id": f"m{k}", "profile_id": f"u{k % 4}", "name": NAMES[k % 4],
+             "ts": now - 3_600_000 + k * 90_000, "properties": {"plan": "free"}}
+            for k in range(24)
+        ]  # fmt: skip
+        assert server.post_events(keys.web, sent).status_code == 200
+        for _ in range(100):  # every session is due at once: concluded by the timer
+            if all(s["concluded"] for s in server.sessions(keys)):
+                break
+            time.sleep(0.1)
+        concluded = len(server.sessions(keys))
+        time.sleep(ENDS_SECONDS + 3)
+        server.stop()
+    con = connect(db, read_only=True)
+    pid = project_id(con, "shop", create=False)
+    rows = con.execute(
+        "SELECT count(*), count(DISTINCT first_name) FROM session_ends WHERE project_id = ?",
+        [pid],
+    ).fetchone()
+    con.close()
+    assert concluded == 24 and rows is not None and rows[0] == concluded
