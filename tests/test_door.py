@@ -3,17 +3,18 @@ frame, and reading the frame back gives each project's requests as they were sen
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from pathlib import Path
 
 import msgspec
-import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lull.ingest.columns import EventColumns
-from lull.server.door import Batch, _combine, from_arrow
+from lull.model import Settings
+from lull.server.door import Batch, Door, _combine, from_arrow
 from lull.server.identity import Target
+from lull.server.ingest_only import Frozen, as_engine
 from lull.server.live import Event
 from lull.store.log import IngestLog
 
@@ -94,36 +95,50 @@ def test_a_frame_of_requests_reads_back_as_sent(
     assert {b.project_id for b in back} == {PROJECTS[p] for p, _, _ in parts}
 
 
-def test_parts_appended_together_share_one_frame(tmp_path: Path) -> None:
-    """Parts queued while the writer is busy are one frame: one position for all, and
-    reading the log gives them back in order; a part whose batch cannot be made fails
-    alone with the error, the others stay durable."""
+def test_requests_waiting_for_the_log_share_one_frame(tmp_path: Path) -> None:
+    """Requests that come while a frame is being written go into the next frame together:
+    fewer frames than requests, every request's events in the log once and in order, each
+    answered once its frame is durable, and the engine given each frame whole."""
+    frozen = Frozen({1: Settings()}, {})
+    handed: list[list[Batch]] = []
+    frozen.enqueue = handed.append  # type: ignore[method-assign,assignment]  # (its inbox)
     log = IngestLog(tmp_path / "log")
-    gate = threading.Event()
+    door = Door(log, as_engine(frozen), {1: "shop"}.__getitem__, window_ms=0)
 
-    def slow(parts: list[object]) -> pa.RecordBatch:  # holds the writer back
-        gate.wait(10)
-        return _combine(parts)  # type: ignore[arg-type]
+    async def send_all() -> list[int]:
+        first = asyncio.ensure_future(door.take(1, 1_000, columns("q0", 3, True, "web")))
+        while not door._writing:  # its frame is in the log's hands, not yet durable
+            await asyncio.sleep(0)
+        rest = [door.take(1, 1_000 + k, columns(f"q{k}", 3, True, "web")) for k in range(1, 40)]
+        outcomes = await asyncio.gather(first, *rest)
+        return [o.accepted for o in outcomes]
 
-    first = log.submit_part(("shop", Batch(1, 1, []), columns("a", 2, True, "web")), slow, 100)
-    waiting = [
-        log.submit_part(
-            ("shop", Batch(1, 2 + k, []), columns(f"b{k}", 3, True, "web")), _combine, 100
-        )
-        for k in range(5)
-    ]
-
-    def broken(parts: list[object]) -> pa.RecordBatch:
-        raise ValueError("cannot make this batch")
-
-    bad = log.submit_part(("shop", Batch(1, 9, []), columns("c", 1, True, "web")), broken, 100)
-    gate.set()
-    assert first.result(10) != waiting[0].result(10)  # the first went alone
-    assert len({w.result(10) for w in waiting}) == 1  # the five waited together: one frame
-    assert isinstance(bad.exception(10), ValueError)
+    assert asyncio.run(send_all()) == [3] * 40
     records = list(log.read())
-    assert len(records) == 2
-    assert [len(from_arrow(r.batch, PROJECTS)[0].rows or []) for r in records] == [2, 15]
+    log.close()
+    assert 1 < len(records) < 40  # the first alone, the rest in a few frames
+    assert records[0].batch.num_rows == 3
+    logged = [m for r in records for m in r.batch.column("message_id").to_pylist()]
+    assert logged == [f"q{k}-m{i}" for k in range(40) for i in range(3)]
+    assert [sum(len(b.rows or []) for b in frame) for frame in handed] == [
+        r.batch.num_rows for r in records
+    ]
+    assert door.acked == 40
+
+
+def test_a_request_repeated_while_its_first_copy_is_written(tmp_path: Path) -> None:
+    """R6 within the flight: the copy is acknowledged as a duplicate once the first copy
+    is durable, and logged once."""
+    log = IngestLog(tmp_path / "log")
+    door = Door(log, as_engine(Frozen({1: Settings()}, {})), {1: "shop"}.__getitem__)
+
+    async def twice() -> list[tuple[int, int]]:
+        first = door.take(1, 1_000, columns("a", 2, True, "web"))
+        again = door.take(1, 1_001, columns("a", 2, True, "web"))
+        return [(o.accepted, o.duplicates) for o in await asyncio.gather(first, again)]
+
+    assert asyncio.run(twice()) == [(2, 0), (0, 2)]
+    assert sum(r.batch.num_rows for r in log.read()) == 2
     log.close()
 
 

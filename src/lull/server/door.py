@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -99,20 +98,17 @@ class Door:
         self.engine = engine
         self.names = names  # project id -> name (the log names projects)
         self.window_ms = window_ms
-        # message ids not yet in the store per project: None once durable, else the
-        # append it rides on; once the engine has applied them, they move to `windows`
-        self.seen: dict[int, dict[str, Future[Position] | None]] = {}
+        # message ids not yet in the store per project: the append each rides on (done
+        # once durable); once the engine has applied them, they move to `windows`
+        self.seen: dict[int, dict[str, asyncio.Future[Position]]] = {}
         self.windows: dict[int, Window] = {}  # per project: ids the store holds, hashed
         self.stored = stored  # (project, ids, since): those the store holds since then
         # batches handed to the engine, by number, with their ids, until it has applied them
         self._unfrozen: collections.deque[tuple[int, int, int, list[str]]] = collections.deque()
         self.acked = 0  # requests handed to the engine, in log order
         self.failing: str | None = None  # the last append's error, while appends fail
-        self._inflight: collections.deque[tuple[Future[Position], Batch, list[str]]] = (
-            collections.deque()
-        )
-        self._frame: list[Batch] = []  # the head frame's requests durable so far
-        self._lock = threading.Lock()
+        self._parts: list[_Part] = []  # requests waiting for the next frame
+        self._writing = 0  # frames in the log's hands, not yet durable
 
     def remember(self, pid: int, day: int, message_ids: list[str]) -> None:
         """At start: ids the store accepted on `day` (received_at // DAY_MS)."""
@@ -151,16 +147,14 @@ class Door:
         seen = self.seen.setdefault(pid, {})
         ids = events.message_ids
         held = await self._in_store(pid, ids)
-        waits: list[Future[Position]] = []
+        waits: list[asyncio.Future[Position]] = []
         if not held and seen.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
             fresh = events  # the common case, decided set-wise
         else:
             rows, taken = [], set()
             for i, mid in enumerate(ids):
                 if mid in seen:
-                    pending = seen[mid]
-                    if pending is not None:
-                        waits.append(pending)  # durable once its first copy is
+                    waits.append(seen[mid])  # durable once its first copy is
                 elif mid not in held and mid not in taken:
                     taken.add(mid)
                     rows.append(i)
@@ -169,15 +163,12 @@ class Door:
         outcome = Outcome(accepted=len(fresh), duplicates=len(events) - len(fresh))
         if len(fresh) or links or traits:
             batch = Batch(pid, received_at, [], list(links or ()), list(traits or ()))
-            try:
-                future = self._submit(batch, fresh)
-            except (LogError, ValueError, pa.ArrowException) as error:
-                raise Unavailable(f"events could not be stored, retry: {error}") from None
+            future = self._submit(batch, fresh)
             seen.update(dict.fromkeys(ids, future))  # no await since the check above
             waits.append(future)
         for wait in waits:
             try:
-                await asyncio.wrap_future(wait)
+                await asyncio.shield(wait)  # (a client gone does not cancel others' wait)
             except Exception as error:
                 self._forget(pid, ids)
                 self.failing = str(error)
@@ -187,31 +178,53 @@ class Door:
             self.engine.link(pid, links)
         return outcome
 
-    def _submit(self, batch: Batch, events: EventColumns) -> Future[Position]:
-        ids = events.message_ids
-        part = (self.names(batch.project_id), batch, events)
-        with self._lock:  # the log's order is the order of submits: keep ours the same
-            future = self.log.submit_part(part, _combine, 400 * len(events) + 100)
-            self._inflight.append((future, batch, ids))
-        future.add_done_callback(self._hand_over)
+    def _submit(self, batch: Batch, events: EventColumns) -> asyncio.Future[Position]:
+        """Queue a request for the log; the future resolves once it is durable. Requests
+        queued while a frame is being written go into the next frame together."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Position] = loop.create_future()
+        self._parts.append((self.names(batch.project_id), batch, events, future))
+        if len(self._parts) == 1 and not self._writing:  # the log is idle: after the
+            loop.call_soon(self._flush)  # requests this turn of the loop has read
         return future
 
-    def _hand_over(self, _: Future[Position]) -> None:
-        """Give the engine every appended frame at the head of the line, in log order, each
-        frame's requests at once (their futures resolve one by one)."""
-        with self._lock:
-            while self._inflight and self._inflight[0][0].done():
-                future, batch, ids = self._inflight.popleft()
-                if future.exception() is not None:
-                    continue  # (a frame fails whole)
-                batch.position = future.result()
+    def _flush(self) -> None:
+        """The queued requests as one frame of the log (made here, on the event loop's
+        thread, which holds the GIL anyway: the log's thread only writes)."""
+        parts, self._parts = self._parts, []
+        if not parts:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            frame = _combine([(name, batch, events) for name, batch, events, _ in parts])
+            durable = self.log.submit(frame)
+        except (LogError, ValueError, pa.ArrowException) as error:
+            for *_, future in parts:
+                future.set_exception(LogError(str(error)))
+            return
+        self._writing += 1
+        durable.add_done_callback(lambda d: loop.call_soon_threadsafe(self._durable, parts, d))
+
+    def _durable(self, parts: list[_Part], durable: Future[Position]) -> None:
+        """A frame is on disk (or failed): answer its requests and give them to the engine
+        (in log order: frames are written, and so reported, in the order made)."""
+        self._writing -= 1
+        error = durable.exception()
+        if error is None:
+            position = durable.result()
+            for _, batch, events, future in parts:
+                batch.position = position
                 self.acked += 1
-                if ids:
+                if len(events):
+                    ids = events.message_ids
                     self._unfrozen.append((self.acked, batch.project_id, batch.received_at, ids))
-                self._frame.append(batch)
-                if batch.frame_end:
-                    self.engine.enqueue(self._frame)
-                    self._frame = []
+                future.set_result(position)
+            self.engine.enqueue([batch for _, batch, _, _ in parts])
+        else:
+            for *_, future in parts:
+                future.set_exception(error)
+        if self._parts:
+            self._flush()
 
     def _forget(self, pid: int, ids: list[str]) -> None:
         seen = self.seen.get(pid, {})
@@ -237,6 +250,8 @@ class Door:
 
 
 Stored = Callable[[int, list[str], int], set[str]]
+# a request waiting for the log: its project's name, itself, its events, its answer
+_Part = tuple[str, Batch, EventColumns, "asyncio.Future[Position]"]
 _CHUNK = 1 << 16  # ids of a day gathered in a set before they become a sorted array
 
 

@@ -4,10 +4,7 @@ A 2xx means the accepted events are durable (docs/sessions.md, "Acknowledgement"
 module is where that becomes true: `IngestLog.append` returns only once the events are on
 disk (written and fdatasync'ed), and a crash after it loses none of them. Many request
 handlers append at once; one writer thread takes every append that is waiting and writes
-them with one `write` and one `fdatasync` (group commit). Appends may also come as parts
-(`submit_part`, the server's requests): the parts waiting together are made into one Arrow
-batch on the writer's thread, one frame for many requests, so that the cost of making a
-batch is paid once per group and not once per request.
+them with one `write` and one `fdatasync` (group commit).
 
 On disk (see docs/ingest-log.md for the choice and the figures): a directory of segment
 files, each a sequence of frames::
@@ -57,11 +54,11 @@ import threading
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import pyarrow as pa
 
@@ -377,19 +374,11 @@ def read_log(
 # -- writing ---------------------------------------------------------------------------
 
 
-# Parts appended with `submit_part` that wait together become one batch: `combine` makes
-# it, on the writer's thread, from their parts in order (one conversion for many appends).
-Combine = Callable[[list[Any]], pa.RecordBatch]
-
-
 @dataclass(slots=True)
 class _Append:
-    payload: pa.Buffer | None  # None: a part, made into a batch by `combine`
+    payload: pa.Buffer
     crc: int
     future: Future[Position]
-    size: int  # bytes, about
-    part: Any = None
-    combine: Combine | None = None
 
 
 _STOP = object()
@@ -483,31 +472,17 @@ class IngestLog:
                 if batches
                 else pa.RecordBatch.from_pylist([], schema=batch.schema)
             )
-        self._check_schema(batch)
-        payload = batch.serialize()
-        future: Future[Position] = Future()
-        if self._closed:
-            raise LogClosedError("ingest log: closed")
-        self._queue.put(_Append(payload, zlib.crc32(memoryview(payload)), future, payload.size))
-        return future
-
-    def submit_part(self, part: Any, combine: Combine, size: int) -> Future[Position]:
-        """Queue a part of a batch (about `size` bytes). The parts that wait together for the
-        writer, in order, are made into one batch by `combine` on the writer's thread and
-        appended as one frame; each part's future resolves to that frame's Position once
-        durable (or fails with what `combine` or the write raised: nothing of it durable)."""
-        future: Future[Position] = Future()
-        if self._closed:
-            raise LogClosedError("ingest log: closed")
-        self._queue.put(_Append(None, 0, future, size, part, combine))
-        return future
-
-    def _check_schema(self, batch: pa.RecordBatch) -> None:
         if not batch.schema.equals(self.schema):
             raise ValueError(
                 "ingest log: the batch's schema is not the log's:\n"
                 f"{batch.schema}\n--- expected:\n{self.schema}"
             )
+        payload = batch.serialize()
+        future: Future[Position] = Future()
+        if self._closed:
+            raise LogClosedError("ingest log: closed")
+        self._queue.put(_Append(payload, zlib.crc32(memoryview(payload)), future))
+        return future
 
     def append(self, batch: pa.RecordBatch | pa.Table, timeout: float | None = None) -> Position:
         """Append and wait until durable; raises `LogWriteError` if it is not."""
@@ -673,7 +648,7 @@ class IngestLog:
             assert isinstance(pending, _Append)
             group = [pending]
             pending = None
-            size = group[0].size
+            size = group[0].payload.size
             while size < self.group_bytes:
                 try:
                     item = self._queue.get_nowait()
@@ -683,7 +658,7 @@ class IngestLog:
                     pending = item
                     break
                 group.append(item)
-                size += item.size
+                size += item.payload.size
             self._commit(group)
 
     def _rotate_quietly(self) -> None:
@@ -750,48 +725,17 @@ class IngestLog:
         self._frames = 0
         self._opened = time.monotonic()
 
-    def _frames_of(self, group: list[_Append]) -> list[tuple[pa.Buffer, int, list[_Append]]]:
-        """The group's frames: a batch appended whole is one, parts that follow one another
-        with the same `combine` are one (those it fails for get its error and no frame)."""
-        frames: list[tuple[pa.Buffer, int, list[_Append]]] = []
-        i = 0
-        while i < len(group):
-            item = group[i]
-            if item.payload is not None:
-                frames.append((item.payload, item.crc, [item]))
-                i += 1
-                continue
-            j = i + 1
-            while j < len(group) and group[j].payload is None and group[j].combine is item.combine:
-                j += 1
-            run = group[i:j]
-            i = j
-            try:
-                assert item.combine is not None
-                batch = item.combine([a.part for a in run])
-                self._check_schema(batch)
-                payload = batch.serialize()
-            except Exception as e:
-                for a in run:
-                    a.future.set_exception(e)
-                continue
-            frames.append((payload, zlib.crc32(memoryview(payload)), run))
-        return frames
-
     def _commit(self, group: list[_Append]) -> None:
-        frames = self._frames_of(group)
-        if not frames:
-            return
         try:
             self._ensure_open()
             assert self._fd is not None
             parts: list[bytes | pa.Buffer] = []
             positions = []
             end, seq = self._size, self._next_seq
-            for payload, crc, _ in frames:
-                length = payload.size
-                parts.append(_frame_header(KIND_BATCH, seq, crc, length))
-                parts.append(payload)
+            for item in group:
+                length = item.payload.size
+                parts.append(_frame_header(KIND_BATCH, seq, item.crc, length))
+                parts.append(item.payload)
                 if _pad(length):
                     parts.append(b"\x00" * _pad(length))
                 end += HEADER_SIZE + length + _pad(length)
@@ -802,19 +746,17 @@ class IngestLog:
         except Exception as e:  # OSError, or anything else: nothing of it is durable
             self._broken(e)
             error = LogWriteError(e) if isinstance(e, OSError) else e
-            for _, _, items in frames:
-                for item in items:
-                    item.future.set_exception(error)
+            for item in group:
+                item.future.set_exception(error)
             return
         with self._state:
             self._size = end
         self._next_seq = seq
-        self._frames += len(frames)
+        self._frames += len(group)
         self.fsyncs += 1
-        self.appended += len(frames)
-        for (_, _, items), position in zip(frames, positions, strict=True):
-            for item in items:
-                item.future.set_result(position)
+        self.appended += len(group)
+        for item, position in zip(group, positions, strict=True):
+            item.future.set_result(position)
 
     def _broken(self, error: Exception) -> None:
         """After a failed write or fsync: cut the segment back to its durable end and drop
