@@ -265,30 +265,60 @@ def test_resessionize_backfills_history_received_while_off(tmp_path: Path) -> No
     assert session["events"] == 2
 
 
+_ENDS = (
+    "skey, profile_id, source, concluded, first_ts, last_ts, events, prev_last_ts, "
+    "first_seq, first_name, last_name, first_properties::VARCHAR"
+)
+
+
+def ends_stored_and_found(db: Path) -> tuple[list[Any], list[Any]]:
+    """session_ends as written, and as `ends.computed` finds them from the events."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        stored = con.execute(f"SELECT {_ENDS} FROM session_ends ORDER BY skey").fetchall()
+        found = con.execute(f"SELECT {_ENDS} FROM ({ends.computed('1')}) ORDER BY skey")
+        return stored, found.fetchall()
+    finally:
+        con.close()
+
+
+ENDS_EVENTS = [
+    ev("a1", T0, name="App Opened", received_at=T0),
+    ev("a2", T0 + MIN, name="Song Played", received_at=T0 + MIN),
+    ev("a0", T0, name="Screen Viewed", received_at=T0 + 2 * MIN),  # a tie, later
+    ev("late", T0 - 5 * MIN, received_at=T0 + 50 * MIN),  # late at import
+    ev("a3", T0 + 40 * MIN, name="Search Performed", received_at=T0 + 40 * MIN),
+    ev("b1", T0 + 3 * MIN, profile="u2", received_at=T0 + 3 * MIN),
+    ev("b2", T0 + 2 * MIN, profile="u2", name="Song Skipped", received_at=T0 + 4 * MIN),
+    ev("api", T0 + 5 * MIN, profile="u2", source="api", received_at=T0 + 5 * MIN),
+    ev("b3", T0 + 90 * MIN, profile="u2", received_at=T0 + 90 * MIN),
+]
+
+
+def test_import_writes_the_ends_the_events_give(db: Path, tmp_path: Path) -> None:
+    """The import writes session_ends of the sessions it made whole from the engine's
+    rows (first and last event in R2 order, not the head that started the session), and
+    leaves to ends.fill those carried from the store or following stored ones: in all,
+    the very rows `ends.computed` finds from the events."""
+    run_import(db, tmp_path, ENDS_EVENTS, "--keep-open")  # b3's session stays open
+    stored, found = ends_stored_and_found(db)
+    assert len(stored) == 3
+    assert stored == found
+    more = [ev("b4", T0 + 91 * MIN, profile="u2", received_at=T0 + 91 * MIN)]  # carried
+    more += [ev("a4", T0 + 120 * MIN, name="App Closed", received_at=T0 + 120 * MIN)]
+    more += [ev("c1", T0 + 121 * MIN, profile="u3", received_at=T0 + 121 * MIN)]  # fresh
+    run_import(db, tmp_path, more)
+    stored, found = ends_stored_and_found(db)
+    assert len(stored) == 6
+    assert stored == found
+
+
 def test_resessionize_writes_the_ends_the_events_give(db: Path, tmp_path: Path) -> None:
     """The rebuild writes session_ends from its own arrays (first and last event in R2
     order, the previous session's end): the very rows `ends.computed` finds from the
     events, for sessions with ties, events out of order, late ones, several a profile."""
-    events = [
-        ev("a1", T0, name="App Opened", received_at=T0),
-        ev("a2", T0 + MIN, name="Song Played", received_at=T0 + MIN),
-        ev("a0", T0, name="Screen Viewed", received_at=T0 + 2 * MIN),  # a tie, later
-        ev("late", T0 - 5 * MIN, received_at=T0 + 50 * MIN),  # late at import
-        ev("a3", T0 + 40 * MIN, name="Search Performed", received_at=T0 + 40 * MIN),
-        ev("b1", T0 + 3 * MIN, profile="u2", received_at=T0 + 3 * MIN),
-        ev("b2", T0 + 2 * MIN, profile="u2", name="Song Skipped", received_at=T0 + 4 * MIN),
-        ev("api", T0 + 5 * MIN, profile="u2", source="api", received_at=T0 + 5 * MIN),
-        ev("b3", T0 + 90 * MIN, profile="u2", received_at=T0 + 90 * MIN),
-    ]
-    run_import(db, tmp_path, events, "--keep-open")
+    run_import(db, tmp_path, ENDS_EVENTS, "--keep-open")
     assert lull(db, "resessionize").code == 0
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        cols = "skey, profile_id, source, concluded, first_ts, last_ts, events, prev_last_ts, "
-        cols += "first_seq, first_name, last_name, first_properties::VARCHAR"
-        stored = con.execute(f"SELECT {cols} FROM session_ends ORDER BY skey").fetchall()
-        found = con.execute(f"SELECT {cols} FROM ({ends.computed('1')}) ORDER BY skey").fetchall()
-    finally:
-        con.close()
+    stored, found = ends_stored_and_found(db)
     assert len(stored) == 4
     assert stored == found

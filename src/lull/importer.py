@@ -119,9 +119,11 @@ def import_ndjson(
                 prior.table, arrivals.code, arrivals.ts, arrivals.clock, timeout,
                 end=end, stored=prior.stored,
             )  # fmt: skip
+        ends = _first_and_last(out, arrivals.ts)
         arrivals.engine_done()  # (their memory is the peak's: see docs/benchmarks.md)
         step("write sessions")
-        _write(con, pid, timeout, arrivals, prior, out)
+        skey = _write(con, pid, timeout, arrivals, prior, out)
+        _write_ends(con, pid, arrivals, prior, out, skey, ends)
         concluded = conclude_due(con, pid, end, timeout)  # the store's other profiles
         con.unregister("imp_dict")
         fill_ends(con, pid)  # the board's entry/exit and breakdowns read them (figures.py)
@@ -259,8 +261,9 @@ def _write(
     arrivals: _Arrivals,
     prior: _Prior,
     out: Replayed,
-) -> None:
-    """Sessions (ids made from their first event), each event's session, and profiles."""
+) -> I64:
+    """Sessions (ids made from their first event), each event's session, and profiles;
+    returns each session's store key."""
     p, t = literal(pid), literal(timeout)
     new = out.head >= 0
     skey = np.empty(len(out.code), dtype=np.int64)
@@ -327,6 +330,83 @@ def _write(
     for name in ("imp_prior", "imp_sessions", "imp_assign"):
         con.unregister(name)
     _write_profiles(con, pid, timeout, arrivals, out, skey)
+    return skey
+
+
+def _first_and_last(out: Replayed, ts: I64) -> tuple[I64, I64] | None:
+    """Per session, the rows (arrival indexes) of its first and last event in R2 order
+    (time, then arrival), -1 for none; None when times and rows do not pack in 62 bits."""
+    rows = np.flatnonzero(out.session >= 0)
+    first = np.full(len(out.code), -1, dtype=np.int64)
+    last = np.full(len(out.code), -1, dtype=np.int64)
+    if not len(rows):
+        return first, last
+    low = int(ts[rows].min())
+    shift = max(len(out.session) - 1, 1).bit_length()
+    if (int(ts[rows].max()) - low).bit_length() + shift > 62:
+        return None
+    key = ((ts[rows] - low) << shift) | rows  # (time, row) as one number
+    at = out.session[rows]
+    lo = np.full(len(out.code), np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(len(out.code), -1, dtype=np.int64)
+    np.minimum.at(lo, at, key)
+    np.maximum.at(hi, at, key)
+    mask = (1 << shift) - 1
+    seen = hi >= 0
+    first[seen], last[seen] = lo[seen] & mask, hi[seen] & mask
+    return first, last
+
+
+def _write_ends(
+    con: duckdb.DuckDBPyConnection,
+    pid: int,
+    arrivals: _Arrivals,
+    prior: _Prior,
+    out: Replayed,
+    skey: I64,
+    ends: tuple[I64, I64] | None,
+) -> None:
+    """session_ends (store/ends.py) of the concluded sessions of the profiles this import
+    made all the sessions of (none stored before, none carried): their first and last
+    events as the engine's rows give them, the previous session's end among theirs. The
+    others (sessions carried from or following the store's) are left to `ends.fill`,
+    which finds them missing and computes them from the events, as it does all of them
+    when `ends` is None."""
+    if ends is None:
+        return
+    first, last = ends
+    fresh = (prior.stored_horizon == NONE) & (prior.skey < 0)
+    pick = np.flatnonzero(out.concluded & (out.head >= 0) & fresh[out.code] & (first >= 0))
+    if not len(pick):
+        return
+    code, first_ts = out.code[pick], out.first_ts[pick]
+    order = np.lexsort((skey[pick], first_ts, code))
+    pick, code = pick[order], code[order]
+    prev = np.zeros(len(pick), dtype=np.int64)
+    prev[1:] = out.last_ts[pick[:-1]]
+    none = np.ones(len(pick), dtype=bool)
+    none[1:] = code[1:] != code[:-1]
+    con.register(
+        "imp_ends",
+        pa.table(
+            {
+                "skey": int_array(skey[pick]),
+                "prev_last_ts": int_array(prev, mask=none),
+                "first_seq": int_array(arrivals.seq[first[pick]]),
+                "last_seq": int_array(arrivals.seq[last[pick]]),
+            }
+        ),
+    )
+    p = literal(pid)
+    con.execute(
+        f"""INSERT INTO session_ends
+            SELECT {p}, s.skey, s.profile_id, s.source, s.concluded, s.first_ts, s.last_ts,
+                   s.events, x.prev_last_ts, x.first_seq, f.name, l.name, f.properties
+            FROM imp_ends x JOIN sessions s ON s.project_id = {p} AND s.skey = x.skey
+            JOIN events f ON f.project_id = {p} AND f.seq = x.first_seq
+            JOIN events l ON l.project_id = {p} AND l.seq = x.last_seq"""
+    )
+    con.unregister("imp_ends")
 
 
 def _write_profiles(
