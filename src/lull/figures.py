@@ -20,7 +20,7 @@ from lull.board import HOURLY_DAYS, Span, check_range, check_source
 from lull.days import DAY_MS, HOUR_MS, Days, number
 from lull.errors import BadInput
 from lull.model import Settings
-from lull.store.ends import computed, stored
+from lull.store.ends import SESSION_COLUMNS, computed, stored
 
 # Bucket edges (each bucket from its edge to the next one's, the last open-ended).
 EVENT_EDGES = (1, 2, 3, 4, 5, 6, 11, 21, 51, 101)  # eligible events in a session
@@ -84,7 +84,7 @@ def periods(pid: int, settings: Settings, until: date, days: int, source: str | 
     return Periods(pid, settings.timezone, first, until, source)
 
 
-def _ended(con: duckdb.DuckDBPyConnection, p: Periods) -> str:
+def _ended(con: duckdb.DuckDBPyConnection, p: Periods, *extra: str) -> str:
     """SQL: the counted sessions of both periods with their ends (store/ends.py) and
     `cur`. From `session_ends` when its rows are exactly the counted sessions (the usual
     case); else its rows that match a counted session, and the others' found from the
@@ -101,17 +101,23 @@ def _ended(con: duckdb.DuckDBPyConnection, p: Periods) -> str:
     ).fetchone()
     if row is not None and row[0]:
         return f"SELECT *, {p.current()} AS cur FROM ({p.span.counted('session_ends')})"
-    missing = "skey IN (SELECT skey FROM miss)"
-    mixed = f"""WITH c AS ({p.span.counted()}),
-                hit AS (SELECT m.* FROM ({p.span.counted("session_ends")}) m
-                        SEMI JOIN c ON c.skey = m.skey AND c.first_ts = m.first_ts
-                        AND c.last_ts = m.last_ts AND c.events = m.events),
-                miss AS (SELECT skey, profile_id FROM c ANTI JOIN hit USING (skey))
-                SELECT * FROM hit
+    # one join: each counted session with its stored row (the `extra` columns the figure
+    # reads), if that row still matches it
+    mine = ", ".join(f"c.{col}" for col in SESSION_COLUMNS)
+    theirs = ", ".join(f"m.{col}" for col in extra)
+    both = ", ".join((*SESSION_COLUMNS, *extra))
+    some = "profile_id IN (SELECT profile_id FROM miss)"  # (for their previous sessions)
+    found = computed("$pid", some, "skey IN (SELECT skey FROM miss)")
+    mixed = f"""WITH j AS MATERIALIZED (
+                    SELECT {mine}, {theirs},
+                           (m.first_ts = c.first_ts AND m.last_ts = c.last_ts
+                            AND m.events = c.events) IS TRUE AS ok
+                    FROM ({p.span.counted()}) c
+                    LEFT JOIN ({p.span.counted("session_ends")}) m USING (skey)),
+                miss AS (SELECT skey, profile_id FROM j WHERE NOT ok)
+                SELECT * EXCLUDE (ok) FROM j WHERE ok
                 UNION ALL
-                SELECT * FROM ({
-        computed("$pid", "profile_id IN (SELECT profile_id FROM miss)", missing)
-    })"""
+                SELECT {both} FROM ({found})"""
     return f"SELECT *, {p.current()} AS cur FROM ({mixed})"
 
 
@@ -219,7 +225,8 @@ def interval(con: duckdb.DuckDBPyConnection, p: Periods) -> dict[str, object]:
     time from the end (last event) of the user's previous session, of any source, to
     its start (first event), in whole seconds; in buckets, with the median. `without`:
     the counted sessions that are their user's first."""
-    values = f"SELECT cur, (first_ts - prev_last_ts) // 1000 AS v FROM ({_ended(con, p)})"
+    ended = _ended(con, p, "prev_last_ts")
+    values = f"SELECT cur, (first_ts - prev_last_ts) // 1000 AS v FROM ({ended})"
     return _distribution(con, p, values, INTERVAL_EDGES, ("from_s", "to_s", "sessions"))
 
 
@@ -227,7 +234,7 @@ def entry_exit(con: duckdb.DuckDBPyConnection, p: Periods) -> dict[str, object]:
     """The most frequent first (entry) and last (exit) event names of the range's
     sessions, with each name's count in the period before."""
     rows = con.execute(
-        f"""WITH x AS ({_ended(con, p)})
+        f"""WITH x AS ({_ended(con, p, "first_name", "last_name")})
             SELECT 'entry', first_name, cur, count(*) FROM x GROUP BY ALL
             UNION ALL
             SELECT 'exit', last_name, cur, count(*) FROM x GROUP BY ALL""",
@@ -271,7 +278,7 @@ def breakdown(con: duckdb.DuckDBPyConnection, p: Periods, prop: str) -> dict[str
         f"""WITH x AS MATERIALIZED (
                 SELECT cur, (last_ts - first_ts) // 1000 AS len,
                        json_extract_string(first_properties, [$prop])[1] AS v
-                FROM ({_ended(con, p)})),
+                FROM ({_ended(con, p, "first_properties")})),
             top AS (SELECT v FROM x WHERE cur AND v IS NOT NULL GROUP BY v
                     ORDER BY count(*) DESC, v LIMIT {TOP_VALUES})
             SELECT CASE WHEN x.v IS NULL THEN 'none' WHEN t.v IS NOT NULL THEN 'value'
@@ -305,7 +312,8 @@ def properties(con: duckdb.DuckDBPyConnection, p: Periods) -> dict[str, object]:
     can be by), most common first, with how many sessions' first event has each."""
     rows = con.execute(
         f"""SELECT k, count(*) FROM (
-                SELECT unnest(json_keys(first_properties)) AS k FROM ({_ended(con, p)})
+                SELECT unnest(json_keys(first_properties)) AS k
+                FROM ({_ended(con, p, "first_properties")})
                 WHERE cur AND json_type(first_properties) = 'OBJECT')
             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_PROPERTIES}""",
         p.span.params(),

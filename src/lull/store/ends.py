@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import duckdb
 
+# The columns a row of session_ends copies from its session, in the table's order.
+SESSION_COLUMNS = ("project_id", "skey", "profile_id", "source", "concluded", "first_ts",
+                   "last_ts", "events")  # fmt: skip
 # (ts, seq) as one number: R2's order of a session's events.
 _ORDER = "(e.ts::HUGEINT * 18446744073709551616 + e.seq)"
 
@@ -29,9 +32,9 @@ def computed(pid: str, where: str = "true", only: str = "true") -> str:
     satisfy `where` (on `sessions`: whole profiles, for their previous sessions) and
     `only` (on the rows), found from the events."""
     return f"""WITH w AS MATERIALIZED (
-                   SELECT project_id, skey, profile_id, source, concluded, first_ts, last_ts,
-                          events, lag(last_ts) OVER (PARTITION BY profile_id
-                                                     ORDER BY first_ts, skey) AS prev_last_ts
+                   SELECT {", ".join(SESSION_COLUMNS)},
+                          lag(last_ts) OVER (PARTITION BY profile_id ORDER BY first_ts, skey)
+                          AS prev_last_ts
                    FROM sessions WHERE project_id = {pid} AND concluded AND {where}),
                s AS MATERIALIZED (SELECT * FROM w WHERE {only}),
                x AS (
