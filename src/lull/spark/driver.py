@@ -198,7 +198,7 @@ class Stream:
 
         parsed = spark_map(
             self.sc, lambda job: tasks.parse(plan, *job),
-            list(enumerate(split(range(len(files)), 2 * self.cores))),
+            list(enumerate(split(range(len(files)), 4 * self.cores))),
         )  # fmt: skip
         lap("parse")
         took["(in its tasks)"] = sum(p["seconds"] for p in parsed)
