@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 DAY_MS = 24 * 3600 * 1000
 DEFAULT_WINDOW_MS = 7 * DAY_MS
 RETRY_AFTER_S = 2
+# Frames in the log's hands at once: one being written and fsynced, the next one ready
+# behind it, so the log never waits for the event loop to make one.
+IN_FLIGHT = 2
 # What a row of the log is (the `kind` column): an event, an identity link (an anonymous
 # id in `message_id` tied to `profile_id` from `ts` on: the identify call's own time), or
 # profile properties (`properties`) set.
@@ -184,16 +187,16 @@ class Door:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Position] = loop.create_future()
         self._parts.append((self.names(batch.project_id), batch, events, future))
-        if len(self._parts) == 1 and not self._writing:  # the log is idle: after the
-            loop.call_soon(self._flush)  # requests this turn of the loop has read
+        if len(self._parts) == 1 and self._writing < IN_FLIGHT:  # the log has room: after
+            loop.call_soon(self._flush)  # the requests this turn of the loop has read
         return future
 
     def _flush(self) -> None:
         """The queued requests as one frame of the log (made here, on the event loop's
         thread, which holds the GIL anyway: the log's thread only writes)."""
-        parts, self._parts = self._parts, []
-        if not parts:
+        if not self._parts or self._writing >= IN_FLIGHT:
             return
+        parts, self._parts = self._parts, []
         loop = asyncio.get_running_loop()
         try:
             frame = _combine([(name, batch, events) for name, batch, events, _ in parts])
