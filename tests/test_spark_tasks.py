@@ -1,0 +1,97 @@
+"""The stream's Python tasks (`spark/tasks.py`) without Spark: the arrival numbering
+without a global sort, the bucket hash, and R6's ids across micro-batches with a window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lull.spark import tasks
+from lullrun import lull
+
+DAY = 86_400_000
+
+
+def test_fnv1a_is_the_published_function() -> None:
+    got = tasks.fnv1a(pa.array(["", "a", "foobar", "é"]))
+    assert [hex(int(h)) for h in got[:3]] == [
+        "0xcbf29ce484222325", "0xaf63dc4c8601ec8c", "0x85944171f73967e8",
+    ]  # fmt: skip
+    assert got[3] == tasks.fnv1a(pa.array(["x", "é"]))[1]  # by bytes, whatever the neighbours
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), min_size=1, max_size=40))
+def test_ranks_number_rows_in_arrival_order(rows: list[tuple[int, int]]) -> None:
+    """A row's rank from each file's sorted times equals its place in (r, file, line)."""
+    f = np.array([x[0] for x in rows], dtype=np.int32)
+    r = np.array([x[1] for x in rows], dtype=np.int64)
+    pos = np.arange(len(rows), dtype=np.int64)  # lines numbered through all files
+    frank = np.empty(len(rows), dtype=np.int64)
+    orders = []
+    for g in sorted(set(f.tolist())):
+        mine = np.flatnonzero(f == g)
+        order = mine[np.lexsort((pos[mine], r[mine]))]
+        frank[order] = np.arange(len(order))
+        orders.append((g, r[order]))
+    table = pa.table({"r": r, "f": f, "pos": pos, "frank": frank})
+    want = np.empty(len(rows), dtype=np.int64)
+    want[np.lexsort((pos, f, r))] = np.arange(len(rows))
+    assert tasks.ranks(table, orders).tolist() == want.tolist()
+
+
+def _plan(ck: Path, batch: int, watermark: int, committed: int) -> tasks.Plan:
+    return tasks.Plan(batch, str(ck / "out"), str(ck), str(ck), (), "p", 2, 60_000, (),
+                      watermark, committed, 7 * DAY)  # fmt: skip
+
+
+def _ids(ck: Path, plan: tasks.Plan, ids: list[str], r: int) -> None:
+    """Batch `plan.batch`'s ids as the parse tasks leave them, all in partition 0."""
+    n = len(ids)
+    one = pa.array([0] * n, pa.int32())
+    table = pa.table({"message_id": ids, "r": [r] * n, "f": one, "pos": list(range(1, n + 1)),
+                      "bucket": pa.array([1] * n, pa.int32())})  # fmt: skip
+    fs, work = tasks.fs_path(plan.work)
+    tasks._cut(fs, f"{work}/ids/g-00000.arrow", table, np.zeros(n, dtype=np.int64), 2)
+
+
+def test_ids_are_kept_a_window_past_the_clock_then_merged_away(tmp_path: Path) -> None:
+    ck = tmp_path / "ck"
+    plan = _plan(ck, 0, 0, -1)
+    _ids(ck, plan, ["old", "old", "a"], r=0)
+    assert tasks.dedupe(plan, [0]) == 1  # the second copy in the batch
+    for n in range(1, 20):  # many later batches, each a file of kept ids
+        plan = _plan(ck, n, n * DAY, n - 1)
+        _ids(ck, plan, [f"m{n}", "a" if n == 3 else f"k{n}"], r=n * DAY)
+        dropped = tasks.dedupe(plan, [0])
+        assert dropped == (1 if n == 3 else 0)  # "a" again within the window
+    kept = tasks.listed(*tasks.fs_path(str(ck / "ids" / "p=00000")), ".arrow")
+    assert len(kept) <= 17 and any(p.endswith(".m.arrow") for p in kept)  # merged
+    plan = _plan(ck, 20, 20 * DAY, 19)
+    _ids(ck, plan, ["old", "m15"], r=20 * DAY)
+    # "old" came 20 days ago, past the window: forgotten; "m15" within it: a repeat
+    assert tasks.dedupe(plan, [0]) == 1
+
+
+def test_a_window_below_r6s_seven_days_is_refused(tmp_path: Path) -> None:
+    done = lull(
+        tmp_path / "d", "spark", "stream", "--landing", str(tmp_path), "--out",
+        str(tmp_path / "o"), "--checkpoint", str(tmp_path / "c"), "--duplicates-window", "1d",
+    )  # fmt: skip
+    assert done.code != 0 and "7 days" in done.err
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_checkpoint_of_another_bucket_count_is_refused(tmp_path: Path) -> None:
+    from lull.errors import BadInput
+    from lull.spark.driver import Checkpoint
+
+    Checkpoint(str(tmp_path)).check(32)
+    Checkpoint(str(tmp_path)).check(32)  # the same count goes on
+    with pytest.raises(BadInput, match="--buckets 32"):
+        Checkpoint(str(tmp_path)).check(16)
