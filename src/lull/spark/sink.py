@@ -1,4 +1,7 @@
-"""The stream's outputs, written as Parquet by the keyed step itself (pyarrow), not by Spark.
+"""The stream's outputs, written as Parquet by lull's own tasks (pyarrow), not by Spark.
+
+Over a landing or log directory the step tasks (`tasks.py`) write them, events with their
+`seq` (`events_out`); what follows is the Kafka path's keyed step, which stages events.
 
 Why: a micro-batch's output rows are mostly its events, which the keyed step has in hand
 as columns. Handing them back to Spark cost a pandas -> Arrow -> JVM conversion, a cache

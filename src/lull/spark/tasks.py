@@ -3,10 +3,11 @@
 A micro-batch is three Spark jobs over the batch's new files (`driver.py` plans them):
 
 1. **parse**, one task per group of files: each file is read and decoded once
-   (`ndjson.file_batch`, or `landing._segment_rows` for log segments); its events are cut
-   by bucket of profiles (a stable hash of `profile_id` mod `--buckets`) into Arrow IPC
-   fragments under the checkpoint's `work/batch=N/rows/b=B/`, and their narrow columns
-   (message id, arrival order, bucket) by partition of message ids into `ids/p=P/`;
+   (`ndjson.file_table`, or `landing.segment_rows` for log segments); its events are cut
+   by bucket of profiles (`fnv1a` of `profile_id` mod `--buckets`) into one Arrow IPC
+   file under the checkpoint's `work/batch=N/rows/` (record batch B: bucket B's rows,
+   `Cuts` reads them), and their narrow columns (message id, arrival order, bucket) by
+   partition of message ids (`fnv1a` mod `--buckets`) likewise into `work/.../ids/`;
    rejected lines go to `rejected/` at once. Each file's sorted arrival times go to
    `order/` (what numbers the batch's events in arrival order without a global sort).
 2. **duplicates**, one task per group of message-id partitions (R6): the batch's ids of
@@ -48,8 +49,7 @@ I64 = npt.NDArray[np.int64]
 HASH = "fnv1a64-utf8"
 # A row is named by (file, position) as one int64: position below 2^40.
 _POS_BITS = 40
-# The bucket count as a state file holds it is checked by state_codec.
-_STATE = "state"
+_STATE = "state"  # the checkpoint's folders of bucket states and of kept ids
 _IDS = "ids"
 _MERGE_AFTER = 16  # a partition's id files are merged into one past this many
 
