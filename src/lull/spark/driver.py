@@ -152,6 +152,7 @@ class Stream:
         self.ck.check(config.buckets)
         offsets, commits = self.ck.log("offsets"), self.ck.log("commits")
         done = max(commits, default=-1)
+        self.ck.clear_work(done)  # left if the stream stopped right after its commit
         taken = {f for o in offsets.values() for f in o["files"]}
         last = commits.get(done, {"watermark": 0, "timers": {}})
         watermark = int(last["watermark"])
