@@ -119,8 +119,10 @@ def import_ndjson(
                 prior.table, arrivals.code, arrivals.ts, arrivals.clock, timeout,
                 end=end, stored=prior.stored,
             )  # fmt: skip
-        ends = _first_and_last(out, arrivals.ts)
+        ts = arrivals.ts
         arrivals.engine_done()  # (their memory is the peak's: see docs/benchmarks.md)
+        ends = _first_and_last(out, ts)
+        del ts
         step("write sessions")
         skey = _write(con, pid, timeout, arrivals, prior, out)
         _write_ends(con, pid, arrivals, prior, out, skey, ends)
@@ -341,12 +343,16 @@ def _first_and_last(out: Replayed, ts: I64) -> tuple[I64, I64] | None:
     last = np.full(len(out.code), -1, dtype=np.int64)
     if not len(rows):
         return first, last
-    low = int(ts[rows].min())
-    shift = max(len(out.session) - 1, 1).bit_length()
-    if (int(ts[rows].max()) - low).bit_length() + shift > 62:
-        return None
-    key = ((ts[rows] - low) << shift) | rows  # (time, row) as one number
     at = out.session[rows]
+    key = ts[rows]
+    low = int(key.min())
+    shift = max(len(out.session) - 1, 1).bit_length()
+    if (int(key.max()) - low).bit_length() + shift > 62:
+        return None
+    key -= low  # (time, row) as one number, built in place: the arrays are the peak's
+    key <<= shift
+    key |= rows
+    del rows
     lo = np.full(len(out.code), np.iinfo(np.int64).max, dtype=np.int64)
     hi = np.full(len(out.code), -1, dtype=np.int64)
     np.minimum.at(lo, at, key)
