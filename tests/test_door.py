@@ -4,6 +4,7 @@ frame, and reading the frame back gives each project's requests as they were sen
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import msgspec
@@ -147,3 +148,45 @@ def test_exact_path_events_keep_their_text() -> None:
     batch = Batch(1, 10, events)
     (got,) = from_arrow(_combine([("shop", batch, EventColumns.of(events))]), PROJECTS)
     assert got.rows is not None and got.rows.column("properties").to_pylist() == ['{"a": 1}']
+
+
+def test_repeats_found_while_the_keeper_moves_ids(tmp_path: Path) -> None:
+    """Ids move from the door's exact set to the hashed window on the keeper's thread
+    while requests keep coming: a repeat sent at any moment of that is still a repeat
+    (each id logged once), and once moved the exact set is empty."""
+    frozen = Frozen({1: Settings()}, {})
+
+    def applied(frame: list[Batch]) -> None:  # as the engine does once it has applied
+        frozen.applied += len(frame)
+
+    frozen.enqueue = applied  # type: ignore[method-assign]
+    log = IngestLog(tmp_path / "log")
+    door = Door(log, as_engine(frozen), {1: "shop"}.__getitem__)
+    rounds = 60
+
+    async def run() -> tuple[int, int]:
+        accepted = duplicates = 0
+        for r in range(rounds):
+            sends = [
+                door.take(1, 10_000 + r, columns(f"r{r}-{k}", 4, True, "web")) for k in range(5)
+            ]
+            # and repeats of the rounds before: in flight, being moved, or in the window
+            sends += [
+                door.take(1, 10_000 + r, columns(f"r{q}-0", 4, True, "web")) for q in range(r)
+            ]
+            for outcome in await asyncio.gather(*sends):
+                accepted += outcome.accepted
+                duplicates += outcome.duplicates
+        return accepted, duplicates
+
+    accepted, duplicates = asyncio.run(run())
+    assert accepted == rounds * 5 * 4
+    assert duplicates == 4 * rounds * (rounds - 1) // 2
+    logged = [m for r in log.read() for m in r.batch.column("message_id").to_pylist()]
+    assert len(logged) == len(set(logged)) == rounds * 5 * 4
+    log.close()
+    door._expire(10_000)  # hand the last ones to the keeper
+    deadline = time.monotonic() + 10
+    while door.seen[1] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not door.seen[1] and len(door.windows[1]) == rounds * 5 * 4

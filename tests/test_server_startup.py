@@ -263,12 +263,11 @@ def test_checkpoint_file_damaged_is_ignored(tmp_path: Path) -> None:
 
 
 def test_window_memory() -> None:
-    """8 bytes an id in the arrays, and a bitmap of 2 to 4 bytes an id."""
+    """8 bytes an id in the arrays."""
     w = Window()
     n = 4 * _CHUNK
     w.add(5, hashes([f"{i:036d}" for i in range(n)]))
-    assert sum(a.nbytes for a in w.runs) == 8 * n
-    assert 2 * n <= w.bits.nbytes <= 4 * n
+    assert sum(a.nbytes for a in w.runs) == 8 * n and not w.newest
 
 
 def test_a_hash_match_is_checked_against_the_store() -> None:
@@ -316,6 +315,7 @@ def test_a_hash_match_is_checked_against_the_store() -> None:
     assert asked == []  # no hash matched: the store is not asked
     assert asyncio.run(send(["in-store", "collides", "new-3"])) == (2, 1)
     assert asked == [["collides", "in-store"]]
-    # applied since: hashed into the window; a match, and the store has them
+    # applied since: on its way from the door's exact set to the window (the keeper
+    # thread moves it), a repeat either way
     assert asyncio.run(send(["new-1", "collides", "new-4"])) == (1, 2)
-    assert asked[-1] == ["collides", "new-1"]
+    assert "collides" in asked[-1]

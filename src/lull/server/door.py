@@ -26,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -110,6 +112,9 @@ class Door:
         self._unfrozen: collections.deque[tuple[int, int, int, list[str]]] = collections.deque()
         self.acked = 0  # requests handed to the engine, in log order
         self.failing: str | None = None  # the last append's error, while appends fail
+        self._dropped = -1  # the window's days before this are dropped
+        self._keeper: queue.SimpleQueue[tuple[int, int, list[str]]] = queue.SimpleQueue()
+        threading.Thread(target=self._keep, name="lull-window", daemon=True).start()
         self._parts: list[_Part] = []  # requests waiting for the next frame
         self._writing = 0  # frames in the log's hands, not yet durable
 
@@ -123,19 +128,16 @@ class Door:
             window = self.windows[pid] = Window()
         return window
 
-    async def _in_store(self, pid: int, ids: list[str]) -> set[str]:
-        """The `ids` that the store holds within the window: those whose hash
-        the window knows, checked against the store (a match is almost always a repeat:
-        two ids have the same 64-bit hash with a chance of 5e-20), off the event loop."""
+    def _known(
+        self, pid: int, ids: list[str]
+    ) -> tuple[list[asyncio.Future[Position] | None] | None, list[str]]:
+        """Where the door has these ids: each one's append if it is in `seen` (None: no id
+        is), and those whose hash the window knows. `seen` is asked first: the keeper puts
+        an id in the window before it takes it out of `seen`."""
+        seen = self.seen.setdefault(pid, {})
+        flying = None if seen.keys().isdisjoint(ids) else [seen.get(mid) for mid in ids]
         window = self.windows.get(pid)
-        if window is None or not window.days:
-            return set()
-        maybe = window.matches(ids)
-        if not maybe:
-            return set()
-        if self.stored is None:
-            return set(maybe)
-        return await asyncio.to_thread(self.stored, pid, maybe, window.since())
+        return flying, window.matches(ids) if window is not None and window.days else []
 
     async def take(
         self,
@@ -147,17 +149,28 @@ class Door:
     ) -> Outcome:
         """Make a request's events durable; returns once they are (or raises Unavailable)."""
         self._expire(received_at)
-        seen = self.seen.setdefault(pid, {})
         ids = events.message_ids
-        held = await self._in_store(pid, ids)
+        flying, maybe = self._known(pid, ids)
+        held: set[str] = set()
+        if maybe:  # a hash the window knows: almost always a repeat (two ids share a 64-bit
+            # hash with a chance of 5e-20), checked against the store off the event loop
+            window = self.windows[pid]
+            if self.stored is None:
+                held = set(maybe)
+            else:
+                held = await asyncio.to_thread(self.stored, pid, maybe, window.since())
+            flying, again = self._known(pid, ids)  # what came and went meanwhile
+            held |= set(again) - set(maybe)
+        seen = self.seen[pid]
         waits: list[asyncio.Future[Position]] = []
-        if not held and seen.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
+        if not held and flying is None and len(set(ids)) == len(ids):
             fresh = events  # the common case, decided set-wise
         else:
             rows, taken = [], set()
             for i, mid in enumerate(ids):
-                if mid in seen:
-                    waits.append(seen[mid])  # durable once its first copy is
+                pending = flying[i] if flying is not None else None
+                if pending is not None:
+                    waits.append(pending)  # durable once its first copy is
                 elif mid not in held and mid not in taken:
                     taken.add(mid)
                     rows.append(i)
@@ -235,21 +248,34 @@ class Door:
             seen.pop(mid, None)
 
     def _expire(self, now: int) -> None:
-        """Ids the engine has applied move from `seen` to the hashed window (with no
-        window, they are forgotten once durable: only copies in flight are dropped); days
-        wholly older than the window are dropped."""
+        """Ids the engine has applied go to the keeper, which moves them from `seen` to
+        the hashed window (with no window, they are forgotten once durable: only copies in
+        flight are dropped); days wholly older than the window are dropped. The sorting
+        and merging of the window's arrays is the keeper's (NumPy releases the GIL), not
+        the event loop's."""
         applied = self.engine.applied
         unfrozen = self._unfrozen
         while unfrozen and (unfrozen[0][0] <= applied or self.window_ms <= 0):
             _, pid, received_at, ids = unfrozen.popleft()
-            # durable, and in the store: out of `seen` (a loop in C)
-            collections.deque(map(self.seen.get(pid, {}).pop, ids, itertools.repeat(None)), 0)
             if self.window_ms > 0:
-                window = self._window(pid)
-                window.add(received_at // DAY_MS, list(map(hash, ids)))
+                self._keeper.put((pid, received_at // DAY_MS, ids))
+            else:  # durable: out of `seen` (a loop in C)
+                collections.deque(map(self.seen.get(pid, {}).pop, ids, itertools.repeat(None)), 0)
         oldest = (now - self.window_ms) // DAY_MS  # a day before it is wholly past
-        for window in self.windows.values():
-            window.drop_before(oldest)
+        if self.window_ms > 0 and oldest > self._dropped:
+            self._dropped = oldest
+            self._keeper.put((-1, oldest, []))
+
+    def _keep(self) -> None:
+        """The keeper's thread: the window's changes, in order."""
+        while True:
+            pid, day, ids = self._keeper.get()
+            if pid < 0:
+                for window in list(self.windows.values()):
+                    window.drop_before(day)
+                continue
+            self._window(pid).add(day, hashes(ids))  # published, then out of `seen`
+            collections.deque(map(self.seen.get(pid, {}).pop, ids, itertools.repeat(None)), 0)
 
 
 Stored = Callable[[int, list[str], int], set[str]]
@@ -267,28 +293,22 @@ class Window:
     """A project's message ids the store holds, as 64-bit hashes with their day of arrival:
     the days that are over in one sorted NumPy array (12 bytes an id with its day), the
     current day in a few sorted runs (sizes doubling, merged as they fill) and a set of
-    its newest. Membership: the set, then a Bloom filter of the arrays' hashes (2 bits an
-    id in a bitmap of 2 to 4 bytes an id, at most 1/8 of its bits set) that rules out
-    nearly every new id, then a binary search per array."""
+    its newest. Membership: the set, then a binary search per array.
+
+    One thread changes it (the door's keeper) while the event loop asks it: every change
+    makes new arrays and publishes them by one assignment, and an id is published before
+    it leaves the door's `seen` (so an id is always in one or the other)."""
 
     def __init__(self) -> None:
         self.closed = np.zeros(0, dtype=np.int64)  # sorted hashes of the days that are over
         self.closed_day = np.zeros(0, dtype=np.int32)  # the day of each
         self.day: int | None = None  # the current day
-        self.runs: list[np.ndarray] = []  # its hashes, in sorted runs
+        self.runs: tuple[np.ndarray, ...] = ()  # its hashes, in sorted runs
         self.newest: set[int] = set()  # and its newest
         self.first: int | None = None  # the earliest day held
-        self._bitmap(1 << 16)  # of the arrays: 2^16 bits, or more
-
-    def _bitmap(self, nbits: int) -> None:
-        self.bits = np.zeros(nbits // 8, dtype=np.uint8)
-        self.mask = nbits - 1
 
     def __len__(self) -> int:
-        return self._in_arrays() + len(self.newest)
-
-    def _in_arrays(self) -> int:
-        return len(self.closed) + sum(len(r) for r in self.runs)
+        return len(self.closed) + sum(len(r) for r in self.runs) + len(self.newest)
 
     @property
     def days(self) -> bool:
@@ -314,52 +334,32 @@ class Window:
             return
         self.newest.update(values.tolist() if isinstance(values, np.ndarray) else values)
         if len(self.newest) >= _CHUNK:
-            self._push(np.sort(np.fromiter(self.newest, np.int64, len(self.newest))))
-            self.newest.clear()
+            newest = self.newest
+            self._push(np.sort(np.fromiter(newest, np.int64, len(newest))))
+            self.newest = set()  # (after the run that holds them is published)
 
     def _push(self, run: np.ndarray) -> None:
-        self._mark(run)
-        runs = self.runs
-        runs.append(run)
+        runs = [*self.runs, run]
+        self.runs = tuple(runs)
         while len(runs) > 1 and len(runs[-1]) >= len(runs[-2]):
             last = runs.pop()
             runs[-1] = np.sort(np.concatenate([runs[-1], last]), kind="stable")
+            self.runs = tuple(runs)
 
     def _close(self) -> None:
         """The current day is over: its ids join the closed days."""
         if self.day is None:
             return
         newest = np.sort(np.fromiter(self.newest, np.int64, len(self.newest)))
-        self._mark(newest)
-        parts = [*self.runs, newest]
-        self.runs, self.newest = [], set()
-        self._into_closed(np.sort(np.concatenate(parts)), self.day)
+        self._into_closed(np.sort(np.concatenate([*self.runs, newest])), self.day)
+        self.runs, self.newest = (), set()
 
     def _into_closed(self, values: np.ndarray, day: int) -> None:
-        self._mark(values)
         hashes = np.concatenate([self.closed, values])
         days = np.concatenate([self.closed_day, np.full(len(values), day, dtype=np.int32)])
         order = np.argsort(hashes, kind="stable")  # two sorted runs: a merge
-        self.closed, self.closed_day = hashes[order], days[order]
-
-    def _mark(self, values: np.ndarray) -> None:
-        """Set the bits of hashes about to join the arrays (rebuilt, larger, when the
-        bitmap would be more than 1/8 full)."""
-        count = self._in_arrays() + len(values)
-        if count * 16 > len(self.bits) * 8:
-            self._bitmap(1 << (16 * count).bit_length())
-            self._set(self.closed)
-            for run in self.runs:
-                self._set(run)
-        self._set(values)
-
-    def _set(self, values: np.ndarray) -> None:
-        for at in self._bits_of(values):
-            np.bitwise_or.at(self.bits, at >> 3, (1 << (at & 7)).astype(np.uint8))
-
-    def _bits_of(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Two bit positions of each hash (from its low and its high bits)."""
-        return values & self.mask, (values >> 32) & self.mask
+        self.closed_day = days[order]
+        self.closed = hashes[order]
 
     def matches(self, ids: list[str]) -> list[str]:
         """The ids whose hash is in the window."""
@@ -372,21 +372,13 @@ class Window:
             if newest and not newest.isdisjoint(h)
             else set()
         )
-        if self._in_arrays():
+        arrays = [a for a in (self.closed, *self.runs) if len(a)]
+        if arrays:
             hs = np.array(h, dtype=np.int64)
-            low, high = self._bits_of(hs)
-            bits = self.bits
-            maybe = np.flatnonzero(
-                (bits[low >> 3] >> (low & 7)) & (bits[high >> 3] >> (high & 7)) & 1
-            )
-            if len(maybe):
-                hs = hs[maybe]
-                hit = np.zeros(len(maybe), dtype=bool)
-                for run in (self.closed, *self.runs):
-                    if len(run):
-                        where = np.minimum(np.searchsorted(run, hs), len(run) - 1)
-                        hit |= run[where] == hs
-                found.update(maybe[hit].tolist())
+            hit = np.zeros(len(hs), dtype=bool)
+            for run in arrays:
+                hit |= run[np.minimum(np.searchsorted(run, hs), len(run) - 1)] == hs
+            found.update(np.flatnonzero(hit).tolist())
         return [ids[i] for i in sorted(found)]
 
     def drop_before(self, day: int) -> None:
@@ -396,14 +388,10 @@ class Window:
         keep = self.closed_day >= day
         self.closed, self.closed_day = self.closed[keep], self.closed_day[keep]
         if self.day is not None and self.day < day:
-            self.day, self.runs, self.newest = None, [], set()
+            self.day, self.runs, self.newest = None, (), set()
         held = [int(self.closed_day.min())] if len(self.closed_day) else []
         held += [self.day] if self.day is not None else []
         self.first = min(held) if held else None
-        self.bits[:] = 0  # the dropped ids' bits go
-        self._set(self.closed)
-        for run in self.runs:
-            self._set(run)
 
 
 def to_arrow(project: str, batch: Batch, events: EventColumns | None = None) -> pa.RecordBatch:
