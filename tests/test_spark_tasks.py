@@ -95,3 +95,42 @@ def test_a_checkpoint_of_another_bucket_count_is_refused(tmp_path: Path) -> None
     Checkpoint(str(tmp_path)).check(32)  # the same count goes on
     with pytest.raises(BadInput, match="--buckets 32"):
         Checkpoint(str(tmp_path)).check(16)
+
+
+def test_a_segment_read_column_wise(tmp_path: Path) -> None:
+    """`landing.segment_rows`: the project's events with R5's clock fix, clock rows, other
+    projects' rows left out, and a damaged frame said in a rejected row."""
+    from lull.ingest.records import corrected_time
+    from lull.server.door import Batch, to_arrow
+    from lull.server.ingest_only import clock_row
+    from lull.server.live import Event
+    from lull.spark.landing import CLOCK, segment_rows
+    from lull.store.log import IngestLog, segments
+
+    now = 1_800_000_000_000
+    first = [Event("a", "u", "Play", now - 5000, "web", now - 1000, {"k": 1}),
+             Event("b", "v", "Play", now - 9000, "ios", None, {})]  # fmt: skip
+    with IngestLog(tmp_path, writer="w") as w:
+        w.append(to_arrow("shop", Batch(1, now, first)))
+        w.append(to_arrow("other", Batch(2, now, [Event("c", "u", "P", now, "web", None, {})])))
+        w.append(clock_row(now + 10))
+        w.append(to_arrow("shop", Batch(1, now + 20, [Event("d", "u", "P", now, "web", None, {})])))
+    (seg,) = segments(tmp_path)
+    data = seg.path.read_bytes()
+    rows = segment_rows("shop", str(seg.path), pa.py_buffer(data)).to_pylist()
+    got = [(x["message_id"], x["ts"], x["r"], x["pos"], x["dedupe"]) for x in rows]
+    assert got == [
+        ("a", corrected_time(now - 5000, now - 1000, now), now, 1, "a"),
+        ("b", now - 9000, now, 2, "b"),
+        (None, None, now + 10, 4, CLOCK),
+        ("d", now, now + 20, 5, "d"),
+    ]
+    assert rows[0]["properties"] == '{"k":1}' and rows[0]["origin"] == str(seg.path)
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 0xFF  # a byte inside a frame in the middle
+    rows = segment_rows("shop", str(seg.path), pa.py_buffer(bytes(damaged))).to_pylist()
+    lost = [x for x in rows if x["error"] is not None]
+    assert len(lost) == 1 and "lost" in lost[0]["error"]
+    assert 0 < lost[0]["pos"] <= len(data) // 2  # the damaged frame's byte offset
+    kept = [(x["message_id"], x["ts"], x["r"], x["dedupe"]) for x in rows if x not in lost]
+    assert set(kept) <= {(m, t, r, d) for m, t, r, _, d in got}

@@ -110,55 +110,70 @@ def _split_messages(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 LOG_EVENT, LOG_CLOCK = 0, 3
 
 
-def segment_rows(project: str, path: str, data: pa.Buffer) -> pa.RecordBatch:
-    """A closed segment's rows of `project` (and its clock rows) as parsed rows.
+def segment_rows(project: str, path: str, data: pa.Buffer) -> pa.Table:
+    """A closed segment's rows of `project` (and its clock rows) as parsed rows, column by
+    column (the segment is Arrow already).
 
     `origin` is the segment's path and `pos` the row's number in it, so rows that arrive
     at the same instant are taken in (writer, segment, row) order. A damaged frame (which
     a closed segment should never hold) is skipped, its events lost, and said in a
     rejected row (`pos`: the frame's byte offset); the stream goes on."""
+    import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from lull.store.log import read_segment
 
-    cols: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+    schema = pa.schema([(c, pa.int64() if c in ("ts", "r", "pos") else pa.string())
+                        for c in COLUMNS])  # fmt: skip
+    parts: list[pa.Table] = []
     pos = 0
-
-    def add(**values: Any) -> None:
-        for c, column in cols.items():
-            column.append(values.get(c))
-
     with warnings.catch_warnings(record=True) as damage:
         warnings.simplefilter("always")
         for _, _, batch in read_segment(path, data=data, on_corrupt="skip"):
-            b = batch.to_pydict()
-            for i, kind in enumerate(b["kind"]):
-                pos += 1
-                if kind == LOG_CLOCK:
-                    add(key=REJECTED_KEY, dedupe=CLOCK, r=b["received_at"][i], origin=path, pos=pos)
-                elif kind == LOG_EVENT and b["project"][i] == project:
-                    r = b["received_at"][i]
-                    add(
-                        key=b["profile_id"][i],
-                        dedupe=b["message_id"][i],
-                        message_id=b["message_id"][i],
-                        profile_id=b["profile_id"][i],
-                        name=b["name"][i],
-                        ts=corrected_time(b["ts"][i], b["sent_at"][i], r),
-                        source=b["source"][i],
-                        r=r,
-                        properties=b["properties"][i],
-                        origin=path,
-                        pos=pos,
-                    )
+            n = batch.num_rows
+            at = np.arange(pos + 1, pos + n + 1, dtype=np.int64)
+            pos += n
+            kind = batch["kind"]
+            event = pc.and_(pc.equal(kind, LOG_EVENT), pc.equal(batch["project"], project))
+            clock = pc.equal(kind, LOG_CLOCK)
+            ev = pa.Table.from_batches([batch]).append_column("pos", pa.array(at)).filter(event)
+            r, ts, sent = ev["received_at"], ev["ts"], ev["sent_at"]
+            fixed = pc.min_element_wise(  # R5's clock fix, as `corrected_time`
+                pc.if_else(pc.is_null(sent), ts, pc.add(ts, pc.subtract(r, sent))), r
+            )
+            k = ev.num_rows
+            parts.append(pa.table(
+                {"key": ev["profile_id"], "dedupe": ev["message_id"],
+                 "message_id": ev["message_id"], "profile_id": ev["profile_id"],
+                 "name": ev["name"], "ts": fixed, "source": ev["source"], "r": r,
+                 "properties": ev["properties"], "origin": pa.array([path] * k, pa.string()),
+                 "pos": ev["pos"], "error": pa.nulls(k, pa.string()),
+                 "raw": pa.nulls(k, pa.string())}, schema=schema,
+            ))  # fmt: skip
+            ticks = batch["received_at"].filter(clock)
+            m = len(ticks)
+            if m:
+                parts.append(pa.table(
+                    {"key": [REJECTED_KEY] * m, "dedupe": [CLOCK] * m,
+                     "message_id": pa.nulls(m, pa.string()), "profile_id": pa.nulls(m, pa.string()),
+                     "name": pa.nulls(m, pa.string()), "ts": pa.nulls(m, pa.int64()),
+                     "source": pa.nulls(m, pa.string()), "r": ticks,
+                     "properties": pa.nulls(m, pa.string()), "origin": [path] * m,
+                     "pos": pa.array(at).filter(clock), "error": pa.nulls(m, pa.string()),
+                     "raw": pa.nulls(m, pa.string())}, schema=schema,
+                ))  # fmt: skip
+    lost: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     for w in damage:
         text = str(w.message)
-        at = text.partition(" at byte ")[2].partition(" ")[0]
-        add(key=REJECTED_KEY, dedupe=f"\x00{path}:{at}", origin=path,
-            pos=int(at) if at.isdigit() else -1, error=f"{text}; its events are lost",
-            raw="")  # fmt: skip
-    types = {c: pa.int64() if c in ("ts", "r", "pos") else pa.string() for c in COLUMNS}
-    return pa.RecordBatch.from_pydict(cols, schema=pa.schema(list(types.items())))
+        where = text.partition(" at byte ")[2].partition(" ")[0]
+        row = {"key": REJECTED_KEY, "dedupe": f"\x00{path}:{where}", "origin": path,
+               "pos": int(where) if where.isdigit() else -1,
+               "error": f"{text}; its events are lost", "raw": ""}  # fmt: skip
+        for c, column in lost.items():
+            column.append(row.get(c))
+    parts.append(pa.Table.from_pydict(lost, schema=schema))
+    return pa.concat_tables(parts)
 
 
 def read_kafka(spark: SparkSession, bootstrap: str, topic: str) -> DataFrame:

@@ -174,7 +174,7 @@ def read_rows(fs: pafs.FileSystem, path: str, project: str) -> pa.Table:
     with fs.open_input_file(path) as f:
         data = f.read_buffer()
     if path.endswith(".seg"):
-        return pa.Table.from_batches([segment_rows(project, path, data)])
+        return segment_rows(project, path, data)
     return file_table(data.to_pybytes(), path)
 
 
