@@ -91,7 +91,7 @@ def import_ndjson(
         take_seq(con, pid, records)
         # the parse is done: leave the memory to the engine's arrays from here on
         limit = con.execute("SELECT current_setting('memory_limit')").fetchone()
-        con.execute("SET memory_limit = '400MB'")
+        con.execute("SET memory_limit = '300MB'")
         step("skip duplicates")
         arrivals = _Arrivals.read(con, pid, seq0, eligible_sql(settings), numbered=False)
         end = arrivals.last_clock if keep_open and arrivals.last_clock is not None else now
