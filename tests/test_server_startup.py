@@ -222,11 +222,11 @@ def test_window_hashes_by_day() -> None:
     w.add(99, hashes([f"z{i}" for i in range(10)]))
     w.add(100, hashes([f"a{i}" for i in range(big)]))  # a day's ids at start
     w.add(101, hashes(["b1", "b2"]))  # today's newest, in a set
-    for i in range(3):  # runs of today, merged as they fill
+    for i in range(3):  # runs of today, merged into one
         w.add(101, hashes([f"c{i}-{j}" for j in range(big)]))
     w.add(100, hashes(["late"]))  # an earlier day: into the closed days
     assert len(w) == 10 + big + 1 + 2 + 3 * big
-    assert len(w.closed) == 10 + big + 1 and len(w.runs) == 2
+    assert len(w.closed) == 10 + big + 1 and len(w.runs) == 1
     assert w.newest == set(hashes(["b1", "b2"]).tolist())
     asked = ["a5", "b2", "c2-9", "nope", "a5", "late", "z3"]
     assert w.matches(asked) == ["a5", "b2", "c2-9", "a5", "late", "z3"]

@@ -292,8 +292,8 @@ def hashes(ids: list[str]) -> np.ndarray:
 class Window:
     """A project's message ids the store holds, as 64-bit hashes with their day of arrival:
     the days that are over in one sorted NumPy array (12 bytes an id with its day), the
-    current day in a few sorted runs (sizes doubling, merged as they fill) and a set of
-    its newest. Membership: the set, then a binary search per array.
+    current day in another (each run of its newest merged into it) and a set of its
+    newest. Membership: the set, then a binary search in each array.
 
     One thread changes it (the door's keeper) while the event loop asks it: every change
     makes new arrays and publishes them by one assignment, and an id is published before
@@ -339,12 +339,11 @@ class Window:
             self.newest = set()  # (after the run that holds them is published)
 
     def _push(self, run: np.ndarray) -> None:
-        runs = [*self.runs, run]
-        self.runs = tuple(runs)
-        while len(runs) > 1 and len(runs[-1]) >= len(runs[-2]):
-            last = runs.pop()
-            runs[-1] = np.sort(np.concatenate([runs[-1], last]), kind="stable")
-            self.runs = tuple(runs)
+        """A sorted run joins the current day's: merged into one array (by the keeper, and
+        NumPy's sort releases the GIL) so that a lookup searches one array a day."""
+        self.runs = (*self.runs, run)
+        if len(self.runs) > 1:
+            self.runs = (np.sort(np.concatenate(self.runs), kind="stable"),)
 
     def _close(self) -> None:
         """The current day is over: its ids join the closed days."""
