@@ -93,32 +93,31 @@ def import_ndjson(
         limit = con.execute("SELECT current_setting('memory_limit')").fetchone()
         con.execute("SET memory_limit = '300MB'")
         step("skip duplicates")
-        arrivals = _Arrivals.read(con, pid, seq0, eligible_sql(settings), numbered=False)
-        end = arrivals.last_clock if keep_open and arrivals.last_clock is not None else now
+
+        def read(numbered: bool) -> tuple[_Arrivals, int, _Prior]:
+            a = _Arrivals.read(con, pid, seq0, eligible_sql(settings), numbered=numbered)
+            end = a.last_clock if keep_open and a.last_clock is not None else now
+            return a, end, _Prior.load(con, pid, a.names)
+
+        def engine(a: _Arrivals, end: int, prior: _Prior) -> Replayed:
+            return replay(prior.table, a.code, a.ts, a.clock, timeout, end=end, stored=prior.stored)
+
         # The engine (one core of Python and NumPy) runs while DuckDB checks the large
         # properties, numbers the rows and looks for duplicates; a file with duplicates
         # (rare) is replayed again without them.
-        prior = _Prior.load(con, pid, arrivals.names)
+        arrivals, end, prior = read(numbered=False)
         with con.cursor() as history, ThreadPoolExecutor(1) as pool:
             prior.con = history  # (the store's concluded sessions: committed rows only)
-            engine = pool.submit(
-                replay, prior.table, arrivals.code, arrivals.ts, arrivals.clock, timeout,
-                end=end, stored=prior.stored,
-            )  # fmt: skip
+            running = pool.submit(engine, arrivals, end, prior)
             finish(con, pid, path, now, seq0)
             repeated = maybe_repeated(con, pid, seq0)
             step("sessionize")
-            out = engine.result()
+            out = running.result()
         duplicates = drop_repeats(con, pid, seq0) if repeated else 0
         if duplicates:
             con.unregister("imp_dict")
-            arrivals = _Arrivals.read(con, pid, seq0, eligible_sql(settings), numbered=True)
-            end = arrivals.last_clock if keep_open and arrivals.last_clock is not None else now
-            prior = _Prior.load(con, pid, arrivals.names)
-            out = replay(
-                prior.table, arrivals.code, arrivals.ts, arrivals.clock, timeout,
-                end=end, stored=prior.stored,
-            )  # fmt: skip
+            arrivals, end, prior = read(numbered=True)
+            out = engine(arrivals, end, prior)
         ts = arrivals.ts
         arrivals.engine_done()  # (their memory is the peak's: see docs/benchmarks.md)
         ends = _first_and_last(out, ts)
