@@ -451,7 +451,10 @@ def test_openapi_and_unknown_paths(server: LullServer, shop: Keys) -> None:
     assert spec["openapi"].startswith("3.") and "/api/v1/events" in spec["paths"]
     # Each read GET answers with the JSON type the spec declares.
     types = {"array": list, "object": dict}
-    queries = {"/api/v1/whatif": {"timeout": "30m"}}
+    queries = {
+        "/api/v1/whatif": {"timeout": "30m"},
+        "/api/v1/figures/breakdown": {"property": "plan"},
+    }
     for path, ops in spec["paths"].items():
         get = ops.get("get")
         if not get or get.get("security") != [{"read": []}] or "{" in path:
