@@ -33,6 +33,8 @@ from lull.ingest import amplitude, clevertap, posthog, segment
 from lull.ingest.columns import EventColumns
 from lull.ingest.native import columns as native_columns
 from lull.ingest.records import to_record
+from lull.segments import api as segments_api
+from lull.segments.live import Watcher
 from lull.server import clevertap_web, reads
 from lull.server.bodies import parse_events, parse_json, read_body, too_big
 from lull.server.control import parse_change
@@ -42,8 +44,6 @@ from lull.server.fast import TRIED as FAST_TRIED
 from lull.server.fast import FastIngest
 from lull.server.headers import SecurityHeaders
 from lull.server.identity import Link, Resolve, Target, follow, news
-from lull.segments import api as segments_api
-from lull.segments.live import Watcher
 from lull.server.live import Event, LiveEngine
 from lull.server.openapi import OPENAPI
 from lull.store.keys import WRITE_KINDS, Grant, account_ids, digest, load_grants
