@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -605,10 +605,8 @@ class LiveEngine:
             ts=ts[idx],
             clock=clock[idx],
             seq=seq[idx],
-            message_id=events.column("message_id")
-            .take(pa.array(idx))
-            .to_numpy(zero_copy_only=False),
-            source=events.column("source").take(pa.array(idx)).to_numpy(zero_copy_only=False),
+            message_id=_Texts(events.column("message_id").take(pa.array(idx))),
+            source=_Texts(events.column("source").take(pa.array(idx))),
         )
         out = vector.step(
             project.table, batch, timeout, history=lambda code: self._history(pid, project, code)
@@ -754,6 +752,21 @@ class LiveEngine:
             for pid in rows.projects
         }
         write(self.con, rows, counters)
+
+
+class _Texts(Sequence[str]):
+    """A string column the engine reads a value at a time: it needs the message id and
+    source of each new session's first event only, not the group's 50,000 as Python
+    strings (making those held the GIL for milliseconds at each group)."""
+
+    def __init__(self, column: pa.Array | pa.ChunkedArray) -> None:
+        self.column = column
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.column[i].as_py()
 
 
 def _profiles_of(t: pa.Table) -> tuple[vector.Profiles, np.ndarray]:
