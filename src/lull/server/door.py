@@ -11,9 +11,10 @@ A request's events, checked by their handler, go through three steps here:
    is dropped once all of it is older than the window: a repeat that comes later than
    that after its first copy is stored again.
 2. **The ingest log.** The events (with the identity links and profile properties the
-   request makes) are appended to the ingest log as one Arrow batch; the append returns
-   once it is on disk (group commit, fdatasync). Only then is the request answered 2xx:
-   a crash after it loses nothing ("Acknowledgement").
+   request makes) are appended to the ingest log in a frame: one Arrow batch of the
+   requests that came while the frames before were being written, made on the event
+   loop; it is durable once on disk (group commit, fdatasync). Only then is the request
+   answered 2xx: a crash after it loses nothing ("Acknowledgement").
 3. **The live engine** applies the log's batches to the store in log order, in large
    groups, a moment later (reads wait for what was acknowledged before they began).
 
