@@ -41,4 +41,4 @@ def test_which_identify_calls_are_news() -> None:
 def test_a_links_time_goes_through_the_ingest_log() -> None:
     batch = Batch(7, 5000, [], [("anon", Target("u", 1234))])
     [back] = from_arrow(to_arrow("shop", batch), {"shop": 7})
-    assert back.links == [("anon", Target("u", 1234))] and back.frame_end
+    assert back.links == [("anon", Target("u", 1234))]

@@ -79,10 +79,6 @@ class Batch:
     traits: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
     position: Position | None = None
     rows: pa.RecordBatch | None = None
-    # the last request of its log frame (a frame holds the requests that waited together
-    # for the log writer): the engine commits whole frames only, as the store records
-    # how far it has applied by frame
-    frame_end: bool = True
 
     @property
     def size(self) -> int:
@@ -244,9 +240,8 @@ class Door:
             self._flush()
 
     def _forget(self, pid: int, ids: list[str]) -> None:
-        seen = self.seen.get(pid, {})
-        for mid in ids:
-            seen.pop(mid, None)
+        """Out of `seen` (a loop in C)."""
+        collections.deque(map(self.seen.get(pid, {}).pop, ids, itertools.repeat(None)), 0)
 
     def _expire(self, now: int) -> None:
         """Ids the engine has applied go to the keeper, which moves them from `seen` to
@@ -260,8 +255,8 @@ class Door:
             _, pid, received_at, ids = unfrozen.popleft()
             if self.window_ms > 0:
                 self._keeper.put((pid, received_at // DAY_MS, ids))
-            else:  # durable: out of `seen` (a loop in C)
-                collections.deque(map(self.seen.get(pid, {}).pop, ids, itertools.repeat(None)), 0)
+            else:  # durable: forgotten
+                self._forget(pid, ids)
         oldest = (now - self.window_ms) // DAY_MS  # a day before it is wholly past
         if self.window_ms > 0 and oldest > self._dropped:
             self._dropped = oldest
@@ -276,7 +271,7 @@ class Door:
                     window.drop_before(day)
                 continue
             self._window(pid).add(day, hashes(ids))  # published, then out of `seen`
-            collections.deque(map(self.seen.get(pid, {}).pop, ids, itertools.repeat(None)), 0)
+            self._forget(pid, ids)
 
 
 Stored = Callable[[int, list[str], int], set[str]]
@@ -402,7 +397,7 @@ def to_arrow(project: str, batch: Batch, events: EventColumns | None = None) -> 
 def _combine(parts: list[tuple[str, Batch, EventColumns]]) -> pa.RecordBatch:
     """Requests (project name, request, its events) as the rows of one log frame: each
     request's events, then its links and traits. Sets each request's `rows` (a slice: its
-    events) and `frame_end`. Column by column, one conversion for all of them."""
+    events). Column by column, one conversion for all of them."""
     ids: list[str] = []
     profiles: list[str] = []
     names: list[str] = []
@@ -494,8 +489,6 @@ def _combine(parts: list[tuple[str, Batch, EventColumns]]) -> pa.RecordBatch:
     out = pa.RecordBatch.from_arrays(cols, schema=EVENT_SCHEMA)
     for batch, first, n in spans:
         batch.rows = out.slice(first, n)
-        batch.frame_end = False
-    spans[-1][0].frame_end = True
     return out
 
 
@@ -508,7 +501,7 @@ def _strings(values: Sequence[str | bytes]) -> pa.Array:
 
 def from_arrow(batch: pa.RecordBatch, ids: dict[str, int]) -> list[Batch]:
     """A frame of the ingest log back as requests, one per project it holds (in the order
-    they first appear), the last marked as the frame's end."""
+    they first appear)."""
     if batch.num_rows == 0:
         return []
     kind = batch.column("kind").to_numpy(zero_copy_only=False)
@@ -519,7 +512,6 @@ def from_arrow(batch: pa.RecordBatch, ids: dict[str, int]) -> list[Batch]:
         rows = batch if len(projects) == 1 else batch.filter(pc.equal(project, name))
         k = kind if rows is batch else rows.column("kind").to_numpy(zero_copy_only=False)
         request = Batch(ids[str(name)], int(rows.column("received_at")[0].as_py()), [])
-        request.frame_end = False
         events = k == EVENT
         request.rows = rows if events.all() else rows.filter(pa.array(events))
         if not events.all():
@@ -533,5 +525,4 @@ def from_arrow(batch: pa.RecordBatch, ids: dict[str, int]) -> list[Batch]:
                     props = decode(cols["properties"][i])
                     request.traits.append((cols["profile_id"][i], props, cols["ts"][i]))
         out.append(request)
-    out[-1].frame_end = True
     return out

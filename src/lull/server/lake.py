@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
-import uvicorn
 
 from lull.errors import BadInput, LullError
 from lull.model import Settings
 from lull.server.app import Server, build
+from lull.server.run import listen
 from lull.spark.output import open_output
 from lull.store.db import literal
 from lull.store.profiles import refresh_from_sessions
@@ -187,14 +187,4 @@ def serve_lake(
         flush=True,
     )
     print(f"lull: serving {scheme}://{host}:{port}/ (lake {folder})", file=sys.stderr, flush=True)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=forwarded_allow_ips is not None,
-        forwarded_allow_ips=forwarded_allow_ips,
-        ssl_certfile=ssl_certfile,
-        ssl_keyfile=ssl_keyfile,
-    )
+    listen(app, host, port, forwarded_allow_ips, ssl_certfile, ssl_keyfile)

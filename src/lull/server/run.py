@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec
 from types import FrameType, ModuleType
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -103,24 +104,36 @@ def serve(
         # then, so the writer stops and the store is closed (checkpointed), not killed.
         signal.signal(signal.SIGTERM, _stop)
     try:
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            # X-Forwarded-For is believed only from the proxies named (not even from
-            # 127.0.0.1 by default): it would let a client pick the address the sign-in
-            # brake counts
-            proxy_headers=forwarded_allow_ips is not None,
-            forwarded_allow_ips=forwarded_allow_ips,
-            ssl_certfile=ssl_certfile,
-            ssl_keyfile=ssl_keyfile,
-        )
+        listen(app, host, port, forwarded_allow_ips, ssl_certfile, ssl_keyfile)
     finally:
         log.close()  # what was acknowledged is durable: the engine applies the rest
         engine.stop()
         con.close()
+
+
+def listen(
+    app: Any,
+    host: str,
+    port: int,
+    forwarded_allow_ips: str | None,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+) -> None:
+    """Serve `app` with uvicorn as every `lull serve` does."""
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        # X-Forwarded-For is believed only from the proxies named (not even from
+        # 127.0.0.1 by default): it would let a client pick the address the sign-in
+        # brake counts
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+    )
 
 
 def _name_lookup(con: duckdb.DuckDBPyConnection) -> Callable[[int], str]:
