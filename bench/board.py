@@ -64,8 +64,9 @@ def timed(runs: int, work: Callable[[], object]) -> tuple[float, float, float]:
     return best[0], statistics.median(w for w, _ in runs_), best[1]
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def bench_store(argv: list[str] | None, doc: str | None) -> tuple[argparse.Namespace, Path]:
+    """The options every benchmark on the 10M store takes, and that store (made once)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     p.add_argument("--events", type=int, default=10_000_000)
     p.add_argument("--profiles", type=int, default=200_000)
     p.add_argument("--runs", type=int, default=5)
@@ -73,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     store = a.store or HERE / "out" / f"board-{a.events}.duckdb"
     make_store(a.events, a.profiles, store)
+    return a, store
+
+
+def main(argv: list[str] | None = None) -> int:
+    a, store = bench_store(argv, __doc__)
     con = duckdb.connect(str(store), read_only=True)
     con.execute("SET TimeZone = 'UTC'")
     pid = 1

@@ -16,7 +16,6 @@ them are stored (the read falls back to the events). Prints the best and the med
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 
-from board import DAYS, FIRST, HERE, make_store, timed
+from board import DAYS, FIRST, HERE, bench_store, timed
 from lull import board as the_board
 from lull.figures import FIGURES, figure
 from lull.model import Settings
@@ -37,14 +36,7 @@ from lull.store.projects import get_settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--events", type=int, default=10_000_000)
-    p.add_argument("--profiles", type=int, default=200_000)
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--store", type=Path)
-    a = p.parse_args(argv)
-    store = a.store or HERE / "out" / f"board-{a.events}.duckdb"
-    make_store(a.events, a.profiles, store)
+    a, store = bench_store(argv, __doc__)
     with tempfile.TemporaryDirectory(dir=HERE / "out") as tmp:
         copy = Path(tmp) / "figures.duckdb"
         shutil.copy(store, copy)

@@ -12,17 +12,15 @@ Prints the best and the median of --runs; compare within one run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from board import DAYS, FIRST, HERE, make_store, timed
+from board import DAYS, FIRST, bench_store, timed
 from lull import board as figures
 from lull.segments import query
 from lull.segments.definition import Past, parse_past
@@ -55,14 +53,7 @@ SEGMENTS: dict[str, dict[str, Any]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--events", type=int, default=10_000_000)
-    p.add_argument("--profiles", type=int, default=200_000)
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--store", type=Path)
-    a = p.parse_args(argv)
-    store = a.store or HERE / "out" / f"board-{a.events}.duckdb"
-    make_store(a.events, a.profiles, store)
+    a, store = bench_store(argv, __doc__)
     con = duckdb.connect(str(store), read_only=True)
     con.execute("SET TimeZone = 'UTC'")
     pid = 1
