@@ -39,8 +39,9 @@ Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID)]
 Time = Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH_MS)] | str
 
 
-class _Event(msgspec.Struct):
-    """A canonical record with `received_at` (the stream needs it); other fields ignored."""
+class _Fields(msgspec.Struct):
+    """A canonical record's fields with `received_at` (the stream needs it), but its
+    properties; other fields ignored."""
 
     message_id: Id
     profile_id: Id
@@ -49,6 +50,11 @@ class _Event(msgspec.Struct):
     ts: Time
     received_at: Time
     sent_at: Time | None = None
+
+
+class _Event(_Fields):
+    """A canonical record, its properties decoded."""
+
     properties: dict[str, Any] | None = None
 
 
@@ -126,16 +132,10 @@ def _one(line: str) -> _Event | None:
 # --- a whole file column-wise ------------------------------------------------------------
 
 
-class _Fast(msgspec.Struct):
-    """`_Event` with the properties kept as their JSON text (checked for syntax only)."""
+class _Fast(_Fields):
+    """A canonical record, its properties kept as their JSON text (checked for syntax
+    only)."""
 
-    message_id: Id
-    profile_id: Id
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
-    source: Literal["web", "ios", "android", "api"]
-    ts: Time
-    received_at: Time
-    sent_at: Time | None = None
     properties: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
 
 
