@@ -35,6 +35,8 @@ import pyarrow.fs as pafs
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from lull.spark.tasks import fs_path
+
 if TYPE_CHECKING:
     from lull.engine import vector
 
@@ -163,13 +165,7 @@ class Sink:
     out: str
 
     def _fs(self) -> tuple[pafs.FileSystem, str]:
-        uri = self.out.rstrip("/")
-        if uri.startswith("s3a://"):
-            uri = "s3://" + uri[len("s3a://") :]
-        if "://" not in uri:
-            return pafs.LocalFileSystem(), uri
-        fs, path = pafs.FileSystem.from_uri(uri)
-        return fs, path
+        return fs_path(self.out)
 
     def clear(self, batch_id: int) -> None:
         """Remove what an earlier run of batch N wrote (none, or all of it, or part)."""
