@@ -150,7 +150,14 @@ def run(config: StreamConfig, master: str | None) -> None:
         return
     from lull.spark.driver import Stream
 
-    config = replace(config, out=_where(config.out))
+    # every path as the executors must see it (they do not run in the driver's folder)
+    config = replace(
+        config,
+        out=_where(config.out),
+        checkpoint=_where(config.checkpoint),
+        landing=config.landing and _where(config.landing),
+        log=config.log and _where(config.log),
+    )
     started = time.perf_counter()
     context = spark_context(master, app="lull-stream")
     print(f"lull: Spark started in {time.perf_counter() - started:.1f}s", file=sys.stderr)
