@@ -322,3 +322,101 @@ def test_resessionize_writes_the_ends_the_events_give(db: Path, tmp_path: Path) 
     stored, found = ends_stored_and_found(db)
     assert len(stored) == 4
     assert stored == found
+
+
+_STATE = {
+    "sessions": """SELECT session_id, profile_id, first_ts, last_ts, events, source, concluded,
+                          concluded_at FROM sessions""",
+    "event_sessions": """SELECT es.seq, s.session_id, es.late FROM event_sessions es
+                         LEFT JOIN sessions s USING (project_id, skey)""",
+    "session_ends": """SELECT s.session_id, m.profile_id, m.source, m.concluded, m.first_ts,
+                              m.last_ts, m.events, m.prev_last_ts, m.first_seq, m.first_name,
+                              m.last_name, m.first_properties::VARCHAR
+                       FROM session_ends m JOIN sessions s USING (project_id, skey)""",
+    "profiles": """SELECT profile_id, latest_session_id, latest_first_ts, horizon, first_seen,
+                          last_seen FROM profiles""",
+}
+
+
+def store_state(db: Path) -> dict[str, list[Any]]:
+    """What a rebuild writes, by content (session keys are the store's own)."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {name: sorted(con.execute(sql).fetchall(), key=repr) for name, sql in _STATE.items()}
+    finally:
+        con.close()
+
+
+def rebuilt_from_nothing(tmp: Path, events: list[dict[str, Any]], *settings: str) -> Path:
+    """The history imported with sessions off, then the settings, then a rebuild: every
+    session written anew (none stored to keep)."""
+    path = tmp / "from-nothing.duckdb"
+    run_import(path, tmp, events)
+    assert lull(path, "settings", "--sessions", "on", *settings).code == 0
+    report = lull(path, "resessionize")
+    assert report.code == 0, report.err
+    assert report.json()["sessions_written"] == report.json()["sessions"]
+    return path
+
+
+def regular(profiles: int) -> list[dict[str, Any]]:
+    """Profiles with two sessions each, every event on time (the import's sessions are
+    R2's: a rebuild keeps them)."""
+    out = []
+    for p in range(profiles):
+        for k, at in enumerate((0, 3, 7, 60, 62)):
+            t = T0 + at * MIN + p
+            out.append(ev(f"r{p}-{k}", t, profile=f"p{p}", received_at=t))
+    return out
+
+
+def test_resessionize_keeps_what_is_unchanged_and_writes_what_a_full_rebuild_does(
+    db: Path, tmp_path: Path
+) -> None:
+    """After an import, the rebuild writes only the sessions that change (late events
+    taken in; a session opened by an event that is not its first in time, renamed after
+    that one, R3), and the store ends as a rebuild that wrote every session leaves it."""
+    events = regular(20) + ENDS_EVENTS
+    events += [  # u9's first arrival is its session's second event in time
+        ev("u9-b", T0 + 10 * MIN, profile="u9", received_at=T0 + 10 * MIN),
+        ev("u9-a", T0 + 8 * MIN, profile="u9", received_at=T0 + 11 * MIN),
+    ]
+    run_import(db, tmp_path, sorted(events, key=lambda e: e["received_at"]))
+    before = session_ids(db, tmp_path)
+    assert before["late"] is None
+    report = lull(db, "resessionize")
+    assert report.code == 0, report.err
+    assert report.json()["sessions"] == 40 + 4 + 1
+    assert 0 < report.json()["sessions_written"] < 10
+    after = session_ids(db, tmp_path)
+    assert after["r3-0"] == before["r3-0"]  # kept
+    assert after["late"] == after["a1"]
+    assert after["u9-a"] == after["u9-b"] != before["u9-b"]
+    full = rebuilt_from_nothing(tmp_path, sorted(events, key=lambda e: e["received_at"]))
+    assert store_state(db) == store_state(full)
+    stored, found = ends_stored_and_found(db)
+    assert stored == found
+
+
+def test_resessionize_after_the_excluded_names_change_keeps_nothing_they_touch(
+    db: Path, tmp_path: Path
+) -> None:
+    """u1's session holds the same number of events between the same times once "Foo" is
+    excluded and "Notification Sent" no longer is, but not the same events: it is not
+    kept, and every table is as a rebuild from nothing leaves it."""
+    u1 = [
+        ev("a", T0, received_at=T0),
+        ev("foo", T0 + 5 * MIN, name="Foo", received_at=T0 + 5 * MIN),
+        ev("note", T0 + 7 * MIN, name="Notification Sent", received_at=T0 + 7 * MIN),
+        ev("c", T0 + 10 * MIN, received_at=T0 + 10 * MIN),
+    ]
+    events = sorted(regular(20) + u1, key=lambda e: e["received_at"])
+    run_import(db, tmp_path, events)
+    assert session_ids(db, tmp_path)["foo"] == session_ids(db, tmp_path)["a"]
+    assert lull(db, "settings", "--excluded", "Foo").code == 0
+    assert lull(db, "resessionize").code == 0
+    ids = session_ids(db, tmp_path)
+    assert ids["foo"] is None
+    assert ids["note"] == ids["a"] == ids["c"] is not None
+    full = rebuilt_from_nothing(tmp_path, events, "--excluded", "Foo")
+    assert store_state(db) == store_state(full)

@@ -2,9 +2,16 @@
 
 R2 over every event that R1 admits with sessions on (late ones included): order each
 profile's events by (time, arrival); a gap of at least the timeout starts a session.
-The ordering is a linear-time group-by-profile (events are stored in arrival order,
-which is nearly time order), the gaps are found with NumPy, and the results are
-written as two narrow tables (sessions, and each event's session).
+The ordering is one sort of a packed (profile, time) key, the gaps are found with NumPy.
+
+Only what changed is written. A stored session is kept when the rebuild finds a session
+of the same profile with the same first and last time, number of events and conclusion,
+and no stored assignment points at an event R1 no longer admits: it then holds the very
+same events (the rebuilt session holds every admitted event of its profile between its
+two times, and the stored one as many of them), so its id, source, assignments and
+`session_ends` row stand. The others are deleted and the new ones written with their
+events' assignments, their `session_ends` rows and their profiles. When most sessions
+change (a new timeout), everything is rewritten, as cheaply as the tables allow.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lull.engine.arrow import bool_array, int_array, ints
+from lull.engine.arrow import bool_array, flags, int_array, ints
 from lull.engine.order import by_code_time_seq
 from lull.model import session_id_sql
 from lull.store.db import literal, transaction
@@ -28,6 +35,7 @@ from lull.store.profiles import refresh_from_sessions
 from lull.store.projects import eligible_sql, get_settings, note_rebuild, take_skey
 
 I64 = npt.NDArray[np.int64]
+BOOL = npt.NDArray[np.bool_]
 
 
 @dataclass(slots=True)
@@ -35,22 +43,62 @@ class Rebuilt:
     events: int
     sessions: int
     seconds: float
+    written: int = 0  # sessions written anew (the others were kept as stored)
 
     def as_json(self) -> dict[str, object]:
         return {
             "events": self.events,
             "sessions": self.sessions,
+            "sessions_written": self.written,
             "seconds": round(self.seconds, 3),
         }
 
 
-def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebuilt:
-    """Rebuild all of project `pid`'s sessions (and so its Session Concluded events)."""
-    started = time.perf_counter()
-    settings = get_settings(con, pid)
-    timeout, p = settings.timeout_ms, literal(pid)
-    with transaction(con):
-        seq, ts, code, names = _read(con, pid, eligible_sql(settings, as_if_enabled=True))
+@dataclass(slots=True)
+class _Kept:
+    """Per rebuilt session, the key of the stored session kept for it (-1: none); the
+    keys and profile codes of the stored sessions not kept."""
+
+    skey: I64
+    gone: I64
+    gone_code: I64
+
+
+@dataclass(slots=True)
+class _Runs:
+    """R2's sessions, in (profile, time) order, and each event's session."""
+
+    seq: I64  # the events' seq in (profile, time, arrival) order
+    run: I64  # per event (in that order): its session's index
+    start: I64  # per session: the row (in that order) of its first event
+    code: I64  # per session: profile code, bounds, rows of its first and last event
+    first_ts: I64
+    last_ts: I64
+    first_seq: I64
+    last_seq: I64
+    events: I64
+    prev_last_ts: I64  # the profile's previous session's last_ts (see `has_prev`)
+    has_prev: BOOL
+    concluded: BOOL
+
+    def table(self, rows: I64, skey: I64) -> pa.Table:
+        """These sessions (indexes `rows`) with their keys, as the writes read them."""
+        return pa.table(
+            {
+                "skey": int_array(skey),
+                "code": int_array(self.code[rows]),
+                "first_seq": int_array(self.first_seq[rows]),
+                "last_seq": int_array(self.last_seq[rows]),
+                "first_ts": int_array(self.first_ts[rows]),
+                "last_ts": int_array(self.last_ts[rows]),
+                "prev_last_ts": int_array(self.prev_last_ts[rows], mask=~self.has_prev[rows]),
+                "events": int_array(self.events[rows]),
+                "concluded": bool_array(self.concluded[rows]),
+            }
+        )
+
+    @classmethod
+    def of(cls, seq: I64, ts: I64, code: I64, timeout: int, now: int) -> _Runs:
         order = by_code_time_seq(code, ts, seq)
         c, t = code[order], ts[order]
         n = len(order)
@@ -60,80 +108,251 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
         ends = np.append(starts[1:], n)[: len(starts)] - 1
         last_of_profile = np.ones(len(starts), dtype=bool)
         last_of_profile[:-1] = c[starts[1:]] != c[starts[:-1]]
-        concluded = ~last_of_profile | (t[ends] + timeout <= now)
-        skey0 = take_skey(con, pid, len(starts))
-        skeys = np.arange(skey0, skey0 + len(starts), dtype=np.int64)
+        has_prev = np.zeros(len(starts), dtype=bool)
+        has_prev[1:] = ~last_of_profile[:-1]
+        prev_last = np.zeros(len(starts), dtype=np.int64)
+        prev_last[1:] = t[ends[:-1]]
+        ordered = seq[order]
+        return cls(
+            seq=ordered,
+            run=np.cumsum(new) - 1 if n else np.zeros(0, np.int64),
+            start=starts,
+            code=c[starts],
+            first_ts=t[starts],
+            last_ts=t[ends],
+            first_seq=ordered[starts],
+            last_seq=ordered[ends],
+            events=ends - starts + 1,
+            prev_last_ts=prev_last,
+            has_prev=has_prev,
+            concluded=~last_of_profile | (t[ends] + timeout <= now),
+        )
 
+
+def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebuilt:
+    """Rebuild all of project `pid`'s sessions (and so its Session Concluded events)."""
+    started = time.perf_counter()
+    settings = get_settings(con, pid)
+    timeout, p = settings.timeout_ms, literal(pid)
+    eligible = eligible_sql(settings, as_if_enabled=True)
+    with transaction(con):
+        seq, ts, code, names, left_out = _read(con, pid, eligible)
+        runs = _Runs.of(seq, ts, code, timeout, now)
+        del seq, ts, code
         con.register(
             "rs_dict", pa.table({"code": int_array(np.arange(len(names))), "profile_id": names})
         )
-        same_profile = np.zeros(len(starts), dtype=bool)
-        same_profile[1:] = ~last_of_profile[:-1]
-        prev_last = np.zeros(len(starts), dtype=np.int64)
-        prev_last[1:] = t[ends[:-1]]
+        found = None if left_out is None else _kept(con, pid, left_out, runs, timeout)
+        kept = found.skey if found else np.full(len(runs.code), -1, dtype=np.int64)
+        fresh = np.flatnonzero(kept < 0)
+        skey0 = take_skey(con, pid, len(fresh))
+        skeys = kept.copy()
+        skeys[fresh] = np.arange(skey0, skey0 + len(fresh), dtype=np.int64)
+        con.register("rs_sessions", runs.table(fresh, skeys[fresh]))
+        written = kept[runs.run] < 0
         con.register(
-            "rs_sessions",
+            "rs_assign",
             pa.table(
-                {
-                    "skey": int_array(skeys),
-                    "code": int_array(c[starts]),
-                    "first_seq": int_array(seq[order[starts]]),
-                    "last_seq": int_array(seq[order[ends]]),
-                    "first_ts": int_array(t[starts]),
-                    "last_ts": int_array(t[ends]),
-                    "prev_last_ts": int_array(prev_last, mask=~same_profile),
-                    "events": int_array(ends - starts + 1),
-                    "concluded": bool_array(concluded),
-                }
+                {"seq": int_array(runs.seq[written]), "skey": int_array(skeys[runs.run][written])}
             ),
         )
-        row_skey = skeys[np.cumsum(new) - 1] if n else np.zeros(0, np.int64)
-        con.register(
-            "rs_assign", pa.table({"seq": int_array(seq[order]), "skey": int_array(row_skey)})
-        )
-        # each session's first event (R2 order), read once: its id and source, and its
-        # name and properties for session_ends
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE rs_heads AS
-                SELECT s.*, d.profile_id, e.message_id, e.source, e.name, e.properties
-                FROM rs_sessions s JOIN rs_dict d USING (code)
-                JOIN events e ON e.project_id = {p} AND e.seq = s.first_seq"""
-        )
-        con.execute(f"DELETE FROM sessions WHERE project_id = {p}")
-        con.execute(
-            f"""INSERT INTO sessions
-                SELECT {p}, skey, {session_id_sql("profile_id", "message_id")}, profile_id,
-                       first_ts, last_ts, events, source, concluded,
-                       CASE WHEN concluded THEN last_ts + {literal(timeout)} END
-                FROM rs_heads"""
-        )
-        con.execute(f"DELETE FROM event_sessions WHERE project_id = {p}")
-        con.execute(f"INSERT INTO event_sessions SELECT {p}, seq, skey, false FROM rs_assign")
+        if found is None:
+            con.execute(f"DELETE FROM sessions WHERE project_id = {p}")
+            con.execute(f"DELETE FROM event_sessions WHERE project_id = {p}")
+            forget_ends(con, pid)
+        else:
+            con.register("rs_gone", pa.table({"skey": int_array(found.gone)}))
+            for table in ("sessions", "session_ends"):
+                con.execute(
+                    f"""DELETE FROM {table} WHERE project_id = {p}
+                        AND skey IN (SELECT skey FROM rs_gone)"""
+                )
+            con.execute(
+                f"""DELETE FROM event_sessions WHERE project_id = {p}
+                    AND (skey IS NULL OR skey IN (SELECT skey FROM rs_gone))"""
+            )
+            con.unregister("rs_gone")
+        _write(con, pid, timeout)
+        if found is None:
+            refresh_from_sessions(con, pid, timeout)
+        else:
+            touched = np.union1d(runs.code[fresh], found.gone_code)
+            _refresh(con, pid, timeout, runs, kept, touched)
         for name in ("rs_dict", "rs_sessions", "rs_assign"):
             con.unregister(name)
-        refresh_from_sessions(con, pid, timeout)
-        # session_ends (store/ends.py) of the concluded sessions, from what the rebuild
-        # knows (first and last event, the previous session's end) instead of a group
-        # over every event; fill_ends then finds each row in place
-        forget_ends(con, pid)
-        con.execute(
-            f"""INSERT INTO session_ends
-                SELECT {p}, h.skey, h.profile_id, h.source, true, h.first_ts, h.last_ts,
-                       h.events, h.prev_last_ts, h.first_seq, h.name, l.name, h.properties
-                FROM rs_heads h JOIN events l ON l.project_id = {p} AND l.seq = h.last_seq
-                WHERE h.concluded"""
-        )
-        con.execute("DROP TABLE rs_heads")
         fill_ends(con, pid)
         note_rebuild(con, pid)  # the board's marks of earlier changes go
-    return Rebuilt(n, len(starts), time.perf_counter() - started)
+    return Rebuilt(len(runs.seq), len(runs.code), time.perf_counter() - started, len(fresh))
+
+
+def _write(con: duckdb.DuckDBPyConnection, pid: int, timeout: int) -> None:
+    """The sessions of `rs_sessions` with their ids, their events' assignments
+    (`rs_assign`) and the `session_ends` rows of the concluded ones. Each session's first
+    and last event are read in one pass over the events."""
+    p = literal(pid)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE rs_ev AS
+            SELECT seq, message_id, source, name, properties FROM events
+            WHERE project_id = {p} AND seq IN (
+                SELECT first_seq FROM rs_sessions UNION ALL SELECT last_seq FROM rs_sessions)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE rs_heads AS
+            SELECT s.*, d.profile_id, f.message_id, f.source, f.name, f.properties,
+                   l.name AS last_name
+            FROM rs_sessions s JOIN rs_dict d USING (code)
+            JOIN rs_ev f ON f.seq = s.first_seq JOIN rs_ev l ON l.seq = s.last_seq"""
+    )
+    con.execute("DROP TABLE rs_ev")
+    con.execute(
+        f"""INSERT INTO sessions
+            SELECT {p}, skey, {session_id_sql("profile_id", "message_id")}, profile_id,
+                   first_ts, last_ts, events, source, concluded,
+                   CASE WHEN concluded THEN last_ts + {literal(timeout)} END
+            FROM rs_heads"""
+    )
+    con.execute(f"INSERT INTO event_sessions SELECT {p}, seq, skey, false FROM rs_assign")
+    # session_ends (store/ends.py) from what the rebuild knows (first and last event, the
+    # previous session's end) instead of a group over every event
+    con.execute(
+        f"""INSERT INTO session_ends
+            SELECT {p}, skey, profile_id, source, true, first_ts, last_ts, events,
+                   prev_last_ts, first_seq, name, last_name, properties
+            FROM rs_heads WHERE concluded"""
+    )
+    con.execute("DROP TABLE rs_heads")
+
+
+def _kept(
+    con: duckdb.DuckDBPyConnection, pid: int, left_out: I64, runs: _Runs, timeout: int
+) -> _Kept | None:
+    """The stored sessions that hold the same events as a rebuilt one; None when all is
+    to be rewritten (most sessions changed, or the store cannot vouch for them)."""
+    p = literal(pid)
+    stored = con.sql(
+        f"""SELECT s.skey, d.code, s.first_ts, s.last_ts, s.events, s.concluded,
+                   coalesce(s.concluded_at, -1) AS at
+            FROM sessions s LEFT JOIN rs_dict d USING (profile_id)
+            WHERE s.project_id = {p}"""
+    ).to_arrow_table()
+    if not stored.num_rows or stored.column("code").null_count:
+        return None
+    n = len(runs.code)
+    s_code, s_first = ints(stored.column("code")), ints(stored.column("first_ts"))
+    low = min(int(s_first.min()), int(runs.first_ts.min())) if n else 0
+    high = max(int(s_first.max()), int(runs.first_ts.max())) if n else 0
+    bits = (high - low).bit_length()
+    if not n or max(len(runs.code), int(s_code.max()) + 1).bit_length() + bits > 62:
+        return None
+    key = (runs.code << bits) | (runs.first_ts - low)  # strictly increasing
+    s_key = (s_code << bits) | (s_first - low)
+    at = np.minimum(np.searchsorted(key, s_key), n - 1)
+    expect_at = np.where(runs.concluded, runs.last_ts + timeout, -1)
+    same = (
+        (key[at] == s_key)
+        & (runs.last_ts[at] == ints(stored.column("last_ts")))
+        & (runs.events[at] == ints(stored.column("events")))
+        & (runs.concluded[at] == flags(stored.column("concluded")))
+        & (expect_at[at] == ints(stored.column("at")))
+    )
+    hits = np.flatnonzero(same)
+    _, first = np.unique(at[hits], return_index=True)  # (one stored row per session)
+    hits = hits[first]
+    if 2 * len(hits) < n or _assigned(con, p, left_out):
+        return None
+    s_skey = ints(stored.column("skey"))
+    # R3's id is made from the first event when the session opens: live, the first to
+    # arrive (the least seq), which need not be the first in time; a rebuild names it
+    # after the first in time. Where the two are one event, so is the stored id (the
+    # session opened by it); the others are checked against their stored ids.
+    first_arrival = np.minimum.reduceat(runs.seq, runs.start) if n else runs.start
+    doubt = hits[first_arrival[at[hits]] != runs.first_seq[at[hits]]]
+    renamed = _renamed(con, p, s_skey[doubt], runs.first_seq[at[doubt]])
+    hits = hits[~np.isin(s_skey[hits], renamed)]
+    kept = np.full(n, -1, dtype=np.int64)
+    kept[at[hits]] = s_skey[hits]
+    gone = np.ones(len(s_skey), dtype=bool)
+    gone[hits] = False
+    return _Kept(kept, s_skey[gone], s_code[gone])
+
+
+def _renamed(con: duckdb.DuckDBPyConnection, p: str, skey: I64, head: I64) -> I64:
+    """Of the stored sessions `skey`, those whose id is not the one R3 makes from the
+    rebuilt session's first event `head` (R2 order): a session made live is named after
+    the event that opened it, which may have come after an earlier one in time."""
+    con.register("rs_named", pa.table({"skey": int_array(skey), "head": int_array(head)}))
+    renamed = con.sql(
+        f"""SELECT n.skey FROM rs_named n
+            JOIN sessions s ON s.project_id = {p} AND s.skey = n.skey
+            JOIN events e ON e.project_id = {p} AND e.seq = n.head
+            WHERE s.session_id <> {session_id_sql("s.profile_id", "e.message_id")}"""
+    ).to_arrow_table()
+    con.unregister("rs_named")
+    return ints(renamed.column(0))
+
+
+def _assigned(con: duckdb.DuckDBPyConnection, p: str, left_out: I64) -> bool:
+    """Whether a stored assignment to a session points at one of the events `left_out`
+    (R1 leaves them out now: the excluded names changed since): then no stored session
+    is trusted to hold the events it would be kept for."""
+    con.register("rs_left_out", pa.table({"seq": int_array(left_out)}))
+    row = con.execute(
+        f"""SELECT EXISTS (SELECT 1 FROM event_sessions WHERE project_id = {p}
+                           AND skey IS NOT NULL AND seq IN (SELECT seq FROM rs_left_out))"""
+    ).fetchall()
+    con.unregister("rs_left_out")
+    return bool(row and row[0][0])
+
+
+def _refresh(
+    con: duckdb.DuckDBPyConnection, pid: int, timeout: int, runs: _Runs, kept: I64, touched: I64
+) -> None:
+    """The profiles whose sessions changed (codes `touched`): their latest session and
+    horizon from the sessions table (as `refresh_from_sessions` sets every profile's),
+    and the previous session's end in the `session_ends` rows of their kept sessions."""
+    p = literal(pid)
+    con.register("rs_touched", pa.table({"code": int_array(touched)}))
+    con.execute(
+        f"""UPDATE profiles SET latest_session_id = x.sid, latest_first_ts = x.f, horizon = x.h
+            FROM (SELECT d.profile_id, s.sid, s.f, s.h
+                  FROM rs_touched t JOIN rs_dict d USING (code) LEFT JOIN (
+                      SELECT profile_id, arg_max(session_id, first_ts) AS sid,
+                             max(first_ts) AS f,
+                             max(last_ts) FILTER (WHERE concluded) + {literal(timeout)} AS h
+                      FROM sessions WHERE project_id = {p} AND profile_id IN (
+                          SELECT profile_id FROM rs_touched JOIN rs_dict USING (code))
+                      GROUP BY 1) s USING (profile_id)) x
+            WHERE profiles.project_id = {p} AND profiles.profile_id = x.profile_id"""
+    )
+    con.unregister("rs_touched")
+    is_touched = np.zeros(len(runs.code) and int(runs.code.max()) + 1, dtype=bool)
+    is_touched[touched[touched < len(is_touched)]] = True
+    pick = np.flatnonzero((kept >= 0) & runs.concluded & is_touched[runs.code])
+    if not len(pick):
+        return
+    con.register(
+        "rs_prev",
+        pa.table(
+            {
+                "skey": int_array(kept[pick]),
+                "prev": int_array(runs.prev_last_ts[pick], mask=~runs.has_prev[pick]),
+            }
+        ),
+    )
+    con.execute(
+        f"""UPDATE session_ends m SET prev_last_ts = x.prev FROM rs_prev x
+            WHERE m.project_id = {p} AND m.skey = x.skey
+            AND m.prev_last_ts IS DISTINCT FROM x.prev"""
+    )
+    con.unregister("rs_prev")
 
 
 def _read(
     con: duckdb.DuckDBPyConnection, pid: int, eligible: str
-) -> tuple[I64, I64, I64, pa.Array]:
-    """The eligible events' seq, time and profile code (in no set order), and the
-    profile id of each code.
+) -> tuple[I64, I64, I64, pa.Array, I64 | None]:
+    """The eligible events' seq, time and profile code (in no set order), the profile id
+    of each code, and the seq of the events R1 leaves out (None when a profile of the
+    events has no row in `profiles`: then the events are read the plain way).
 
     The codes come from a join with the profiles table (its 200,000 ids at 10M events,
     each once) done by DuckDB on both cores, so 10M profile ids are neither copied out
@@ -161,10 +380,15 @@ def _read(
             f"SELECT seq, ts, profile_id FROM events WHERE project_id = {p} AND {eligible}"
         ).to_arrow_table()
         encoded = pc.dictionary_encode(events.column("profile_id")).combine_chunks()
-        return (
-            ints(events.column("seq")),
-            ints(events.column("ts")),
-            ints(encoded.indices),
-            encoded.dictionary,
-        )
-    return ints(events.column("seq")), ints(events.column("ts")), ints(events.column("code")), names
+        seq, ts = ints(events.column("seq")), ints(events.column("ts"))
+        return seq, ts, ints(encoded.indices), encoded.dictionary, None
+    left_out = con.sql(
+        f"SELECT seq FROM events WHERE project_id = {p} AND NOT {eligible}"
+    ).to_arrow_table()
+    return (
+        ints(events.column("seq")),
+        ints(events.column("ts")),
+        ints(events.column("code")),
+        names,
+        ints(left_out.column("seq")),
+    )
