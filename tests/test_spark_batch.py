@@ -172,7 +172,7 @@ def test_bad_inputs_are_named(tmp_path: Path, spark: SparkSession) -> None:
         no_ts: "missing column(s) ts, source",
         bad_ts: "column ts is double, expected ISO-8601 text",
         not_parquet: "not readable as Parquet",
-        not_a_time: "the job failed: [CAST_INVALID_INPUT] The value 'yesterday'",
+        not_a_time: "the job failed: column ts: 'yesterday' is not an ISO-8601 time",
         tmp_path / "nowhere": "no such file or directory",
     }
     for events, message in cases.items():

@@ -1,15 +1,28 @@
-"""`lull spark resessionize`: R2 over a whole event history on Spark, set-wise.
+"""`lull spark resessionize`: R2 over a whole event history on Spark.
 
 The same answer as `lull resessionize` (src/lull/resessionize.py): R1 as a re-sessionization
 admits events (sessions taken as on, late events included), each profile's eligible events
 ordered by (event time, arrival), a gap of at least the timeout starts a session, and the
 session id derived from the profile and the first event (`lull.model.session_id_for`).
 
-Built from DataFrame functions only (no Python on the executors): one sort by (profile,
-eligibility, time, arrival), `lag` for the gaps, a running `last(..., ignorenulls)` to
-carry each session's first event down its rows; the sessions are then an aggregation of
-the events written, by session id. Input: Parquet of canonical events, as
-`lull export events --format parquet` writes them. Output under OUT:
+Spark is the scheduler of lull's Python tasks (pyarrow and NumPy), as in the stream
+(`driver.py`): no row goes through the JVM. Three Spark jobs, over the input's row groups:
+
+1. **cut**, a task per run of row groups: the *narrow* columns (profile, time, arrival,
+   message id, source) of the eligible events, cut by bucket of profiles (FNV-1a, as the
+   stream) into one Arrow IPC file per task under `OUT/_work/rows/`.
+2. **sessions**, a task per group of buckets: a bucket's rows sorted by (profile, time,
+   arrival), a gap of at least the timeout starts a session; the task writes the
+   sessions (`sessions/`, `concluded/`) and each event's session id, cut by the run of
+   row groups it came from (`_work/ids/`).
+3. **events**, a task per run of row groups: its rows read whole once more, each given
+   its session id (a lookup by row number, no sort) and written to `events/`.
+
+So every column is read twice and written once, and only the narrow ones move between
+tasks: Spark's own `session_window` shuffles the narrow columns alone and writes one row a
+session, and the per-event `CT Session ID` costs this job one copy of the events on top.
+Input: Parquet of canonical events, as `lull export events --format parquet` writes them.
+Output under OUT:
 
 - `events/`: every input event (Session Concluded ones excepted: they are rebuilt) with
   its `session_id` (null where R1 gives none) and `late` false;
@@ -21,19 +34,29 @@ the events written, by session id. Input: Parquet of canonical events, as
 
 from __future__ import annotations
 
+import hashlib
 import json
-import logging
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from lull.errors import BadInput
 from lull.model import SESSION_CONCLUDED, Settings
+from lull.spark import sink, tasks
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 REQUIRED = ("message_id", "profile_id", "name", "ts", "source")
 # What events/ and concluded/ carry, in order (as `lull export events --format parquet`).
@@ -49,7 +72,12 @@ EVENT_COLUMNS = (
     "late",
     "seq",
 )
-_ISO = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+_TEXT = ("message_id", "profile_id", "name", "source")
+_OPTIONAL = ("received_at", "seq")
+_WORK = "_work"
+_ROWS_PER_BUCKET = 1_000_000  # the sessions tasks' buckets hold about this many rows
+_encode = msgspec.json.Encoder().encode
+I64 = npt.NDArray[np.int64]
 
 
 @dataclass(slots=True)
@@ -61,6 +89,29 @@ class Result:
 
     def as_json(self) -> dict[str, object]:
         return {"out": self.out, "seconds": round(self.seconds, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What every task needs (pickled to the executors). A piece is a run of row groups:
+    (file, row group, number of the group's first row among all rows) for each; files in
+    path order, so without `seq` a row's number is its arrival order."""
+
+    events: str
+    out: str
+    pieces: tuple[tuple[tuple[str, int, int], ...], ...]
+    types: tuple[tuple[str, str], ...]  # the columns used: name -> kind (text, ms, ...)
+    buckets: int
+    timeout_ms: int
+    excluded: tuple[str, ...]
+    now: int
+
+    @property
+    def work(self) -> str:
+        return f"{self.out}/{_WORK}"
+
+    def kind(self, column: str) -> str | None:
+        return dict(self.types).get(column)
 
 
 def resessionize(
@@ -76,204 +127,392 @@ def resessionize(
 
     `now` (epoch ms) decides, as in `lull resessionize`, whether a profile's last session
     is concluded (its last event + timeout has passed)."""
+    from lull.spark.driver import spark_map, split
+
     started = time.perf_counter()
-    target = Path(out)
-    if target.exists() and any(target.iterdir()):
+    fs, root = tasks.fs_path(out)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.Directory and fs.get_file_info(pafs.FileSelector(root)):
         raise BadInput(f"--out {out}: the directory is not empty; choose a new one")
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
-    # PySpark logs a failed query as JSON on stderr; the error below says it in one line.
-    logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)
     progress(f"reading {events}")
-    frame = read_events(spark, events)
-    marked = sessionized(
-        frame.withColumn("eligible", _eligible(frame, settings)), settings.timeout_ms
-    )
+    sc = spark.sparkContext
+    cores = max(1, sc.defaultParallelism)
+    units, types = _layout(events)
+    rows = units[-1][2] + _group_rows(units[-1]) if units else 0
+    pieces = tuple(tuple(p) for p in split(units, 4 * cores))
+    buckets = max(2 * cores, -(-rows // _ROWS_PER_BUCKET))
+    job = Job(events, _absolute(out), pieces, types, buckets, settings.timeout_ms,
+              settings.excluded, now)  # fmt: skip
     try:
-        progress("writing events/ (sorting by profile and time)")
-        _events_out(marked).write.parquet(f"{out}/events")
-        # Sessions from what was written: an aggregation by session (no second sort).
-        progress("writing sessions/")
-        written = spark.read.parquet(f"{out}/events")
-        sessions_of(written, settings.timeout_ms, now).write.parquet(f"{out}/sessions")
-        progress("writing concluded/")
-        written = spark.read.parquet(f"{out}/sessions")
-        concluded_events(written, settings.timeout_ms).write.parquet(f"{out}/concluded")
-    except Exception as e:  # bad values (e.g. a time that is not one) fail in a task
+        progress("finding sessions: narrow columns cut by bucket of profiles")
+        _done(job, spark_map(sc, lambda i: _guard(cut, job, i), range(len(pieces))))
+        progress("writing sessions/ and concluded/")
+        groups = split(range(buckets), 2 * cores)
+        _done(job, spark_map(sc, lambda g: _guard(sessions, job, g), groups))
+        progress("writing events/")
+        _done(job, spark_map(sc, lambda i: _guard(write_events, job, i), range(len(pieces))))
+    except BadInput:
+        raise
+    except Exception as e:  # a task that failed in Spark's hands (a lost executor, ...)
         raise BadInput(f"--events {events}: the job failed: {_reason(e)}") from None
-    (target / "settings.json").write_text(json.dumps(settings.as_json(), indent=2) + "\n")
+    for name in ("events", "sessions", "concluded"):
+        fs.create_dir(f"{root}/{name}", recursive=True)
+        with fs.open_output_stream(f"{root}/{name}/_SUCCESS"):
+            pass
+    fs.delete_dir(f"{root}/{_WORK}")
+    with fs.open_output_stream(f"{root}/settings.json") as f:
+        f.write((json.dumps(settings.as_json(), indent=2) + "\n").encode())
     return Result(out, time.perf_counter() - started)
 
 
-def read_events(spark: SparkSession, path: str) -> DataFrame:
-    """The Parquet events at `path`, with `ts_ms` (epoch ms, capped at `received_at` as R5
-    says) and `arrival` (the `seq` column, else the files' row order) added."""
-    from pyspark.sql import functions as F
+def _absolute(out: str) -> str:
+    """--out as the executors must see it (they need not run in this directory)."""
+    return out if "://" in out else str(Path(out).resolve())
 
-    if not Path(path).exists() and "://" not in path:
-        raise BadInput(f"--events {path}: no such file or directory")
-    # A file that is not Parquet fails in a task, which Spark logs with a stack trace:
-    # quiet while reading the footers, and say it in one line.
-    spark.sparkContext.setLogLevel("OFF")
+
+def _group_rows(unit: tuple[str, int, int]) -> int:
+    fs, path = tasks.fs_path(unit[0])
+    with fs.open_input_file(path) as f:
+        return int(pq.ParquetFile(f).metadata.row_group(unit[1]).num_rows)
+
+
+def _layout(events: str) -> tuple[list[tuple[str, int, int]], tuple[tuple[str, str], ...]]:
+    """The input's row groups (file, group, first row's number) and its columns' kinds;
+    refuses a missing path, a file that is not Parquet, and missing or mistyped columns."""
+    import pyarrow.dataset as ds
+
+    fs, path = tasks.fs_path(_absolute(events))
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        raise BadInput(f"--events {events}: no such file or directory")
     try:
-        frame = spark.read.parquet(path)
-    except Exception as e:  # AnalysisException, or Py4JJavaError from the task
-        raise BadInput(f"--events {path}: not readable as Parquet ({_reason(e)})") from None
-    finally:
-        spark.sparkContext.setLogLevel("ERROR")
-    types = dict(frame.dtypes)
+        dataset = ds.dataset(path, format="parquet", filesystem=fs)
+        files = sorted(dataset.files)
+        schema = dataset.schema
+        metas = []
+        for name in files:
+            with fs.open_input_file(name) as f:
+                metas.append(pq.ParquetFile(f).metadata)
+    except (pa.ArrowException, OSError) as e:
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise BadInput(f"--events {events}: not readable as Parquet ({reason})") from None
+    types = {f.name: f.type for f in schema}
     missing = [c for c in REQUIRED if c not in types]
     if missing:
         raise BadInput(
-            f"--events {path}: missing column(s) {', '.join(missing)} "
+            f"--events {events}: missing column(s) {', '.join(missing)} "
             f"(found: {', '.join(types) or 'none'})"
         )
-    for name in ("message_id", "profile_id", "name", "source"):
-        if types[name] != "string":
-            raise BadInput(f"--events {path}: column {name} is {types[name]}, expected string")
-    # Times are written as ISO text (as `lull export` does): given text passes through
-    # unless R5's cap moved it.
-    given = _epoch_ms(F.col("ts"), types["ts"], path, "ts")
-    ts_ms, shown = given, F.col("ts") if types["ts"] == "string" else iso(given)
-    received: Column = _null("string")
-    if "received_at" in types:
-        received_ms = _epoch_ms(F.col("received_at"), types["received_at"], path, "received_at")
-        ts_ms = F.least(given, F.coalesce(received_ms, given))
-        shown = F.when(ts_ms == given, shown).otherwise(iso(ts_ms))
-        string = types["received_at"] == "string"
-        received = F.col("received_at") if string else iso(received_ms)
-    if "seq" in types and types["seq"] not in ("bigint", "int"):
-        raise BadInput(f"--events {path}: column seq is {types['seq']}, expected an integer")
-    # Without `seq`, the rows' order is the arrival order, and is written as `seq`.
-    arrival = F.col("seq").cast("bigint") if "seq" in types else F.monotonically_increasing_id()
-    properties = F.col("properties") if "properties" in types else _null("string")
-    if types.get("properties", "string") != "string":
-        properties = F.to_json("properties")
-    # All computed from the columns as read (withColumns evaluates them side by side).
-    added = {
-        "ts_ms": ts_ms,
-        "ts": shown,
-        "received_at": received,
-        "arrival": arrival,
-        "properties": properties,
-    }
-    return frame.where(F.col("name") != SESSION_CONCLUDED).withColumns(added)
+    kinds: dict[str, str] = {}
+    for name in _TEXT:
+        if not _is_text(types[name]):
+            raise BadInput(f"--events {events}: column {name} is {types[name]}, expected string")
+        kinds[name] = "text"
+    for name in ("ts", "received_at"):
+        if name in types:
+            kinds[name] = _time_kind(types[name], events, name)
+    if "seq" in types:
+        if not pa.types.is_integer(types["seq"]):
+            raise BadInput(f"--events {events}: column seq is {types['seq']}, expected an integer")
+        kinds["seq"] = "int"
+    if "properties" in types:
+        kinds["properties"] = "text" if _is_text(types["properties"]) else "json"
+    prefix = events.split("://", 1)[0] + "://" if "://" in events else ""
+    units: list[tuple[str, int, int]] = []
+    base = 0
+    for name, meta in zip(files, metas, strict=True):
+        for g in range(meta.num_row_groups):
+            units.append((prefix + name, g, base))
+            base += meta.row_group(g).num_rows
+    return units, tuple(kinds.items())
 
 
-def sessionized(events: DataFrame, timeout: int) -> DataFrame:
-    """The events with their `session_id` (null unless `eligible`).
-
-    Eligible and other events are apart in the window's partitions (by profile and
-    eligibility), so the others neither start nor extend sessions, and one scan and one
-    shuffle serve all events."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    by_time = Window.partitionBy("profile_id", "eligible").orderBy("ts_ms", "arrival")
-    so_far = by_time.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    previous = F.lag("ts_ms").over(by_time)
-    starts = events.withColumn("starts", previous.isNull() | (F.col("ts_ms") - previous >= timeout))
-    first = F.last(F.when(F.col("starts"), F.col("message_id")), ignorenulls=True).over(so_far)
-    session_id = F.md5(F.concat(F.col("profile_id"), F.lit("\x1f"), first))
-    return starts.withColumn("session_id", F.when(F.col("eligible"), session_id))
+def _is_text(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
-def sessions_of(events: DataFrame, timeout: int, now: int) -> DataFrame:
-    """The sessions of events that carry their `session_id`, as `lull export sessions`
-    has them. The source is the first event's (by time, then arrival: `seq`); a
-    profile's last session is concluded once its due time has passed, the others are."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    ts_ms = F.unix_millis(F.to_timestamp("ts"))
-    grouped = (
-        events.where(F.col("session_id").isNotNull())
-        .withColumn("ts_ms", ts_ms)
-        .groupBy("profile_id", "session_id")
-        .agg(
-            F.min("ts_ms").alias("first_ms"),
-            F.max("ts_ms").alias("last_ms"),
-            F.count("*").alias("events"),
-            F.min_by("source", F.struct("ts_ms", "seq")).alias("source"),
-        )
-    )
-    last_ms, first_ms = F.col("last_ms"), F.col("first_ms")
-    latest = last_ms == F.max("last_ms").over(Window.partitionBy("profile_id"))
-    return grouped.select(
-        "session_id",
-        "profile_id",
-        iso(first_ms).alias("first_ts"),
-        iso(last_ms).alias("last_ts"),
-        F.floor((last_ms - first_ms) / 1000).cast("long").alias("length_s"),
-        F.col("events").cast("long").alias("events"),
-        "source",
-        (~latest | (last_ms + timeout <= F.lit(now))).alias("concluded"),
-    )
-
-
-def concluded_events(sessions: DataFrame, timeout: int) -> DataFrame:
-    """R4's Session Concluded events of these sessions, as `lull export events` has them:
-    at the last event's time, raised at its due time, `sc-` + the id as message id."""
-    from pyspark.sql import functions as F
-
-    props = F.to_json(
-        F.struct(F.col("length_s").alias("Session Length"), F.col("session_id").alias("Session ID"))
-    )
-    return sessions.where("concluded").select(
-        F.concat(F.lit("sc-"), F.col("session_id")).alias("message_id"),
-        "profile_id",
-        F.lit(SESSION_CONCLUDED).alias("name"),
-        F.col("last_ts").alias("ts"),
-        "source",
-        iso(F.unix_millis(F.to_timestamp("last_ts")) + timeout).alias("received_at"),
-        props.alias("properties"),
-        "session_id",
-        F.lit(False).alias("late"),
-        _null("bigint").alias("seq"),
-    )
-
-
-def _events_out(frame: DataFrame) -> DataFrame:
-    from pyspark.sql import functions as F
-
-    done = {"late": F.lit(False), "seq": F.col("arrival")}
-    return frame.withColumns(done).select(*EVENT_COLUMNS)
-
-
-def _eligible(frame: DataFrame, settings: Settings) -> Column:
-    """R1 as a re-sessionization applies it (`eligible_sql(..., as_if_enabled=True)`)."""
-    from pyspark.sql import functions as F
-
-    excluded = F.col("name").isin(list(settings.excluded)) if settings.excluded else F.lit(False)
-    return (F.col("source") != "api") & ~excluded
-
-
-def _epoch_ms(col: Column, dtype: str, path: str, name: str) -> Column:
-    """A time column as epoch ms: ISO-8601 text, a timestamp, or integer epoch ms."""
-    from pyspark.sql import functions as F
-
-    if dtype == "string":
-        return F.unix_millis(F.to_timestamp(col))
-    if dtype in ("timestamp", "timestamp_ntz"):
-        return F.unix_millis(col.cast("timestamp"))
-    if dtype in ("bigint", "int"):
-        return col.cast("bigint")
+def _time_kind(t: pa.DataType, events: str, name: str) -> str:
+    """A time column's kind: ISO-8601 text, a timestamp, or integer epoch ms."""
+    if _is_text(t):
+        return "iso"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    if pa.types.is_integer(t):
+        return "int"
     raise BadInput(
-        f"--events {path}: column {name} is {dtype}, expected ISO-8601 text, a timestamp "
+        f"--events {events}: column {name} is {t}, expected ISO-8601 text, a timestamp "
         "or epoch milliseconds"
     )
 
 
-def iso(ms: Column) -> Column:
-    """Epoch ms as ISO-8601 text, as `lull export` writes times."""
-    from pyspark.sql import functions as F
-
-    return F.date_format(F.timestamp_millis(ms), _ISO)
+# --- the tasks --------------------------------------------------------------------------
 
 
-def _null(dtype: str) -> Column:
-    from pyspark.sql import functions as F
+def _guard(fn: Callable[[Job, Any], None], job: Job, arg: Any) -> str | None:
+    """Run a task; a value it cannot read comes back as a message, not a stack trace."""
+    try:
+        fn(job, arg)
+    except BadInput as e:
+        return str(e)
+    except pa.ArrowException as e:
+        return str(e).strip().splitlines()[0][:300]
+    return None
 
-    return F.lit(None).cast(dtype)
+
+def _done(job: Job, results: Sequence[str | None]) -> None:
+    errors = [r for r in results if r]
+    if errors:
+        raise BadInput(f"--events {job.events}: the job failed: {errors[0]}")
+
+
+def _read(job: Job, piece: int, columns: Sequence[str] | None) -> tuple[pa.Table, I64]:
+    """A piece's rows (these columns, or all) and each row's number."""
+    tables, numbers = [], []
+    for path, group, base in job.pieces[piece]:
+        fs, name = tasks.fs_path(path)
+        with fs.open_input_file(name) as f:
+            table = pq.ParquetFile(f).read_row_group(group, columns=columns)
+        tables.append(table)
+        numbers.append(base + np.arange(table.num_rows, dtype=np.int64))
+    return pa.concat_tables(tables, promote_options="default"), np.concatenate(numbers)
+
+
+def _ms(job: Job, table: pa.Table, column: str) -> pa.Array:
+    """A time column as epoch ms (int64, nulls kept)."""
+    values = table[column].combine_chunks()
+    kind = job.kind(column)
+    if kind == "int":
+        return values.cast(pa.int64())
+    if kind == "timestamp":
+        return _floor_ms(values.cast(pa.timestamp("us", values.type.tz)).cast(pa.int64()))
+    return _parse_iso(values, column)
+
+
+def _parse_iso(values: pa.Array, column: str) -> pa.Array:
+    """ISO-8601 text -> epoch ms (floor): with `Z` or an offset, or without (UTC)."""
+    zoned = pc.match_substring_regex(values, r"(Z|z|[+-]\d\d(:?\d\d)?)$")
+    try:
+        with_zone = pc.if_else(zoned, values, None).cast(pa.timestamp("us", "UTC"))
+        without = pc.if_else(zoned, None, values).cast(pa.timestamp("us"))
+    except pa.ArrowInvalid as e:
+        bad = str(e).split("Failed to parse string: ", 1)[-1].split(" as a scalar", 1)[0]
+        raise BadInput(f"column {column}: {bad} is not an ISO-8601 time") from None
+    return _floor_ms(pc.if_else(zoned, with_zone.cast(pa.int64()), without.cast(pa.int64())))
+
+
+def _floor_ms(micros: pa.Array) -> pa.Array:
+    us = pc.fill_null(micros, 0).to_numpy()
+    valid = pc.is_valid(micros).to_numpy(zero_copy_only=False)
+    ms = np.floor_divide(us, 1000)
+    return pa.array(ms, pa.int64(), mask=~valid)
+
+
+@dataclass(slots=True)
+class _Times:
+    """R5's clock fix: `ts` (ms) capped at `received_at`, and whether the cap moved it."""
+
+    ts: pa.Array
+    moved: pa.Array
+    received: pa.Array | None
+
+
+def _times(job: Job, table: pa.Table) -> _Times:
+    given = _ms(job, table, "ts")
+    if given.null_count:
+        raise BadInput("column ts: a row has no time")
+    if job.kind("received_at") is None:
+        return _Times(given, pa.array(np.zeros(len(given), dtype=bool)), None)
+    received = _ms(job, table, "received_at")
+    ts = pc.min_element_wise(given, pc.coalesce(received, given))
+    return _Times(ts, pc.less(ts, given), received)
+
+
+def _kept(table: pa.Table) -> pa.Array:
+    """Rows that are not Session Concluded events (those are rebuilt)."""
+    return pc.fill_null(pc.not_equal(table["name"], SESSION_CONCLUDED), True)
+
+
+def cut(job: Job, piece: int) -> None:
+    """Job 1 for a piece: its eligible events' narrow columns, cut by bucket of profiles."""
+    columns = [*REQUIRED, *(c for c in _OPTIONAL if job.kind(c))]
+    table, number = _read(job, piece, columns)
+    clock = _times(job, table)
+    arrival = table["seq"].cast(pa.int64()) if job.kind("seq") else pa.array(number)
+    excluded = pa.array(list(job.excluded), pa.string())
+    eligible = pc.and_kleene(
+        pc.and_kleene(_kept(table), pc.not_equal(table["source"], "api")),
+        pc.invert(pc.is_in(table["name"], value_set=excluded)),
+    )
+    eligible = pc.fill_null(eligible, False)
+    narrow = pa.table(
+        {
+            "profile_id": table["profile_id"],
+            "ts": clock.ts,
+            "arrival": arrival,
+            "message_id": table["message_id"],
+            "source": table["source"],
+            "number": pa.array(number),
+        }
+    ).filter(eligible)
+    bucket = tasks.hashed(narrow["profile_id"], job.buckets, repeats=True)
+    fs, work = tasks.fs_path(job.work)
+    tasks._cut(fs, f"{work}/rows/p-{piece:05d}.arrow", narrow, bucket, job.buckets)
+
+
+def sessions(job: Job, buckets: Sequence[int]) -> None:
+    """Job 2 for some buckets: R2 on their narrow rows; the sessions and Session Concluded
+    events written, each event's session id cut by piece."""
+    fs, work = tasks.fs_path(job.work)
+    rows = tasks.Cuts(fs, f"{work}/rows")
+    found = [s for s in (_sessions_of(job, rows.get(b)) for b in buckets) if s is not None]
+    if not found:
+        return
+    part = f"{buckets[0]:05d}"
+    made, ids = zip(*found, strict=True)
+    table = pa.concat_tables(made)
+    _write(job, "sessions", part, table.drop_columns(["last_ms"]))
+    _write(job, "concluded", part, _concluded(table.filter(table["concluded"]), job.timeout_ms))
+    assigned = pa.concat_tables(ids)
+    bases = np.array([p[0][2] for p in job.pieces], dtype=np.int64)
+    piece = np.searchsorted(bases, assigned["number"].to_numpy(), side="right") - 1
+    tasks._cut(fs, f"{work}/ids/s-{part}.arrow", assigned, piece, len(job.pieces))
+
+
+def _sessions_of(job: Job, rows: pa.Table | None) -> tuple[pa.Table, pa.Table] | None:
+    """A bucket's sessions (the `sessions/` columns, and `last_ms`), and (row number,
+    session id) for each of its events."""
+    if rows is None or not rows.num_rows:
+        return None
+    codes = pc.dictionary_encode(rows["profile_id"]).combine_chunks().indices.to_numpy()
+    ts, arrival = rows["ts"].to_numpy(), rows["arrival"].to_numpy()
+    order = np.lexsort((arrival, ts, codes))
+    code, t = codes[order], ts[order]
+    n = len(order)
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = (code[1:] != code[:-1]) | (t[1:] - t[:-1] >= job.timeout_ms)
+    head = np.flatnonzero(starts)
+    last = np.append(head[1:], n) - 1
+    first_ms, last_ms = t[head], t[last]
+    take = pa.array(order[head])
+    profile = rows["profile_id"].take(take)
+    ids = [
+        hashlib.md5(f"{p}\x1f{m}".encode()).hexdigest()
+        for p, m in zip(profile.to_pylist(), rows["message_id"].take(take).to_pylist(),
+                        strict=True)
+    ]  # fmt: skip
+    session_id = pa.array(ids, pa.string())
+    # a profile's last session is concluded once due by `now`; the others are
+    latest = np.append(code[head][1:] != code[head][:-1], True)
+    table = pa.table(
+        {
+            "session_id": session_id,
+            "profile_id": profile,
+            "first_ts": sink.iso(first_ms),
+            "last_ts": sink.iso(last_ms),
+            "length_s": pa.array((last_ms - first_ms) // 1000, pa.int64()),
+            "events": pa.array(np.diff(np.append(head, n)), pa.int64()),
+            "source": rows["source"].take(take),
+            "concluded": pa.array(~latest | (last_ms + job.timeout_ms <= job.now)),
+            "last_ms": pa.array(last_ms, pa.int64()),
+        }
+    )
+    number = rows["number"].to_numpy()[order]
+    each = session_id.take(pa.array(np.cumsum(starts) - 1))
+    return table, pa.table({"number": pa.array(number), "session_id": each})
+
+
+def _concluded(s: pa.Table, timeout: int) -> pa.Table:
+    """R4's Session Concluded events of these sessions, as `lull export events` has them:
+    at the last event's time, raised at its due time, `sc-` + the id as message id."""
+    n = s.num_rows
+    props = [
+        _encode({"Session Length": length, "Session ID": i}).decode()
+        for length, i in zip(s["length_s"].to_pylist(), s["session_id"].to_pylist(), strict=True)
+    ]
+    return pa.table(
+        {
+            "message_id": pc.binary_join_element_wise("sc-", s["session_id"], ""),
+            "profile_id": s["profile_id"],
+            "name": pa.array([SESSION_CONCLUDED] * n, pa.string()),
+            "ts": s["last_ts"],
+            "source": s["source"],
+            "received_at": sink.iso(s["last_ms"].to_numpy() + timeout),
+            "properties": pa.array(props, pa.string()),
+            "session_id": s["session_id"],
+            "late": pa.array(np.zeros(n, dtype=bool)),
+            "seq": pa.nulls(n, pa.int64()),
+        }
+    )
+
+
+def write_events(job: Job, piece: int) -> None:
+    """Job 3 for a piece: its rows whole, each with its session id, to `events/`."""
+    table, number = _read(job, piece, None)
+    clock = _times(job, table)
+    n = table.num_rows
+    fs, work = tasks.fs_path(job.work)
+    found = tasks.Cuts(fs, f"{work}/ids").get(piece)
+    where = np.full(n, -1, dtype=np.int64)
+    if found is not None:
+        where[found["number"].to_numpy() - number[0]] = np.arange(found.num_rows)
+        session_id = found["session_id"].take(pa.array(where, mask=where < 0))
+    else:
+        session_id = pa.nulls(n, pa.string())
+    # given text passes through unless R5's cap moved it; other times are written as text
+    shown = sink.iso(clock.ts.to_numpy(zero_copy_only=False))
+    if job.kind("ts") == "iso":
+        shown = pc.if_else(clock.moved, shown, table["ts"].combine_chunks().cast(pa.string()))
+    received: pa.Array = pa.nulls(n, pa.string())
+    if clock.received is not None:
+        received = table["received_at"].combine_chunks().cast(pa.string())
+        if job.kind("received_at") != "iso":
+            received = _iso_or_null(clock.received)
+    arrival = table["seq"].cast(pa.int64()) if job.kind("seq") else pa.array(number)
+    events = pa.table(
+        {
+            "message_id": table["message_id"],
+            "profile_id": table["profile_id"],
+            "name": table["name"],
+            "ts": shown,
+            "source": table["source"],
+            "received_at": received,
+            "properties": _properties(job, table),
+            "session_id": session_id,
+            "late": pa.array(np.zeros(n, dtype=bool)),
+            "seq": arrival,
+        }
+    ).filter(_kept(table))
+    _write(job, "events", f"{piece:05d}", events)
+
+
+def _iso_or_null(ms: pa.Array) -> pa.Array:
+    valid = pc.is_valid(ms)
+    text = sink.iso(pc.fill_null(ms, 0).to_numpy())
+    return pc.if_else(valid, text, pa.scalar(None, pa.string()))
+
+
+def _properties(job: Job, table: pa.Table) -> pa.Array:
+    """`properties` as JSON text (a struct or map column is written as JSON)."""
+    kind = job.kind("properties")
+    if kind is None:
+        return pa.nulls(table.num_rows, pa.string())
+    values = table["properties"].combine_chunks()
+    if kind == "text":
+        return values.cast(pa.string())
+    texts = [None if v is None else json.dumps(v, separators=(",", ":"), default=str)
+             for v in values.to_pylist()]  # fmt: skip
+    return pa.array(texts, pa.string())
+
+
+def _write(job: Job, name: str, part: str, table: pa.Table) -> None:
+    """`OUT/<name>/part-<part>.parquet`, whole (a temporary name, then a rename)."""
+    if not table.num_rows:
+        return
+    fs, root = tasks.fs_path(job.out)
+    folder = f"{root}/{name}"
+    fs.create_dir(folder, recursive=True)
+    tmp = f"{folder}/.{part}-{uuid.uuid4().hex}.tmp"
+    pq.write_table(table, tmp, filesystem=fs, compression="snappy")
+    fs.move(tmp, f"{folder}/part-{part}.parquet")
 
 
 def _reason(e: Exception) -> str:
