@@ -68,9 +68,10 @@ def as_rows(rows: list[Row]) -> bucket.Rows:
 class Reference:
     """The per-profile stream: exact.replay with the whole history, per micro-batch."""
 
-    def __init__(self) -> None:
+    def __init__(self, late_after: int | None = None) -> None:
         self.states: dict[str, ProfileState] = {}
         self.clock: dict[str, int] = {}
+        self.late_after = late_after
 
     def batch(
         self, rows: list[Row], watermark: int
@@ -87,7 +88,13 @@ class Reference:
             instants = [max(e.received_at, clock) for e in events]
             self.clock[p] = instants[-1]
             now = max(instants[-1], watermark + 1)
-            take = [i for i, e in enumerate(events) if e.eligible]
+            horizon, late_after = state.horizon, self.late_after
+            stale = {
+                i for i, e in enumerate(events)
+                if late_after is not None and horizon is not None and e.eligible
+                and min(e.ts, e.received_at) < min(instants[i] - late_after, horizon)
+            }  # fmt: skip
+            take = [i for i, e in enumerate(events) if e.eligible and i not in stale]
             arrivals = [
                 Arrival(min(events[i].ts, events[i].received_at), i, events[i].message_id,
                         events[i].source)
@@ -95,8 +102,8 @@ class Reference:
             ]  # fmt: skip
             done = exact.replay(state, [instants[i] for i in take], arrivals, T, now - 1)
             concluded += [row_of(s) for s, _ in done.concluded]
-            for e in events:
-                marks[e.message_id] = (None, False)
+            for i, e in enumerate(events):
+                marks[e.message_id] = (None, i in stale)
             for i, sid in zip(take, done.session_ids, strict=True):
                 marks[events[i].message_id] = (sid, sid is None)
         for p, state in self.states.items():
@@ -105,22 +112,31 @@ class Reference:
                 if due is not None:
                     concluded.append(row_of(due))
         opened = [row_of(s) for p in mine if (s := self.states[p].open) is not None]
+        if self.late_after is not None:  # a profile quiet past the late horizon starts anew
+            line = watermark - self.late_after
+            for p, state in list(self.states.items()):
+                clock = self.clock[p]
+                passed = state.horizon is None or state.horizon <= line
+                if state.open is None and passed and clock < line:
+                    del self.states[p], self.clock[p]
         return marks, sorted(concluded), sorted(opened)
 
 
-def run(events: list[Event], cuts: list[int]) -> None:
+def run(events: list[Event], cuts: list[int], late_after: int | None = None) -> bucket.Bucket:
     """Feed the events (in file order) as micro-batches cut at `cuts`, then one batch
-    with no rows (the timers); the bucket and the reference must agree at every step."""
+    with no rows (the timers); the bucket and the reference must agree at every step.
+    With `late_after`, the bucket forgets what it may after each batch (the reference
+    keeps every session, and drops only the profiles the rule says)."""
     rows = [(e, f"f{i // 5}", i % 5) for i, e in enumerate(events)]
     bounds = [0, *sorted(set(cuts)), len(rows)]
     batches = [rows[a:b] for a, b in itertools.pairwise(bounds) if b > a] + [[]]
     data = state_codec.encode(bucket.Bucket(), BUCKETS)
-    reference = Reference()
+    reference = Reference(late_after)
     watermark = 0
     for batch in batches:
         b = state_codec.decode(data, BUCKETS)  # as Spark's state store hands it back
-        done = bucket.apply(b, as_rows(batch) if batch else None, watermark, SETTINGS)
-        data = state_codec.encode(b, BUCKETS)
+        given = as_rows(batch) if batch else None
+        done = bucket.apply(b, given, watermark, SETTINGS, late_after)
         marks, concluded, opened = reference.batch(batch, watermark)
         got = {
             e.message_id: (sid, bool(late))
@@ -131,7 +147,14 @@ def run(events: list[Event], cuts: list[int]) -> None:
         assert rows_of(b, done.opened) == opened
         lasts = [s.open.last_ts for s in reference.states.values() if s.open is not None]
         assert done.timer == (min(lasts) + T - 1 if lasts else None)
+        if late_after is not None:
+            bucket.forget(b, watermark, late_after, T)
+            assert sorted(map(str, b.table.profile_id)) == sorted(reference.states)
+            clock = b.clock[b.history[0]]
+            assert (b.history[2] + T > clock - late_after).all()  # the others forgotten
+        data = state_codec.encode(b, BUCKETS)
         watermark = max([watermark, *(e.received_at for e, _, _ in batch)])
+    return state_codec.decode(data, BUCKETS)
 
 
 @settings(max_examples=200, deadline=None)
@@ -150,6 +173,42 @@ def test_bucket_equals_exact_replay_in_chunks(events: list[Event], cuts: list[in
         run(events, cuts)
     finally:
         bucket.CHUNK = chunk
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    many_profiles(), st.lists(st.integers(0, 40), max_size=6), st.sampled_from([T, 2 * T, 5 * T])
+)
+def test_forgetting_past_the_late_horizon_changes_no_answer(
+    events: list[Event], cuts: list[int], late_after: int
+) -> None:
+    """The sessions concluded more than the late horizon before their profile's clock
+    are dropped, and profiles quiet past it; every answer stays the reference's (which
+    keeps the whole history), the late-horizon rule applied to both."""
+    run(events, cuts, late_after)
+
+
+def test_a_long_run_holds_a_late_horizon_of_sessions() -> None:
+    """Ten profiles, a session each every 3 timeouts for 200 timeouts, one batch each
+    timeout: the state holds the sessions of the last late horizon only, and a profile
+    that went quiet is dropped; an event that comes more than the horizon after its time
+    and before its profile's horizon is late, one within it is laid out as ever."""
+    events = [
+        Event(f"m{k}-{p}", f"u{p}", BASE + k * 3 * T + p, BASE + k * 3 * T + p + 1000, "ok")
+        for k in range(67)
+        for p in range(10 if k < 40 else 9)  # u9 goes quiet after 40 sessions
+    ]
+    late_after = 12 * T
+    cuts = [i for i in range(1, len(events)) if events[i].ts // T != events[i - 1].ts // T]
+    b = run(events, cuts, late_after)
+    assert sorted(map(str, b.table.profile_id)) == [f"u{p}" for p in range(9)]
+    assert b.history.shape[1] <= 9 * (late_after // (3 * T) + 1)  # of 9 * 66 concluded
+    now = BASE + 67 * 3 * T
+    old = [Event("way-late", "u1", BASE + 100 * T + 1, now, "ok"),  # in a gap, 100 T back
+           Event("in-time", "u2", now - T // 2, now, "ok")]  # fmt: skip
+    done = bucket.apply(b, as_rows([(e, "z", i) for i, e in enumerate(old)]), now, SETTINGS,
+                        late_after)  # fmt: skip
+    assert done.late.tolist() == [True, False] and done.session_id[1] is not None
 
 
 def test_a_late_event_after_a_restart_needs_the_history_kept_in_the_state() -> None:

@@ -131,9 +131,20 @@ def arrival_order(rows: Rows) -> I64:
     return order
 
 
-def apply(bucket: Bucket, rows: Rows | None, watermark: int, settings: Settings) -> Applied:
+def apply(
+    bucket: Bucket,
+    rows: Rows | None,
+    watermark: int,
+    settings: Settings,
+    late_after: int | None = None,
+) -> Applied:
     """Apply a micro-batch's rows of the bucket (None: its timer fired), then conclude
-    every session of the bucket due before its profile's clock or by the watermark."""
+    every session of the bucket due before its profile's clock or by the watermark.
+
+    `late_after` (the stream's late horizon, ms; None: none): an eligible row that
+    arrives more than this after its time, and whose time is before its profile's
+    horizon as the batch starts, is late without being laid out against the profile's
+    concluded sessions (those may be forgotten: `forget`)."""
     timeout = settings.timeout_ms
     n = 0 if rows is None else len(rows)
     session_id = np.full(n, None, dtype=object)
@@ -148,6 +159,11 @@ def apply(bucket: Bucket, rows: Rows | None, watermark: int, settings: Settings)
         # arrival order (a profile's instants already never decrease along it)
         order = arrival[np.argsort(instant[arrival], kind="stable")]
         take = order[eligible(settings, rows.name, rows.source)[order]]
+        if late_after is not None:
+            horizon = bucket.table.horizon[codes]
+            stale = (rows.ts < instant - late_after) & (horizon != NONE) & (rows.ts < horizon)
+            late[take[stale[take]]] = True
+            take = take[~stale[take]]
         for part in _chunks(instant[take]):
             rows_in = take[part]
             batch = vector.Batch(
@@ -188,6 +204,47 @@ def apply(bucket: Bucket, rows: Rows | None, watermark: int, settings: Settings)
     lasts = table.open_last[table.open_last != NONE]
     timer = int(lasts.min()) + timeout - 1 if len(lasts) else None
     return Applied(session_id, late, ended, opened, bucket.clock[still], timer)
+
+
+def held(bucket: Bucket) -> dict[str, int]:
+    """What a bucket holds: profiles, open sessions, concluded sessions (history)."""
+    opened = int(np.count_nonzero(bucket.table.open_last != NONE))
+    return {"profiles": len(bucket.table), "open": opened, "concluded": bucket.history.shape[1]}
+
+
+def forget(bucket: Bucket, watermark: int, late_after: int, timeout: int) -> None:
+    """Drop what no later row can need, given `apply`'s `late_after` rule:
+
+    - a concluded session due (last event + timeout) at least `late_after` before its
+      profile's clock: a later row of the profile arrives at or after that clock, so
+      either its time is at or after the due time (it cannot reach the session), or
+      it is more than `late_after` older than its arrival and before the horizon (late
+      by the rule, without looking at the sessions);
+    - a profile with nothing open, whose horizon and latest row are both more than
+      `late_after` behind the stream's clock (`watermark`): it is dropped, and a later
+      row of it is taken as the first of a new profile. That is the same answer for a
+      row that arrives after the stream's clock and within `late_after` of its time
+      (its time is then past the old horizon: it could not reach an old session); one
+      that comes later than that after its time gets a session of its own, not late."""
+    clock, table = bucket.clock, bucket.table
+    known = clock != NONE
+    line = np.where(known, clock - late_after, NONE)  # no overflow below NONE
+    h = bucket.history
+    if h.shape[1]:
+        bucket.history = h[:, h[2] + timeout > line[h[0]]]
+    since = watermark - late_after
+    quiet = (table.open_last == NONE) & ((table.horizon == NONE) | (table.horizon <= since))
+    gone = quiet & ((known & (clock < since)) | ~known)
+    if not gone.any():
+        return
+    keep = np.flatnonzero(~gone)
+    renumber = np.cumsum(~gone) - 1
+    h = bucket.history
+    h = h[:, ~gone[h[0]]]
+    bucket.history = np.stack([renumber[h[0]], h[1], h[2]]) if h.shape[1] else _empty()
+    bucket.table = table.take(keep)
+    bucket.clock = clock[keep]
+    bucket._codes = None
 
 
 CHUNK = 4096

@@ -75,6 +75,9 @@ def resessionize_cmd(
 @click.option(
     "--duplicates-window", default="7d", show_default=True, help="R6: message ids kept this long"
 )
+@click.option(
+    "--late-horizon", default="7d", show_default=True, help="concluded sessions kept this long"
+)
 @click.option("--master", default=None, help="Spark master (default $LULL_SPARK_MASTER, local[*])")
 @click.pass_context
 def stream_cmd(
@@ -95,6 +98,7 @@ def stream_cmd(
     buckets: int | None,
     max_files: int | None,
     duplicates_window: str,
+    late_horizon: str,
     master: str | None,
 ) -> None:
     """Sessionize a stream of events on Spark (Structured Streaming), as the server would."""
@@ -124,6 +128,7 @@ def stream_cmd(
         buckets=buckets or DEFAULT_BUCKETS,
         max_files=max_files,
         window_ms=_window(duplicates_window, DEFAULT_WINDOW_MS),
+        late_ms=_late_horizon(late_horizon, parse_timeout(timeout)),
     )
     run(config, master)
 
@@ -135,4 +140,14 @@ def _window(text: str, least: int) -> int:
     ms = parse_duration(text)
     if ms < least:
         raise BadInput(f"--duplicates-window {text!r}: R6 asks for 7 days at least")
+    return ms
+
+
+def _late_horizon(text: str, timeout: int) -> int:
+    from lull.errors import BadInput
+    from lull.model import parse_duration
+
+    ms = parse_duration(text)
+    if ms < timeout:
+        raise BadInput(f"--late-horizon {text!r}: give at least the session timeout")
     return ms

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from lull.spark.stream import StreamConfig
 
 VERSION = 2
+# offsets/ and commits/ keep the last KEEP to 2 * KEEP batches (older ones: taken.json)
+KEEP = 10
+HELD = ("profiles", "open", "concluded", "bytes")  # a bucket's figures, as step gives them
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -108,6 +111,27 @@ class Checkpoint:
                         self.fs.delete_file(path)
         self.clear_work(batch)
 
+    def taken(self) -> set[str]:
+        """The files of the batches folded into `taken.json` (`fold`)."""
+        path = f"{self.root}/taken.json"
+        if self.fs.get_file_info(path).type != pafs.FileType.File:
+            return set()
+        return set(json.loads(self._read(path))["files"])
+
+    def fold(self, upto: int, taken: Sequence[str]) -> None:
+        """Note every file taken so far in `taken.json` (written whole first), then remove
+        `offsets/` and `commits/` of the batches up to `upto`: a restart reads both."""
+        self.write(f"{self.root}/taken.json", {"upto": upto, "files": list(taken)})
+        for kind in ("offsets", "commits"):
+            for path in tasks.listed(self.fs, f"{self.root}/{kind}", ".json"):
+                if int(path.rsplit("/", 1)[1][:-5]) <= upto:
+                    self.fs.delete_file(path)
+
+    def log_files(self) -> int:
+        """How many files `offsets/` and `commits/` hold."""
+        return sum(len(tasks.listed(self.fs, f"{self.root}/{k}", ".json"))
+                   for k in ("offsets", "commits"))  # fmt: skip
+
     def clear_work(self, batch: int) -> None:
         folder = f"{self.root}/work/batch={batch}"
         if self.fs.get_file_info(folder).type == pafs.FileType.Directory:
@@ -138,13 +162,18 @@ class Stream:
         self.suffixes = (".seg",) if config.log else (".ndjson", ".clock")
         self.ck = Checkpoint(config.checkpoint)
         self.cores = max(1, sc.defaultParallelism)
+        self.taken: set[str] = set()
+        # bucket -> HELD figures; id partition -> (ids, bytes); as of the last batch
+        self.held: dict[str, dict[str, list[int]]] = {"buckets": {}, "ids": {}}
 
-    def files(self, taken: set[str]) -> list[str]:
+    def listing(self) -> list[str]:
         fs, folder = tasks.fs_path(self.source)
         if fs.get_file_info(folder).type != pafs.FileType.Directory:
             raise BadInput(f"{self.source} is not a directory")
-        new = [p for s in self.suffixes for p in tasks.listed(fs, folder, s) if p not in taken]
-        new.sort()
+        return [p for s in self.suffixes for p in tasks.listed(fs, folder, s)]
+
+    def files(self, taken: set[str]) -> list[str]:
+        new = sorted(p for p in self.listing() if p not in taken)
         return new[: self.config.max_files] if self.config.max_files else new
 
     def run(self) -> None:
@@ -153,8 +182,9 @@ class Stream:
         offsets, commits = self.ck.log("offsets"), self.ck.log("commits")
         done = max(commits, default=-1)
         self.ck.clear_work(done)  # left if the stream stopped right after its commit
-        taken = {f for o in offsets.values() for f in o["files"]}
+        taken = self.taken = self.ck.taken() | {f for o in offsets.values() for f in o["files"]}
         last = commits.get(done, {"watermark": 0, "timers": {}})
+        self.held = last.get("held", {"buckets": {}, "ids": {}})
         watermark = int(last["watermark"])
         timers = {int(b): int(t) for b, t in last["timers"].items()}
         for n in sorted(k for k in offsets if k > done):  # planned, not done: again
@@ -185,7 +215,7 @@ class Stream:
         c = self.config
         plan = tasks.Plan(
             n, c.out, c.checkpoint, self.source, tuple(files), c.project, c.buckets,
-            c.timeout_ms, c.excluded, watermark, n - 1, c.window_ms,
+            c.timeout_ms, c.excluded, watermark, n - 1, c.window_ms, c.late_ms,
         )  # fmt: skip
         Sink(c.out).clear(n)
         took: dict[str, float] = {}
@@ -209,7 +239,9 @@ class Stream:
         dropped = 0
         if events:
             parts = split(range(c.buckets), 2 * self.cores)
-            dropped = sum(spark_map(self.sc, lambda ps: tasks.dedupe(plan, ps), parts))
+            for d, ids in spark_map(self.sc, lambda ps: tasks.dedupe(plan, ps), parts):
+                dropped += d
+                self.held["ids"].update({str(p): v for p, v in ids.items()})
         lap("duplicates")
         due = {b for b, t in timers.items() if watermark > t}
         run = sorted(with_rows | due)
@@ -218,17 +250,47 @@ class Stream:
         )  # fmt: skip
         lap("step")
         timers = dict(timers)
-        for b, _, timer in (x for group in stepped for x in group):
+        for b, _, timer, kept in (x for group in stepped for x in group):
+            self.held["buckets"][str(b)] = [kept[k] for k in HELD]
             if timer is None:
                 timers.pop(b, None)
             else:
                 timers[b] = timer
         after = max([watermark, *his])
+        state = self.state_size()
         self.ck.note("commits", n, {"watermark": after, "timers": {str(b): t for b, t in
-                                                                   timers.items()}})  # fmt: skip
+                                                                   timers.items()},
+                                    "held": self.held, "state": state})  # fmt: skip
         self.ck.clear_work(n)
+        self.compact(n)
         lap("commit")
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in took.items())
         print(f"lull: batch {n}: {len(files)} files, {events} rows, {dropped} duplicates, "
               f"{len(run)} buckets stepped; {phases}", file=sys.stderr)  # fmt: skip
+        print(f"lull: batch {n} state: {json.dumps(state)}", file=sys.stderr)
         return after, timers
+
+    def state_size(self) -> dict[str, int]:
+        """What the checkpoint holds after a batch: the buckets' profiles, open and
+        concluded sessions and state bytes, the message ids kept (R6) and their bytes."""
+        b, ids = self.held["buckets"].values(), self.held["ids"].values()
+        size = {k: sum(v[i] for v in b) for i, k in enumerate(HELD)}
+        return {
+            "profiles": size["profiles"],
+            "open_sessions": size["open"],
+            "concluded_sessions": size["concluded"],
+            "state_bytes": size["bytes"],
+            "ids": sum(v[0] for v in ids),
+            "ids_bytes": sum(v[1] for v in ids),
+            "log_files": self.ck.log_files(),
+        }
+
+    def compact(self, n: int) -> None:
+        """Every KEEP batches: the files of the batches more than KEEP behind go into
+        `taken.json` (less those gone from the source directory), and their
+        `offsets/` and `commits/` are removed."""
+        if n % KEEP or n < KEEP:
+            return
+        present = set(self.listing())
+        self.taken &= present
+        self.ck.fold(n - KEEP, sorted(self.taken))

@@ -42,6 +42,10 @@ _NEVER_LATE_MS = 7_258_118_400_000  # 2200-01-01
 DEFAULT_BUCKETS = 32
 # R6: a repeat is recognised if it comes within this long of the first copy (at least).
 DEFAULT_WINDOW_MS = 7 * 24 * 3600 * 1000
+# R5 over a long run: concluded sessions are kept this long past their profile's clock
+# (`bucket.forget`); an event that arrives later than this after its time, and before
+# its profile's horizon, is late without a look at them (--late-horizon).
+DEFAULT_LATE_MS = 7 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,7 @@ class StreamConfig:
     buckets: int = DEFAULT_BUCKETS  # of profiles, one keyed state each; fixed likewise
     max_files: int | None = None  # per micro-batch (--landing, --log)
     window_ms: int = DEFAULT_WINDOW_MS  # R6: how long message ids are kept (--landing, --log)
+    late_ms: int | None = DEFAULT_LATE_MS  # the late horizon (--landing, --log; None: none)
 
 
 def sessionized(spark: SparkSession, config: StreamConfig) -> DataFrame:

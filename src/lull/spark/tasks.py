@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,7 @@ import pyarrow.ipc as ipc
 from lull.model import Settings
 
 I64 = npt.NDArray[np.int64]
+BOOL = npt.NDArray[np.bool_]
 # How rows are given to buckets and message ids to partitions (`fnv1a`), noted in the
 # checkpoint: the same text always goes to the same bucket.
 HASH = "fnv1a64-utf8"
@@ -116,6 +117,7 @@ class Plan:
     watermark: int  # the stream's clock before this batch (latest arrival of the earlier)
     committed: int  # the last batch done before this one (-1: none)
     window_ms: int  # R6: ids kept at least this long past the stream's clock
+    late_ms: int | None = None  # the late horizon (`bucket.apply`'s `late_after`)
 
     @property
     def work(self) -> str:
@@ -275,11 +277,17 @@ class Cuts:
 # --- 2. duplicates (R6) -----------------------------------------------------------------
 
 
-def dedupe(plan: Plan, parts: Sequence[int]) -> int:
-    """Stage 2 for some partitions of message ids; returns how many rows were dropped."""
+def dedupe(plan: Plan, parts: Sequence[int]) -> tuple[int, dict[int, list[int]]]:
+    """Stage 2 for some partitions of message ids; returns how many rows were dropped,
+    and for each partition the ids it keeps and their files' bytes.
+
+    The kept ids are files sorted by `fnv1a` of the id (column `h`): a batch's ids are
+    looked up by binary search in each (memory-mapped where local), so a batch reads
+    about log2(window) entries an id, not the window's ids."""
     fs, ck = fs_path(plan.checkpoint)
     _, work = fs_path(plan.work)
     dropped = 0
+    held: dict[int, list[int]] = {}
     cuts = Cuts(fs, f"{work}/ids")
     for p in parts:
         batch = cuts.get(p)
@@ -287,31 +295,61 @@ def dedupe(plan: Plan, parts: Sequence[int]) -> int:
             continue
         kept_dir = f"{ck}/{_IDS}/p={p:05d}"
         known = listed(fs, kept_dir, ".arrow")
-        seen = read_ids(fs, known)
         order = pc.sort_indices(batch, [("r", "ascending"), ("f", "ascending"),
                                         ("pos", "ascending")])  # fmt: skip
         batch = batch.take(order)
         codes = pc.dictionary_encode(batch["message_id"]).combine_chunks().indices.to_numpy()
         keep = np.zeros(len(codes), dtype=bool)
         keep[np.unique(codes, return_index=True)[1]] = True  # the first copy in arrival order
-        if seen is not None and len(seen):
-            repeat = pc.is_in(batch["message_id"], value_set=seen)
-            keep &= ~np.asarray(repeat.to_numpy(zero_copy_only=False), dtype=bool)
-        kept = batch.filter(pa.array(keep)).select(["message_id", "r"])
-        write_arrow(fs, f"{kept_dir}/{plan.batch:012d}.arrow", kept)
+        ids = batch["message_id"].combine_chunks()
+        h = fnv1a(ids)
+        for path in known:
+            keep &= ~_seen_in(fs, path, ids, h)
+        kept = pa.table({"h": h, "message_id": ids, "r": batch["r"]}).filter(pa.array(keep))
+        write_arrow(fs, f"{kept_dir}/{plan.batch:012d}.arrow", _by_hash(kept))
         if not keep.all():
             gone = batch.filter(pa.array(~keep)).select(["bucket", "f", "pos"])
             dropped += gone.num_rows
             b = gone["bucket"].to_numpy().astype(np.int64)
             _cut(fs, f"{work}/dropped/p-{p:05d}.arrow", gone, b, plan.buckets)
         _merge(fs, kept_dir, known, plan)
-    return dropped
+        files = listed(fs, kept_dir, ".arrow")
+        held[p] = [sum(_open_ids(fs, f).num_rows for f in files), sum(map(fs_size(fs), files))]
+    return dropped, held
 
 
-def read_ids(fs: pafs.FileSystem, paths: Sequence[str]) -> pa.Array | None:
-    if not paths:
-        return None
-    return pa.concat_tables([read_arrow(fs, p) for p in paths])["message_id"].combine_chunks()
+def _by_hash(table: pa.Table) -> pa.Table:
+    return table.take(pa.array(np.argsort(table["h"].to_numpy(), kind="stable")))
+
+
+def _open_ids(fs: pafs.FileSystem, path: str) -> pa.Table:
+    """A kept-ids file, memory-mapped when local (its pages read as they are touched)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return ipc.open_file(pa.memory_map(path)).read_all()
+    return read_arrow(fs, path)
+
+
+def fs_size(fs: pafs.FileSystem) -> Callable[[str], int]:
+    """A file's size in bytes, on `fs`."""
+    return lambda path: int(fs.get_file_info(path).size or 0)
+
+
+def _seen_in(fs: pafs.FileSystem, path: str, ids: pa.Array, h: npt.NDArray[np.uint64]) -> BOOL:
+    """Which of `ids` (with their hashes `h`) a kept-ids file holds."""
+    table = _open_ids(fs, path)
+    if "h" not in table.column_names:  # a file of an earlier lull: no hashes
+        seen = pc.is_in(ids, value_set=table["message_id"].combine_chunks())
+        return np.asarray(seen.to_numpy(zero_copy_only=False), dtype=bool)
+    hs = table["h"].combine_chunks().to_numpy()
+    lo, hi = np.searchsorted(hs, h, "left"), np.searchsorted(hs, h, "right")
+    found = np.zeros(len(h), dtype=bool)
+    maybe = np.flatnonzero(hi > lo)
+    stored = table["message_id"].combine_chunks()
+    for extra in range(int((hi - lo).max(initial=0))):  # hash collisions: rarely past 0
+        at = maybe[lo[maybe] + extra < hi[maybe]]
+        same = pc.equal(ids.take(pa.array(at)), stored.take(pa.array(lo[at] + extra)))
+        found[at] |= np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
+    return found
 
 
 def _merge(fs: pafs.FileSystem, folder: str, known: Sequence[str], plan: Plan) -> None:
@@ -320,8 +358,10 @@ def _merge(fs: pafs.FileSystem, folder: str, known: Sequence[str], plan: Plan) -
     done = [p for p in known if _batch_of(p) <= plan.committed]
     if len(done) <= _MERGE_AFTER:
         return
-    table = pa.concat_tables([read_arrow(fs, p) for p in done])
+    table = pa.concat_tables([read_arrow(fs, p).select(["message_id", "r"]) for p in done])
     table = table.filter(pc.greater_equal(table["r"], plan.watermark - plan.window_ms))
+    ids = table["message_id"].combine_chunks()  # (hashed again: files of an earlier lull
+    table = _by_hash(pa.table({"h": fnv1a(ids), "message_id": ids, "r": table["r"]}))  # lack h)
     write_arrow(fs, f"{folder}/{plan.committed:012d}.m.arrow", table)
     for p in done:
         if p != f"{folder}/{plan.committed:012d}.m.arrow":
@@ -335,10 +375,14 @@ def _batch_of(path: str) -> int:
 # --- 3. the keyed step ------------------------------------------------------------------
 
 
-def step(plan: Plan, buckets: Sequence[int]) -> list[tuple[int, int, int | None]]:
-    """Stage 3 for some buckets: (bucket, rows taken, its next timer) for each. The
-    buckets' outputs are written together, a file per output named after the first
-    bucket (the batch's folders are cleared before the batch is run again)."""
+Stepped = tuple[int, int, int | None, dict[str, int]]
+
+
+def step(plan: Plan, buckets: Sequence[int]) -> list[Stepped]:
+    """Stage 3 for some buckets: (bucket, rows taken, its next timer, what its state
+    holds: profiles, open and concluded sessions, bytes) for each. The buckets' outputs
+    are written together, a file per output named after the first bucket (the batch's
+    folders are cleared before the batch is run again)."""
     from lull.spark import sink
 
     fs, _ = fs_path(plan.checkpoint)
@@ -401,7 +445,7 @@ def _step_bucket(
     rows: pa.Table | None,
     seq: I64 | None,
     outputs: dict[str, list[pa.Table]],
-) -> tuple[int, int, int | None]:
+) -> Stepped:
     """One bucket's rows through the engine from its state; its outputs added to
     `outputs`, its new state written."""
     from lull.spark import bucket, sink, state_codec
@@ -427,7 +471,7 @@ def _step_bucket(
             rows["pos"].to_numpy(),
         )  # fmt: skip
     settings = plan.settings()
-    applied = bucket.apply(state, given, plan.watermark, settings)
+    applied = bucket.apply(state, given, plan.watermark, settings, plan.late_ms)
     ended, opened = applied.concluded, applied.opened
     profile = state.table.profile_id[ended.code]
     made = {
@@ -440,10 +484,13 @@ def _step_bucket(
     for name, table in made.items():
         if table.num_rows:
             outputs.setdefault(name, []).append(table)
+    if plan.late_ms is not None:
+        bucket.forget(state, plan.watermark, plan.late_ms, plan.timeout_ms)
     data = state_codec.encode(state, plan.buckets)
     fs.create_dir(folder, recursive=True)
     tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
     with fs.open_output_stream(tmp) as f:
         f.write(data)
     fs.move(tmp, f"{folder}/{plan.batch:012d}.state")
-    return b, 0 if given is None else len(given), applied.timer
+    kept = bucket.held(state) | {"bytes": len(data)}
+    return b, 0 if given is None else len(given), applied.timer, kept
