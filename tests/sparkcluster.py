@@ -8,13 +8,15 @@ workers, each a JVM process of its own (`spark-class ...deploy.master.Master` an
 
 Every process (master, workers, their executors and Python workers, drivers) is started
 in a process group of its own and the whole group is killed when the cluster stops,
-whatever happened: no JVM outlives it. Used by tests/test_spark_cluster.py and
+whatever happened; and if the process that started them is killed outright, the kernel
+kills them too (PR_SET_PDEATHSIG): no JVM outlives it. Used by tests/test_spark_cluster.py and
 bench/spark.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -91,8 +93,9 @@ class SparkCluster:
     def _spawn(self, args: Sequence[str], log: str, **popen: Any) -> subprocess.Popen[bytes]:
         out: IO[bytes] = (self.logs / log).open("wb")
         proc = subprocess.Popen(
-            list(args), stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **popen
-        )
+            list(args), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent, **popen,
+        )  # fmt: skip
         out.close()
         self.groups.append(proc)
         return proc
@@ -235,7 +238,7 @@ class SparkCluster:
         cmd = self.submit_command(*args, db=db, conf=conf, quick=quick)
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            env=self.env(), cwd=cwd,
+            preexec_fn=_die_with_parent, env=self.env(), cwd=cwd,
         )  # fmt: skip
         self.groups.append(proc)
         try:
@@ -246,6 +249,16 @@ class SparkCluster:
         return Submitted(
             proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
         )
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the process that started it dies (even by
+    SIGKILL, when no clean-up runs). Executors follow their worker, Python workers their
+    executor."""
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _kill_group(pgid: int, sig: signal.Signals) -> None:
