@@ -289,3 +289,101 @@ def test_kill_9_mid_stream_then_restart_gives_each_event_and_session_once(
     assert outcome(out) | {"db": want["db"]} == want
     ids = [s["session_id"] for s in read(out, "sessions")]
     assert len(ids) == len(set(ids)) == len(want["concluded"])
+
+
+HOUR, DAY = 60 * MIN, 24 * 60 * MIN
+
+
+def five_weeks(days: int = 35) -> list[Record]:
+    """A small app over five weeks, in arrival order: six listeners who come back twice a
+    day, and three who come for one week only; events sent up to three hours late (some
+    late by R5, some out of order), and each day a producer's retry of a line of the day
+    before (R6, within the window)."""
+    rng = random.Random(15)
+    out: list[Record] = []
+    for d in range(days):
+        for user in [f"u{k}" for k in range(6)] + [f"w{d // 7}-{k}" for k in range(3)]:
+            for half in range(2):
+                ts = BASE + d * DAY + half * 12 * HOUR + rng.randrange(10) * HOUR
+                for _ in range(rng.randint(1, 4)):
+                    ts += rng.choice([MIN, 3 * MIN, 8 * MIN, 12 * MIN])
+                    r = ts + rng.choice([0, 0, 1000, 5 * MIN, 30 * MIN, 3 * HOUR])
+                    out.append({"message_id": f"m{len(out)}", "profile_id": user,
+                                "name": rng.choice(["Play", "Play", DEFAULT_EXCLUDED[0]]),
+                                "ts": ts, "source": rng.choice(["ios", "web"]),
+                                "received_at": r, "properties": {"d": d}})  # fmt: skip
+        if d:
+            retry = rng.choice([e for e in out if (d - 1) * DAY <= e["ts"] - BASE < d * DAY])
+            out.append(retry | {"received_at": BASE + d * DAY + 23 * HOUR})
+    return sorted(out, key=lambda e: e["received_at"])
+
+
+def test_the_state_stays_bounded_over_five_weeks(spark: SparkSession, tmp_path: Path) -> None:
+    """35 days, a micro-batch a day, a late horizon of one day and R6's window of 7: the
+    state each batch reports stays within what the horizon and the window must hold
+    (every figure checked against the events), week after week; what the clock has
+    passed is gone from the checkpoint; the answers are the embedded engine's; a restart
+    halfway reads the folded offsets."""
+    from lull.spark import state_codec
+
+    records, days, late = five_weeks(), 35, DAY
+    files = [[e for e in records if d * DAY <= e["received_at"] - BASE < (d + 1) * DAY]
+             for d in range(days)]  # fmt: skip
+    landing, out, ck, db = tmp_path / "landing", tmp_path / "out", tmp_path / "ck", tmp_path / "d"
+    reports: list[dict[str, int]] = []
+    for first, last in ((0, 20), (20, days)):  # a restart after 20 days
+        for d in range(first, last):
+            land(landing, files[d], parts=1, start=d)
+        done = lull(
+            db, "spark", "stream", "--landing", str(landing), "--out", str(out),
+            "--checkpoint", str(ck), "--timeout", "10m", "--until-idle", "--max-files", "1",
+            "--buckets", "4", "--late-horizon", "1d",
+        )  # fmt: skip
+        assert done.code == 0, done.err
+        reports += [json.loads(line.split(" state: ", 1)[1]) for line in done.err.splitlines()
+                    if line.startswith("lull: batch ") and " state: " in line]  # fmt: skip
+    assert len(reports) >= days
+    want = embedded(tmp_path / "e.duckdb", tmp_path, records)
+    assert outcome(out) | {"db": want["db"]} == want  # the same answers, every one
+
+    ended = [s for s in want["sessions"] if s["concluded"]]
+    due = [_ms(s["last_ts"]) + 10 * MIN for s in ended]
+    for state in reports[1:]:  # (the clock before the batch: what it forgets by)
+        clock = state["clock_before"]
+        assert state["concluded_sessions"] <= sum(t > clock - 2 * late - 10 * MIN for t in due)
+        recent = {e["profile_id"] for e in records if e["received_at"] > clock - late - 10 * MIN}
+        assert state["profiles"] <= len(recent)
+        so_far = [e for e in records if e["received_at"] <= state["clock"]]
+        window = list({e["message_id"]: e["received_at"] for e in reversed(so_far)}.values())
+        assert sum(r >= clock - 7 * DAY for r in window) <= state["ids"]  # R6's window held
+        assert state["ids"] <= sum(r >= clock - 9 * DAY for r in window)
+        assert state["log_files"] <= 40  # offsets/ and commits/ folded every 10 batches
+    weekly = [max(s["state_bytes"] + s["ids_bytes"] for s in reports[w * 7 : w * 7 + 7])
+              for w in range(1, 5)]  # fmt: skip
+    assert max(weekly[1:]) <= 1.5 * weekly[0]  # flat after the first window, not growing
+
+    kept = [state_codec.decode(p.read_bytes(), 4) for p in (ck / "state").glob("*/*.state")]
+    held = {str(p) for b in kept for p in b.table.profile_id}
+    assert not any(p.startswith(("w0-", "w1-", "w2-", "w3-")) for p in held)  # gone
+    assert sum(b.history.shape[1] for b in kept) < len(ended) / 10
+    clock = max(e["received_at"] for e in records)
+    ids = pa_ids(ck)
+    assert min(ids.values()) >= clock - 9 * DAY and "m0" not in ids
+    assert len(list((ck / "offsets").glob("*.json"))) < 20 and (ck / "taken.json").exists()
+
+
+def pa_ids(ck: Path) -> dict[str, int]:
+    """The message ids the checkpoint keeps (R6), with their received_at."""
+    import pyarrow.ipc as ipc
+
+    kept: dict[str, int] = {}
+    for path in (ck / "ids").glob("*/*.arrow"):
+        table = ipc.open_file(path.read_bytes()).read_all()
+        kept |= dict(zip(table["message_id"].to_pylist(), table["r"].to_pylist(), strict=True))
+    return kept
+
+
+def _ms(iso: str) -> int:
+    from lull.model import parse_time
+
+    return parse_time(iso, "time")

@@ -61,27 +61,34 @@ def _ids(ck: Path, plan: tasks.Plan, ids: list[str], r: int) -> None:
 
 
 def test_ids_are_kept_a_window_past_the_clock_then_merged_away(tmp_path: Path) -> None:
-    ck = tmp_path / "ck"
+    """A batch every 8 hours for 20 days (three windows of 7 days): every id within the
+    window of the clock is held (repeats of it dropped), and at most the ids of the
+    `_MERGE_AFTER` + 1 batches before the window besides (whole files past the window
+    go, and many files are merged, less the ids past it)."""
+    ck, hours = tmp_path / "ck", DAY // 3
     plan = _plan(ck, 0, 0, -1)
     _ids(ck, plan, ["old", "old", "a"], r=0)
     assert tasks.dedupe(plan, [0])[0] == 1  # the second copy in the batch
-    for n in range(1, 20):  # many later batches, each a file of kept ids
-        plan = _plan(ck, n, n * DAY, n - 1)
-        _ids(ck, plan, [f"m{n}", "a" if n == 3 else f"k{n}"], r=n * DAY)
+    accepted = {"old": 0, "a": 0}
+    merged = False
+    for n in range(1, 61):
+        plan = _plan(ck, n, n * hours, n - 1)
+        repeat = "a" if n == 3 else f"m{n - 5}" if n > 40 else f"k{n}"
+        _ids(ck, plan, [f"m{n}", repeat], r=n * hours)
         dropped, held = tasks.dedupe(plan, [0])
-        assert dropped == (1 if n == 3 else 0)  # "a" again within the window
-        # the ids held: all so far, until batch 17 merges the files of batches 0-16 and
-        # leaves out those more than 7 days behind the clock (batches 0-9)
-        assert held[0][0] == (2 + 2 * n - (n >= 3) if n < 17 else 14 + 2 * (n - 16))
-        assert held[0][1] == sum(p.stat().st_size for p in (ck / "ids" / "p=00000").iterdir())
-    kept = tasks.listed(*tasks.fs_path(str(ck / "ids" / "p=00000")), ".arrow")
-    assert len(kept) <= 17 and any(p.endswith(".m.arrow") for p in kept)  # merged
-    plan = _plan(ck, 20, 20 * DAY, 19)
-    _ids(ck, plan, ["old", "m15"], r=20 * DAY)
-    # "old" came 20 days ago, past the window: forgotten; "m15" within it: a repeat
-    dropped, held = tasks.dedupe(plan, [0])
-    assert dropped == 1
-    assert held[0][0] == 14 + 2 * 3 + 1  # batches 10-19, and batch 20's "old"
+        assert dropped == (1 if repeat in accepted else 0)
+        accepted |= {i: n * hours for i in (f"m{n}", repeat) if i not in accepted}
+        within = sum(r >= n * hours - 7 * DAY for r in accepted.values())
+        assert within <= held[0][0] <= within + 2 * (tasks._MERGE_AFTER + 1)
+        folder = ck / "ids" / "p=00000"
+        assert held[0][1] == sum(p.stat().st_size for p in folder.iterdir())
+        merged = merged or any(p.name.endswith(".m.arrow") for p in folder.iterdir())
+        assert len(list(folder.iterdir())) <= tasks._MERGE_AFTER + 2
+    assert merged
+    plan = _plan(ck, 61, 61 * hours, 60)
+    _ids(ck, plan, ["old", "m55"], r=61 * hours)
+    # "old" came 20 days ago, past the window: forgotten; "m55" within it: a repeat
+    assert tasks.dedupe(plan, [0])[0] == 1
 
 
 def test_a_window_below_r6s_seven_days_is_refused(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ VERSION = 2
 # offsets/ and commits/ keep the last KEEP to 2 * KEEP batches (older ones: taken.json)
 KEEP = 10
 HELD = ("profiles", "open", "concluded", "bytes")  # a bucket's figures, as step gives them
+SWEEPS = 8  # every bucket is stepped each time the clock moves on 1/8 of the late horizon
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -165,6 +166,7 @@ class Stream:
         self.taken: set[str] = set()
         # bucket -> HELD figures; id partition -> (ids, bytes); as of the last batch
         self.held: dict[str, dict[str, list[int]]] = {"buckets": {}, "ids": {}}
+        self.swept = 0  # the clock at the last batch that stepped every bucket
 
     def listing(self) -> list[str]:
         fs, folder = tasks.fs_path(self.source)
@@ -185,6 +187,7 @@ class Stream:
         taken = self.taken = self.ck.taken() | {f for o in offsets.values() for f in o["files"]}
         last = commits.get(done, {"watermark": 0, "timers": {}})
         self.held = last.get("held", {"buckets": {}, "ids": {}})
+        self.swept = int(last.get("swept", 0))
         watermark = int(last["watermark"])
         timers = {int(b): int(t) for b, t in last["timers"].items()}
         for n in sorted(k for k in offsets if k > done):  # planned, not done: again
@@ -244,6 +247,10 @@ class Stream:
                 self.held["ids"].update({str(p): v for p, v in ids.items()})
         lap("duplicates")
         due = {b for b, t in timers.items() if watermark > t}
+        # now and then every bucket, so that each forgets what the clock has passed
+        sweep = c.late_ms is not None and watermark - self.swept >= c.late_ms // SWEEPS
+        if sweep:
+            due, self.swept = set(range(c.buckets)), watermark
         run = sorted(with_rows | due)
         stepped = spark_map(
             self.sc, lambda bs: tasks.step(plan, bs), split(run, 2 * self.cores)
@@ -257,10 +264,11 @@ class Stream:
             else:
                 timers[b] = timer
         after = max([watermark, *his])
-        state = self.state_size()
+        state = {"clock_before": watermark, "clock": after} | self.state_size()
         self.ck.note("commits", n, {"watermark": after, "timers": {str(b): t for b, t in
                                                                    timers.items()},
-                                    "held": self.held, "state": state})  # fmt: skip
+                                    "held": self.held, "state": state,
+                                    "swept": self.swept})  # fmt: skip
         self.ck.clear_work(n)
         self.compact(n)
         lap("commit")

@@ -353,13 +353,20 @@ def _seen_in(fs: pafs.FileSystem, path: str, ids: pa.Array, h: npt.NDArray[np.ui
 
 
 def _merge(fs: pafs.FileSystem, folder: str, known: Sequence[str], plan: Plan) -> None:
-    """A partition's id files of committed batches as one, less the ids that the stream's
-    clock passed more than the window ago (R6's window)."""
+    """A partition's id files of committed batches: those whose every id the stream's
+    clock passed more than the window ago (R6's window) removed, and past _MERGE_AFTER
+    files, all merged into one, less such ids."""
     done = [p for p in known if _batch_of(p) <= plan.committed]
+    since = plan.watermark - plan.window_ms
+    for path in done:
+        newest = pc.max(_open_ids(fs, path)["r"]).as_py()
+        if newest is None or newest < since:
+            fs.delete_file(path)
+    done = [p for p in done if fs.get_file_info(p).type == pafs.FileType.File]
     if len(done) <= _MERGE_AFTER:
         return
     table = pa.concat_tables([read_arrow(fs, p).select(["message_id", "r"]) for p in done])
-    table = table.filter(pc.greater_equal(table["r"], plan.watermark - plan.window_ms))
+    table = table.filter(pc.greater_equal(table["r"], since))
     ids = table["message_id"].combine_chunks()  # (hashed again: files of an earlier lull
     table = _by_hash(pa.table({"h": fnv1a(ids), "message_id": ids, "r": table["r"]}))  # lack h)
     write_arrow(fs, f"{folder}/{plan.committed:012d}.m.arrow", table)
