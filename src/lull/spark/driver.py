@@ -15,7 +15,8 @@ stream that never stopped.
 The checkpoint (a folder, or a URI pyarrow opens):
 
     meta.json                    version, bucket count, hash (fixed by the first run)
-    offsets/N.json, commits/N.json
+    offsets/N.json, commits/N.json  the last 10 to 20 batches (`Stream.compact`)
+    taken.json                   the files of the batches folded out of offsets/
     state/b=B/N.state            bucket B's state after batch N (the latest kept)
     ids/p=P/N.arrow              message ids kept by batch N (R6), merged now and then
     work/batch=N/                what batch N's jobs hand each other (removed once done)

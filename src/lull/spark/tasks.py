@@ -13,11 +13,13 @@ A micro-batch is three Spark jobs over the batch's new files (`driver.py` plans 
 2. **duplicates**, one task per group of message-id partitions (R6): the batch's ids of
    a partition against each other (the first copy in arrival order is kept, whichever
    profile the copies name) and against the ids kept in the checkpoint (`ids/p=P/`, a
-   window of `received_at`): the dropped rows are listed per bucket, the kept ids added.
+   window of `received_at`, files sorted by hash and searched): the dropped rows are
+   listed per bucket, the kept ids added.
 3. **step**, one task per group of buckets: a bucket's fragments less its dropped rows
    through `bucket.apply` (`engine.vector`) from its state in the checkpoint
-   (`state/b=B/<batch>.state`, `state_codec`); its outputs written by pyarrow; its new
-   state written under the batch's number.
+   (`state/b=B/<batch>.state`, `state_codec`); its outputs written by pyarrow; what the
+   late horizon lets it forget dropped (`bucket.forget`); its new state written under
+   the batch's number.
 
 Everything a task writes is named after the batch and its bucket, partition or group,
 and written whole (a temporary name, then a rename), so a task that Spark retries, or a
