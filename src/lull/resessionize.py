@@ -17,6 +17,7 @@ change (a new timeout), everything is rewritten, as cheaply as the tables allow.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -69,7 +70,6 @@ class _Runs:
     """R2's sessions, in (profile, time) order, and each event's session."""
 
     seq: I64  # the events' seq in (profile, time, arrival) order
-    run: I64  # per event (in that order): its session's index
     start: I64  # per session: the row (in that order) of its first event
     code: I64  # per session: profile code, bounds, rows of its first and last event
     first_ts: I64
@@ -115,7 +115,6 @@ class _Runs:
         ordered = seq[order]
         return cls(
             seq=ordered,
-            run=np.cumsum(new) - 1 if n else np.zeros(0, np.int64),
             start=starts,
             code=c[starts],
             first_ts=t[starts],
@@ -137,24 +136,24 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
     eligible = eligible_sql(settings, as_if_enabled=True)
     with transaction(con):
         seq, ts, code, names, left_out = _read(con, pid, eligible)
-        runs = _Runs.of(seq, ts, code, timeout, now)
-        del seq, ts, code
-        con.register(
-            "rs_dict", pa.table({"code": int_array(np.arange(len(names))), "profile_id": names})
-        )
-        found = None if left_out is None else _kept(con, pid, left_out, runs, timeout)
+        con.register("rs_dict", _coded(names))
+        # the stored sessions are read on a cursor of their own while NumPy sorts
+        with con.cursor() as side, ThreadPoolExecutor(1) as pool:
+            reading = None if left_out is None else pool.submit(_stored, side, p, names, left_out)
+            runs = _Runs.of(seq, ts, code, timeout, now)
+            del seq, ts, code
+            stored = None if reading is None else reading.result()
+        found = None if stored is None else _kept(con, p, stored, runs, timeout)
         kept = found.skey if found else np.full(len(runs.code), -1, dtype=np.int64)
         fresh = np.flatnonzero(kept < 0)
         skey0 = take_skey(con, pid, len(fresh))
         skeys = kept.copy()
         skeys[fresh] = np.arange(skey0, skey0 + len(fresh), dtype=np.int64)
         con.register("rs_sessions", runs.table(fresh, skeys[fresh]))
-        written = kept[runs.run] < 0
+        written = runs.seq if found is None else runs.seq[np.repeat(kept < 0, runs.events)]
+        assigned = np.repeat(skeys[fresh], runs.events[fresh])
         con.register(
-            "rs_assign",
-            pa.table(
-                {"seq": int_array(runs.seq[written]), "skey": int_array(skeys[runs.run][written])}
-            ),
+            "rs_assign", pa.table({"seq": int_array(written), "skey": int_array(assigned)})
         )
         if found is None:
             con.execute(f"DELETE FROM sessions WHERE project_id = {p}")
@@ -223,26 +222,40 @@ def _write(con: duckdb.DuckDBPyConnection, pid: int, timeout: int) -> None:
     con.execute("DROP TABLE rs_heads")
 
 
-def _kept(
-    con: duckdb.DuckDBPyConnection, pid: int, left_out: I64, runs: _Runs, timeout: int
-) -> _Kept | None:
-    """The stored sessions that hold the same events as a rebuilt one; None when all is
-    to be rewritten (most sessions changed, or the store cannot vouch for them)."""
-    p = literal(pid)
-    stored = con.sql(
+def _stored(
+    side: duckdb.DuckDBPyConnection, p: str, names: pa.Array, left_out: I64
+) -> pa.Table | None:
+    """The project's stored sessions (their profiles as codes of `names`), on a cursor of
+    their own; None when none can be kept: there are none, one is of a profile without a
+    code, or an assignment points at an event R1 now leaves out (`_assigned`)."""
+    side.register("rs_dict", _coded(names))
+    stored = side.sql(
         f"""SELECT s.skey, d.code, s.first_ts, s.last_ts, s.events, s.concluded,
                    coalesce(s.concluded_at, -1) AS at
             FROM sessions s LEFT JOIN rs_dict d USING (profile_id)
             WHERE s.project_id = {p}"""
     ).to_arrow_table()
-    if not stored.num_rows or stored.column("code").null_count:
+    side.unregister("rs_dict")
+    if not stored.num_rows or stored.column("code").null_count or _assigned(side, p, left_out):
         return None
+    return stored
+
+
+def _coded(names: pa.Array) -> pa.Table:
+    return pa.table({"code": int_array(np.arange(len(names))), "profile_id": names})
+
+
+def _kept(
+    con: duckdb.DuckDBPyConnection, p: str, stored: pa.Table, runs: _Runs, timeout: int
+) -> _Kept | None:
+    """The stored sessions that hold the same events as a rebuilt one; None when all is
+    to be rewritten (most sessions changed)."""
     n = len(runs.code)
     s_code, s_first = ints(stored.column("code")), ints(stored.column("first_ts"))
     low = min(int(s_first.min()), int(runs.first_ts.min())) if n else 0
     high = max(int(s_first.max()), int(runs.first_ts.max())) if n else 0
     bits = (high - low).bit_length()
-    if not n or max(len(runs.code), int(s_code.max()) + 1).bit_length() + bits > 62:
+    if not n or max(int(runs.code.max()), int(s_code.max())).bit_length() + bits > 62:
         return None
     key = (runs.code << bits) | (runs.first_ts - low)  # strictly increasing
     s_key = (s_code << bits) | (s_first - low)
@@ -258,7 +271,7 @@ def _kept(
     hits = np.flatnonzero(same)
     _, first = np.unique(at[hits], return_index=True)  # (one stored row per session)
     hits = hits[first]
-    if 2 * len(hits) < n or _assigned(con, p, left_out):
+    if 2 * len(hits) < n:
         return None
     s_skey = ints(stored.column("skey"))
     # R3's id is made from the first event when the session opens: live, the first to
@@ -367,9 +380,7 @@ def _read(
         .column(0)
         .combine_chunks()
     )
-    con.register(
-        "rs_known", pa.table({"code": int_array(np.arange(len(names))), "profile_id": names})
-    )
+    con.register("rs_known", _coded(names))
     events = con.sql(
         f"""SELECT e.seq, e.ts, d.code FROM events e LEFT JOIN rs_known d USING (profile_id)
             WHERE e.project_id = {p} AND {eligible}"""
