@@ -69,16 +69,41 @@ class Running:
     read: str = ""  # C's read token
 
 
+def tree(pid: int) -> list[int]:
+    """A process and its descendants (`lull serve` is a front and its store process)."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        try:
+            children = Path(f"/proc/{pids[i]}/task/{pids[i]}/children").read_text().split()
+        except OSError:
+            children = []
+        pids += [int(c) for c in children]
+        i += 1
+    return pids
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, all threads
+    """CPU time of the process and its descendants (utime + stime, all threads)."""
+    total = 0
+    for each in tree(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of the process and its descendants."""
+    total = 0
+    for each in tree(pid):
+        try:
+            status = Path(f"/proc/{each}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    return total / 1024
 
 
 def loadavg() -> str:

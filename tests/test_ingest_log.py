@@ -28,6 +28,7 @@ from lull.store.log import (
     LogWriteError,
     OnCorrupt,
     Position,
+    Tail,
     read_log,
     read_segment,
     segments,
@@ -241,6 +242,36 @@ def test_a_closed_segment_is_never_read_past_damage(tmp_path: Path) -> None:
     assert [e for e, _, _ in read_segment("x", data=bytes(data[: positions[1].offset]))] == [
         p.offset for p in positions[:2]
     ]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=30),
+    reads=st.lists(st.integers(0, 30), max_size=8),
+)
+def test_a_tail_reads_each_frame_once_as_the_log_grows(
+    tmp_path_factory: pytest.TempPathFactory, sizes: list[int], reads: list[int]
+) -> None:
+    """Another process's view of the log (`lull serve`'s store process): read up to
+    durable positions reported at any moment, across segments closed in between, it gives
+    every frame once, in order, with the position the writer gave it."""
+    directory = tmp_path_factory.mktemp("tail")
+    log = IngestLog(directory, segment_bytes=3_000)  # a new segment every few frames
+    tail = Tail(directory, log.writer, START)
+    written: list[tuple[Position, list[str]]] = []
+    got: list[tuple[Position, list[str]]] = []
+    for k, n in enumerate(sizes):
+        batch = events(n, tag=f"f{k}")
+        written.append((log.append(batch), ids([batch])))
+        if k in reads:
+            got += [(r.position, ids([r.batch])) for r in tail.read(written[-1][0])]
+    log.close()
+    got += [(r.position, ids([r.batch])) for r in tail.read(written[-1][0])]
+    assert list(tail.read(written[-1][0])) == []  # nothing twice
+    tail.close()
+    assert got == written
 
 
 def test_concurrent_appenders_share_fsyncs(tmp_path: Path) -> None:

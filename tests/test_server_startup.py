@@ -289,10 +289,10 @@ def test_a_hash_match_is_checked_against_the_store() -> None:
             return done
 
     class Engine:
-        applied = 0
+        applied = Position(0, 0)
 
-        def enqueue(self, batch: Any) -> None:
-            self.applied += 1
+        def enqueue(self, frame: Any) -> None:
+            self.applied = frame[-1].position
 
     asked: list[list[str]] = []
 

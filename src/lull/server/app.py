@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 from starlette.applications import Starlette
@@ -51,6 +51,7 @@ from lull.web.routes import web_routes
 from lull.whatif import preview
 
 Handler = Callable[[Request], Awaitable[Response]]
+Serves = Literal["all", "ingest", "reads"]
 
 
 class _AnyText(Convertor[str]):
@@ -241,22 +242,16 @@ MAX_ERRORS = 100  # refused events listed in an answer; `rejected_count` says ho
 _ANY = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
-def _reading(route: BaseRoute, native: Handler) -> bool:
-    """A read (or settings) endpoint of the API: /api/v1/..., but POST /api/v1/events."""
-    if not isinstance(route, Route):
-        return False
-    return route.path.startswith("/api/v1/") and route.endpoint is not native
-
-
 async def _not_served(request: Request) -> Response:
     message = ("not served by an ingestion-only server (lull serve --ingest-only): "
                "sessions are made by lull spark stream; read its output")  # fmt: skip
     return JSONResponse({"error": message}, status_code=404)
 
 
-def build(server: Server, ingest_only: bool = False) -> Starlette:
-    """The app; with `ingest_only` (`lull serve --ingest-only`) the ingestion endpoints
-    only: reads, settings and the web pages answer 404 saying so."""
+def build(server: Server, serves: Serves = "all", ingest_only: bool = False) -> Starlette:
+    """The app: its ingestion endpoints, its reads (the read API, settings, the web
+    pages), or both; /healthz and /openapi.json always. With `ingest_only` (`lull serve
+    --ingest-only`) anything else answers 404 saying so."""
 
     async def healthz(request: Request) -> Response:
         if server.door.failing is not None:  # the ingest log cannot be written now
@@ -502,9 +497,7 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
             return JSONResponse({"error": exc.message}, status_code=exc.status)
         return JSONResponse({"error": "internal error"}, status_code=500)
 
-    routes = [
-        Route("/healthz", healthz),
-        Route("/openapi.json", openapi),
+    ingest: list[BaseRoute] = [
         Route("/api/v1/events", native, methods=["POST"]),
         Route("/v1/batch", segment_api, methods=["POST"]),
         Route("/v1/b", segment_api, methods=["POST"]),  # analytics-next batching: apiHost + /b
@@ -522,34 +515,39 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
         Route("/array/{token}/{kind}", posthog_config, methods=["GET"]),
         Route("/2/httpapi", amplitude_api, methods=["POST"]),
         Route("/batch", amplitude_api, methods=["POST"]),
-        Route(
-            "/api/v1/sessions",
-            read(lambda c, p, r: reads.sessions(c, p, dict(r.query_params))),
-        ),
-        Route(
-            "/api/v1/events",
-            read(lambda c, p, r: reads.events(c, p, dict(r.query_params))),
-            methods=["GET"],
-        ),
-        Route(
-            "/api/v1/profiles/{profile_id:any_text}",
-            read(lambda c, p, r: reads.profile(c, p, r.path_params["profile_id"])),
-        ),
-        Route("/api/v1/board", read(read_board)),
-        Route("/api/v1/whatif", read(read_whatif)),
-        Route("/api/v1/figures/{figure}", read(read_figure)),
-        Route("/api/v1/settings", change_settings, methods=["PUT"]),
-        Route(
-            "/api/v1/settings",
-            read(lambda c, p, r: server.engine.settings(p).as_json()),
-            methods=["GET"],
-        ),
-        *segments_api.routes(server, _bearer),
         *clevertap_web.routes(server),
-        *([] if ingest_only else web_routes(server)),  # the web pages at /
     ]
+    reading: list[BaseRoute] = []
+    if serves != "ingest":  # (the pages read the store as they are made)
+        reading = [
+            Route(
+                "/api/v1/sessions",
+                read(lambda c, p, r: reads.sessions(c, p, dict(r.query_params))),
+            ),
+            Route(
+                "/api/v1/events",
+                read(lambda c, p, r: reads.events(c, p, dict(r.query_params))),
+                methods=["GET"],
+            ),
+            Route(
+                "/api/v1/profiles/{profile_id:any_text}",
+                read(lambda c, p, r: reads.profile(c, p, r.path_params["profile_id"])),
+            ),
+            Route("/api/v1/board", read(read_board)),
+            Route("/api/v1/whatif", read(read_whatif)),
+            Route("/api/v1/figures/{figure}", read(read_figure)),
+            Route("/api/v1/settings", change_settings, methods=["PUT"]),
+            Route(
+                "/api/v1/settings",
+                read(lambda c, p, r: server.engine.settings(p).as_json()),
+                methods=["GET"],
+            ),
+            *segments_api.routes(server, _bearer),
+            *web_routes(server),  # the web pages at /
+        ]
+    routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/openapi.json", openapi)]
+    routes += ingest if serves == "ingest" else reading if serves == "reads" else ingest + reading
     if ingest_only:  # no reads: ingestion, /healthz and /openapi.json, and a clear 404
-        routes = [r for r in routes if not _reading(r, native)]
         routes.append(Route("/{rest:path}", _not_served, methods=list(_ANY)))
     app = Starlette(
         routes=routes,
@@ -560,6 +558,6 @@ def build(server: Server, ingest_only: bool = False) -> Starlette:
     return app
 
 
-def serving(server: Server, ingest_only: bool = False) -> FastIngest:
-    """The app behind the native API's fast lane (server/fast.py): what `lull serve` runs."""
-    return FastIngest(build(server, ingest_only), server)
+def serving(server: Server, serves: Serves = "all", ingest_only: bool = False) -> FastIngest:
+    """The app behind the native API's fast lane (server/fast.py)."""
+    return FastIngest(build(server, serves, ingest_only), server)

@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 from lull.errors import Unavailable
 from lull.ingest.columns import EventColumns
 from lull.server.identity import Link, Target
-from lull.store.log import EVENT_SCHEMA, IngestLog, LogError, Position
+from lull.store.log import EVENT_SCHEMA, START, IngestLog, LogError, Position
 
 if TYPE_CHECKING:
     from lull.server.live import Event, LiveEngine
@@ -105,9 +105,12 @@ class Door:
         self.seen: dict[int, dict[str, asyncio.Future[Position]]] = {}
         self.windows: dict[int, Window] = {}  # per project: ids the store holds, hashed
         self.stored = stored  # (project, ids, since): those the store holds since then
-        # batches handed to the engine, by number, with their ids, until it has applied them
-        self._unfrozen: collections.deque[tuple[int, int, int, list[str]]] = collections.deque()
-        self.acked = 0  # requests handed to the engine, in log order
+        # requests handed to the engine, by where they end in the log, with their ids,
+        # until the engine has applied them
+        self._unfrozen: collections.deque[tuple[Position, int, int, list[str]]] = (
+            collections.deque()
+        )
+        self.acked = START  # the end of what was acknowledged and handed to the engine
         self.failing: str | None = None  # the last append's error, while appends fail
         self._dropped = -1  # the window's days before this are dropped
         self._keeper: queue.SimpleQueue[tuple[int, int, list[str]]] = queue.SimpleQueue()
@@ -224,13 +227,12 @@ class Door:
         self._writing -= 1
         error = durable.exception()
         if error is None:
-            position = durable.result()
+            position = self.acked = durable.result()
             for _, batch, events, future in parts:
                 batch.position = position
-                self.acked += 1
                 if len(events):
                     ids = events.message_ids
-                    self._unfrozen.append((self.acked, batch.project_id, batch.received_at, ids))
+                    self._unfrozen.append((position, batch.project_id, batch.received_at, ids))
                 future.set_result(position)
             self.engine.enqueue([batch for _, batch, _, _ in parts])
         else:

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import duckdb
 import pyarrow as pa
@@ -36,7 +36,7 @@ from lull.errors import LullError
 from lull.model import Settings
 from lull.server.identity import Link, Target, follow
 from lull.store.db import connect
-from lull.store.log import EVENT_SCHEMA, IngestLog, LogError
+from lull.store.log import EVENT_SCHEMA, START, IngestLog, LogError
 from lull.store.projects import get_settings, now_ms
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class Frozen:
         self.projects = {pid: _Project(s) for pid, s in projects.items()}
         self.aliases = aliases
         self.clock = clock
-        self.applied = 0  # nothing is applied here (reads are not served)
+        self.applied = START  # nothing is applied here (reads are not served)
 
     def settings(self, project_id: int) -> Settings:
         return self.projects[project_id].settings
@@ -85,8 +85,14 @@ class Frozen:
         """Acknowledged and in the log: that is all (Spark reads the log)."""
 
 
-def load(con: duckdb.DuckDBPyConnection) -> tuple[Frozen, Callable[[int], str]]:
-    """The store's projects, settings and links (read once, at start)."""
+F = TypeVar("F", bound=Frozen)
+
+
+def load(
+    con: duckdb.DuckDBPyConnection,
+    make: type[F] = Frozen,  # type: ignore[assignment]
+) -> tuple[F, Callable[[int], str]]:
+    """The store's projects, settings and links (read once, at start), as a `make`."""
     rows = con.execute("SELECT id, name FROM projects").fetchall()
     names = {int(pid): str(name) for pid, name in rows}
     settings = {pid: get_settings(con, pid) for pid in names}
@@ -95,7 +101,7 @@ def load(con: duckdb.DuckDBPyConnection) -> tuple[Frozen, Callable[[int], str]]:
     for pid, anonymous, profile, *since in con.execute("SELECT * FROM aliases").fetchall():
         tie = Target(str(profile), since[0] if since else None)
         aliases.setdefault(int(pid), {})[str(anonymous)] = tie
-    return Frozen(settings, aliases), names.__getitem__
+    return make(settings, aliases), names.__getitem__
 
 
 def as_engine(frozen: Frozen) -> LiveEngine:
@@ -164,14 +170,14 @@ def serve(
                 f"the store {db} has no project keys: make a project first "
                 "(lull project create NAME), then start the ingest-only servers"
             )
-        frozen, names = load(con)
+        frozen, names = load(con, Frozen)
         engine = as_engine(frozen)
         log = IngestLog(log_dir or f"{db}.log", writer=writer or default_writer(port),
                         segment_seconds=SEGMENT_SECONDS)  # fmt: skip
         try:
             # no duplicate window: Spark keeps the ids (window 0: in-flight copies only)
             door = Door(log, engine, names, window_ms=0)
-            app = serving(Server(con, engine, door), ingest_only=True)
+            app = serving(Server(con, engine, door), "ingest", ingest_only=True)
         except BaseException:
             log.close()
             raise

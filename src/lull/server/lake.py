@@ -40,6 +40,7 @@ from lull.server.app import Server, build
 from lull.server.run import listen
 from lull.spark.output import open_output
 from lull.store.db import literal
+from lull.store.log import START
 from lull.store.profiles import refresh_from_sessions
 from lull.store.projects import now_ms
 from lull.store.schema import SCHEMA
@@ -86,7 +87,7 @@ class LakeEngine:
 
     def __init__(self, pid: int, settings: Settings) -> None:
         self.projects = {pid: _Project(settings)}
-        self.applied = 0  # nothing is applied here: reads never wait
+        self.applied = START  # nothing is applied here: reads never wait
 
     def settings(self, project_id: int) -> Settings:
         return self.projects[project_id].settings
@@ -108,7 +109,7 @@ class LakeEngine:
 class LakeDoor:
     """The ingestion door of a lake server: shut."""
 
-    acked = 0
+    acked = START
     failing: str | None = None
 
     async def take(self, *args: Any, **kwargs: Any) -> Any:

@@ -25,10 +25,10 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import msgspec
@@ -45,11 +45,23 @@ from lull.server.identity import Link, Target, follow
 from lull.server.writes import Rows, write, write_profiles
 from lull.store.db import transaction
 from lull.store.ends import fill_all
-from lull.store.log import START, IngestLog, Position
+from lull.store.log import START, Position, Record
 from lull.store.profiles import refresh_from_sessions, refresh_touched, touched_sql
 from lull.store.projects import get_settings, now_ms
 
 Clock = Callable[[], int]
+
+
+class Followed(Protocol):
+    """The log the engine follows: its writer id, and its durable frames past a position
+    (an `IngestLog`, or the front process's log read by the store process)."""
+
+    @property
+    def writer(self) -> str: ...
+
+    def read(self, after: Position = START) -> Iterator[Record]: ...
+
+
 # A group commit takes the requests waiting up to about this many events: large enough
 # that DuckDB's per-commit cost is spread thin, small enough to stay well under a second.
 GROUP_EVENTS = 50_000
@@ -156,7 +168,7 @@ class LiveEngine:
     def __init__(
         self,
         con: duckdb.DuckDBPyConnection,
-        log: IngestLog,
+        log: Followed,
         clock: Clock = now_ms,
         checkpoint_file: str | None = None,
     ) -> None:
@@ -165,7 +177,7 @@ class LiveEngine:
         self.con = con.cursor()
         self.clock = clock
         self.log = log
-        self.applied = 0  # requests applied since start (the door counts those it hands over)
+        self.applied = START  # where in the log the store has applied up to
         self.queue: queue.Queue[list[Batch] | control.SettingsChange | None] = queue.Queue()
         self.projects: dict[int, _Project] = {}
         self.ready = threading.Event()
@@ -178,6 +190,8 @@ class LiveEngine:
         self.started_from = "store"  # or "checkpoint" (+ "store"): where the state came from
         # called with each committed group's event tables (segments/live.py's Watcher)
         self.on_stored: Callable[[list[pa.Table]], None] | None = None
+        self.on_applied: Callable[[Position], None] | None = None  # after each commit
+        self.on_settings: Callable[[int, Settings], None] | None = None  # after a change
 
     # -- outside the thread --------------------------------------------------------
 
@@ -316,6 +330,8 @@ class LiveEngine:
     def reload(self, pid: int) -> None:
         """Rebuild one project's state from the store, as a restart would."""
         self._load(pid)
+        if self.on_settings is not None:
+            self.on_settings(pid, self.projects[pid].settings)
 
     def _load(self, only: int | None = None) -> None:
         """The state of every project (or of project `only`) from the store."""
@@ -504,7 +520,8 @@ class LiveEngine:
         }
         group: list[Batch] = []
         size = 0
-        for record in self.log.read(applied_position(self.con, self.log.writer)):
+        self.applied = applied_position(self.con, self.log.writer)
+        for record in self.log.read(self.applied):
             frame = from_arrow(record.batch, names)
             for batch in frame:
                 batch.position = record.position
@@ -517,6 +534,10 @@ class LiveEngine:
             self._commit(group, replaying=True)
 
     def _commit(self, group: list[Batch], replaying: bool = False) -> None:
+        # (frames queued before a replay that applied them are applied already)
+        group = [b for b in group if b.position is None or b.position > self.applied]
+        if not group:
+            return
         rows = Rows()
         states: list[tuple[_Project, vector.Step | None, np.ndarray]] = []
         try:
@@ -539,16 +560,17 @@ class LiveEngine:
             self.projects.clear()
             self._load()
             self._replay()
-            self.applied += len(group)
             return
         for project, out, keys in states:
             if out is not None:
                 project.table.put(out.codes, out.after)
                 project.keys[out.codes] = keys
+        if last is not None:
+            self.applied = last
+            if self.on_applied is not None:
+                self.on_applied(last)
         if self.on_stored is not None and rows.event_tables:
             self.on_stored(rows.event_tables)
-        if not replaying:
-            self.applied += len(group)
 
     def _apply(
         self, pid: int, requests: list[Batch], rows: Rows

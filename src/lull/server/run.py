@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from importlib.machinery import ModuleSpec
 from types import FrameType, ModuleType
 from typing import Any
@@ -18,9 +19,13 @@ import duckdb
 import numpy as np
 import uvicorn
 
-from lull.server.app import Server, serving
-from lull.server.door import DAY_MS, DEFAULT_WINDOW_MS, Door
-from lull.server.live import LiveEngine, applied_position, save_applied_position
+from lull.errors import Conflict, LullError
+from lull.server.app import Server, build
+from lull.server.door import DAY_MS, DEFAULT_WINDOW_MS, EVENT, Door
+from lull.server.fast import FastIngest
+from lull.server.front import Forward, FrontEngine, Split, StoreProcess
+from lull.server.ingest_only import as_engine, load
+from lull.server.live import applied_position, save_applied_position
 from lull.store.db import connect, transaction
 from lull.store.ends import fill_all as fill_all_ends
 from lull.store.keys import create_project
@@ -38,77 +43,112 @@ def serve(
     duplicate_window_ms: int = DEFAULT_WINDOW_MS,
     forwarded_allow_ips: str | None = None,
 ) -> None:
-    """Serve until interrupted. On a store with no keys yet, make a ready project
+    """Serve until interrupted: this process takes the HTTP requests and writes the ingest
+    log (server/front.py), a store process applies it and serves the reads
+    (server/store_process.py). On a store with no keys yet, make a ready project
     (`default`, sessions on) and print its keys once. With a certificate and its key,
     serve HTTPS (CleverTap's web SDK sends only to https). `lull spark stream --log`
     reads the ingest log's closed segments (`lull serve --ingest-only`: server/ingest_only.py).
     At a clean stop the live state is saved next to the store (`<db>.live`,
     server/checkpoint.py) and the next start loads it if the store is as it was left."""
     started = time.perf_counter()
-    # pyarrow imports pandas (when installed, as with the spark extra) the first time it
-    # converts a Python list: 0.4 s of start-up, 1.4 s with no bytecode cache. The server
-    # never uses pandas: tell pyarrow it is not there.
-    if "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _NoPandas())
-    # Three threads share the GIL (HTTP, the log's writer, the engine), and the handlers'
-    # pyarrow calls release and retake it: with Python's default 5 ms switch interval
-    # each retake can wait that long behind the engine's Python work.
+    no_pandas()
+    # Two threads share the GIL (HTTP, the log's writer), and the handlers' pyarrow calls
+    # release and retake it: with Python's default 5 ms switch interval each retake can
+    # wait that long.
     sys.setswitchinterval(0.0005)
     # Requests make many short-lived objects; collections of the young ones are cheap,
     # but a full collection walks everything the server holds: make those rarer.
     gc.set_threshold(50_000, 20, 100)
-    con = connect(db)
-    if con.execute("SELECT count(*) FROM project_keys").fetchone() == (0,):
-        with transaction(con):
-            made = create_project(con, "default")
-            pid = project_id(con, "default")
-            settings = get_settings(con, pid)
-            if not settings.sessions_enabled:
-                from dataclasses import replace
-
-                save_settings(con, pid, replace(settings, sessions_enabled=True))
-        print("lull: made project 'default' with sessions on; its keys (shown once):")
-        print(json.dumps(made, indent=2), flush=True)  # shown once: never left in a buffer
-    # DuckDB's block cache would otherwise grow with the store; the server's working set
-    # is the engine's state in Python, so keep DuckDB's share small.
-    with transaction(con):  # sessions concluded since the last start (or before ends were kept)
-        fill_all_ends(con)
-    con.execute("SET memory_limit = '128MB'")
-    log = IngestLog(log_dir or f"{db}.log")
-    engine = LiveEngine(con, log, checkpoint_file=f"{db}.live")
-    opened = time.perf_counter()
+    store = StoreProcess(db, log_dir or f"{db}.log")
+    store.spawn()  # it imports what it needs while this process gets ready
     try:
-        reconcile_log(con, log)
-        engine.start()  # applies what the log holds past the store first
+        con = _connect(db)
+        try:
+            _default_project(con)
+            with transaction(con):  # sessions concluded since the last start
+                fill_all_ends(con)
+            log = IngestLog(store.log_dir, writer=store.writer)
+            try:
+                reconcile_log(con, log)
+                engine, names = load(con, FrontEngine)
+                door = Door(log, as_engine(engine), names, duplicate_window_ms, store.stored)
+                ids = remember_window(con, door, engine.clock()) + remember_log(con, log, door)
+                server = Server(con, as_engine(engine), door)
+            except BaseException:
+                log.close()
+                raise
+        finally:
+            con.close()  # the store process opens it
+        opened = time.perf_counter()
+        store.follow(engine, lambda: door.acked)
+        store.start(log.position)
     except BaseException:
-        log.close()
+        store.kill()
         raise
     loaded = time.perf_counter()
-    door = Door(log, engine, _name_lookup(con.cursor()), duplicate_window_ms, _stored(con))
-    ids = remember_window(con, door, engine.clock())
-    app = serving(Server(con, engine, door))
+    front = build(server, "ingest")
+    app = FastIngest(Split(front, front.routes, Forward(store)), server)
     gc.collect()
     gc.freeze()  # what start-up built lives as long as the server: never walk it again
     scheme = "https" if ssl_certfile else "http"
-    ready = time.perf_counter()
     print(
-        f"lull: ready in {ready - started:.2f} s (store opened {opened - started:.2f} s, live "
-        f"state from the {engine.started_from} {loaded - opened:.2f} s, {ids:,} message ids "
-        f"of the duplicate window {ready - loaded:.2f} s)",
+        f"lull: ready in {time.perf_counter() - started:.2f} s (store and {ids:,} message ids "
+        f"of the duplicate window {opened - started:.2f} s, live state from the "
+        f"{store.started_from} {loaded - opened:.2f} s)",
         file=sys.stderr,
         flush=True,
     )
     print(f"lull: serving {scheme}://{host}:{port}/ (store {db})", file=sys.stderr, flush=True)
     if threading.current_thread() is threading.main_thread():
         # uvicorn shuts down gracefully on SIGTERM, then raises it again: end normally
-        # then, so the writer stops and the store is closed (checkpointed), not killed.
+        # then, so the log is closed and the store process stops cleanly, not killed.
         signal.signal(signal.SIGTERM, _stop)
     try:
         listen(app, host, port, forwarded_allow_ips, ssl_certfile, ssl_keyfile)
+    except SystemExit:  # (SIGTERM: from a service manager, or the front itself)
+        if store.failed is None:
+            raise
     finally:
-        log.close()  # what was acknowledged is durable: the engine applies the rest
-        engine.stop()
-        con.close()
+        log.close()  # what was acknowledged is durable: the store process applies the rest
+        store.stop(log.position)
+    if store.failed is not None:
+        raise LullError(f"{store.failed}; start the server again")
+
+
+def _connect(db: str, wait: float = 15.0) -> duckdb.DuckDBPyConnection:
+    """The store, waiting a little while the store process of a server that was just
+    killed lets go of it."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return connect(db)
+        except Conflict:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _default_project(con: duckdb.DuckDBPyConnection) -> None:
+    """On a store with no keys: project `default`, sessions on, its keys printed once."""
+    if con.execute("SELECT count(*) FROM project_keys").fetchone() != (0,):
+        return
+    with transaction(con):
+        made = create_project(con, "default")
+        pid = project_id(con, "default")
+        settings = get_settings(con, pid)
+        if not settings.sessions_enabled:
+            save_settings(con, pid, replace(settings, sessions_enabled=True))
+    print("lull: made project 'default' with sessions on; its keys (shown once):")
+    print(json.dumps(made, indent=2), flush=True)  # shown once: never left in a buffer
+
+
+def no_pandas() -> None:
+    """pyarrow imports pandas (when installed, as with the spark extra) the first time it
+    converts a Python list: 0.4 s of start-up, 1.4 s with no bytecode cache. The server
+    never uses pandas: tell pyarrow it is not there."""
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _NoPandas())
 
 
 def listen(
@@ -134,20 +174,6 @@ def listen(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
     )
-
-
-def _name_lookup(con: duckdb.DuckDBPyConnection) -> Callable[[int], str]:
-    """A project's name by id (the log names projects), looked up once."""
-    known: dict[int, str] = {}
-
-    def name(pid: int) -> str:
-        if pid not in known:
-            row = con.execute("SELECT name FROM projects WHERE id = ?", [pid]).fetchone()
-            assert row is not None
-            known[pid] = str(row[0])
-        return known[pid]
-
-    return name
 
 
 def remember_window(con: duckdb.DuckDBPyConnection, door: Door, now: int) -> int:
@@ -177,7 +203,28 @@ def remember_window(con: duckdb.DuckDBPyConnection, door: Door, now: int) -> int
     return int(table.num_rows)
 
 
-def _stored(con: duckdb.DuckDBPyConnection) -> Callable[[int, list[str], int], set[str]]:
+def remember_log(con: duckdb.DuckDBPyConnection, log: IngestLog, door: Door) -> int:
+    """The message ids of the log past what the store holds (the store process applies
+    them as it starts), into the duplicate window; returns how many."""
+    if door.window_ms <= 0:
+        return 0
+    ids = {
+        str(name): int(pid) for pid, name in con.execute("SELECT id, name FROM projects").fetchall()
+    }
+    count = 0
+    for record in log.read(applied_position(con, log.writer)):
+        rows = record.batch
+        kinds = rows.column("kind").to_numpy(zero_copy_only=False)
+        projects = rows.column("project").to_pylist()
+        received = rows.column("received_at").to_numpy(zero_copy_only=False)
+        mids = rows.column("message_id").to_pylist()
+        for i in (kinds == EVENT).nonzero()[0].tolist():
+            door.remember(ids[projects[i]], int(received[i]) // DAY_MS, [mids[i]])
+            count += 1
+    return count
+
+
+def stored_since(con: duckdb.DuckDBPyConnection) -> Callable[[int, list[str], int], set[str]]:
     """Which of these message ids the store holds, received since an instant (the
     duplicate window's check of a hash that matches; called off the event loop)."""
 

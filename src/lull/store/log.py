@@ -371,6 +371,83 @@ def read_log(
             yield Record(Position(seg.number, end), seq, batch)
 
 
+class Tail:
+    """A writer's log read forward as it grows, by another process: the frames up to a
+    durable position its writer reports (`lull serve`'s store process follows the front
+    process's log this way). Each call reads only the bytes past the last one, by `pread`
+    on the open file (which a rename at the segment's close does not disturb)."""
+
+    def __init__(self, directory: Path | str, writer: str, after: Position) -> None:
+        self.directory = Path(directory)
+        self.writer = writer
+        self.at = after
+        self._fd: int | None = None
+        self._schema: pa.Schema | None = None
+
+    def read(self, until: Position) -> Iterator[Record]:
+        """The frames past the last read, up to `until` (a frame's end, durable)."""
+        if self.at.segment == 0 and self.at < until:  # nothing read yet: the first segment
+            self.at = Position(self._following(until), 0)
+        while self.at < until:
+            if self._fd is None:
+                self._open(self.at.segment)
+            end = until.offset if self.at.segment == until.segment else None
+            yield from self._frames(end)
+            if end is None:  # that segment is complete: on to the next
+                self._close()
+                self.at = Position(self._following(until), 0)
+
+    def _following(self, until: Position) -> int:
+        """The number of the writer's segment after the one being read."""
+        numbers = [s.number for s in segments(self.directory, self.writer, False)]
+        number = min((n for n in numbers if n > self.at.segment), default=None)
+        if number is None or number > until.segment:
+            raise CorruptLogError(self.directory, 0, f"no segment after {tuple(self.at)}")
+        return number
+
+    def close(self) -> None:
+        self._close()
+
+    def _open(self, number: int) -> None:
+        for suffix in (OPEN, CLOSED):  # it may be closed (renamed) since
+            path = self.directory / _segment_name(self.writer, number, suffix)
+            with contextlib.suppress(FileNotFoundError):
+                self._fd = os.open(path, os.O_RDONLY)
+                break
+        else:
+            raise CorruptLogError(self.directory, 0, f"segment {number} of {self.writer} is gone")
+        head = os.pread(self._fd, HEADER_SIZE, 0)
+        length = HEADER.unpack_from(head)[1] if len(head) == HEADER_SIZE else 0
+        buf = pa.py_buffer(os.pread(self._fd, HEADER_SIZE + length + _pad(length), 0))
+        first = _check(buf, memoryview(buf), 0)
+        if not isinstance(first, _Frame) or first.kind != KIND_SCHEMA:
+            raise CorruptLogError(path, 0, first if isinstance(first, str) else "no schema frame")
+        self._schema = pa.ipc.read_schema(first.payload)
+        if self.at.offset < first.end:
+            self.at = Position(number, first.end)
+
+    def _frames(self, end: int | None) -> Iterator[Record]:
+        assert self._fd is not None and self._schema is not None
+        start = self.at.offset
+        size = (os.fstat(self._fd).st_size if end is None else end) - start
+        buf = pa.py_buffer(os.pread(self._fd, size, start)) if size > 0 else pa.py_buffer(b"")
+        view = memoryview(buf)
+        at = 0
+        while at < buf.size:
+            found = _check(buf, view, at)
+            if isinstance(found, str):
+                raise CorruptLogError(self.directory, start + at, found)
+            batch = pa.ipc.read_record_batch(found.payload, self._schema)
+            at = found.end
+            self.at = Position(self.at.segment, start + at)
+            yield Record(self.at, found.seq, batch)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 # -- writing ---------------------------------------------------------------------------
 
 
