@@ -135,11 +135,11 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
     timeout, p = settings.timeout_ms, literal(pid)
     eligible = eligible_sql(settings, as_if_enabled=True)
     with transaction(con):
-        seq, ts, code, names, left_out = _read(con, pid, eligible)
+        seq, ts, code, names, known = _read(con, pid, eligible)
         con.register("rs_dict", _coded(names))
         # the stored sessions are read on a cursor of their own while NumPy sorts
         with con.cursor() as side, ThreadPoolExecutor(1) as pool:
-            reading = None if left_out is None else pool.submit(_stored, side, p, names, left_out)
+            reading = pool.submit(_stored, side, p, names, eligible, timeout) if known else None
             runs = _Runs.of(seq, ts, code, timeout, now)
             del seq, ts, code
             stored = None if reading is None else reading.result()
@@ -223,11 +223,19 @@ def _write(con: duckdb.DuckDBPyConnection, pid: int, timeout: int) -> None:
 
 
 def _stored(
-    side: duckdb.DuckDBPyConnection, p: str, names: pa.Array, left_out: I64
+    side: duckdb.DuckDBPyConnection, p: str, names: pa.Array, eligible: str, timeout: int
 ) -> pa.Table | None:
     """The project's stored sessions (their profiles as codes of `names`), on a cursor of
-    their own; None when none can be kept: there are none, one is of a profile without a
-    code, or an assignment points at an event R1 now leaves out (`_assigned`)."""
+    their own; None when not enough can be kept: there are none, most were concluded
+    under another timeout, one is of a profile without a code, or an assignment points
+    at an event R1 now leaves out (`_assigned`)."""
+    row = side.execute(
+        f"""SELECT count(*), count(*) FILTER (WHERE NOT concluded
+                                              OR concluded_at = last_ts + {literal(timeout)})
+            FROM sessions WHERE project_id = {p}"""
+    ).fetchall()
+    if not row or 2 * int(row[0][1]) < int(row[0][0]):
+        return None  # (a new timeout: then every concluded session changes)
     side.register("rs_dict", _coded(names))
     stored = side.sql(
         f"""SELECT s.skey, d.code, s.first_ts, s.last_ts, s.events, s.concluded,
@@ -236,9 +244,10 @@ def _stored(
             WHERE s.project_id = {p}"""
     ).to_arrow_table()
     side.unregister("rs_dict")
-    if not stored.num_rows or stored.column("code").null_count or _assigned(side, p, left_out):
+    if not stored.num_rows or stored.column("code").null_count:
         return None
-    return stored
+    left_out = side.sql(f"SELECT seq FROM events WHERE project_id = {p} AND NOT {eligible}")
+    return None if _assigned(side, p, ints(left_out.to_arrow_table().column(0))) else stored
 
 
 def _coded(names: pa.Array) -> pa.Table:
@@ -362,10 +371,9 @@ def _refresh(
 
 def _read(
     con: duckdb.DuckDBPyConnection, pid: int, eligible: str
-) -> tuple[I64, I64, I64, pa.Array, I64 | None]:
+) -> tuple[I64, I64, I64, pa.Array, bool]:
     """The eligible events' seq, time and profile code (in no set order), the profile id
-    of each code, and the seq of the events R1 leaves out (None when a profile of the
-    events has no row in `profiles`: then the events are read the plain way).
+    of each code, and whether every profile of the events has a row in `profiles`.
 
     The codes come from a join with the profiles table (its 200,000 ids at 10M events,
     each once) done by DuckDB on both cores, so 10M profile ids are neither copied out
@@ -392,14 +400,6 @@ def _read(
         ).to_arrow_table()
         encoded = pc.dictionary_encode(events.column("profile_id")).combine_chunks()
         seq, ts = ints(events.column("seq")), ints(events.column("ts"))
-        return seq, ts, ints(encoded.indices), encoded.dictionary, None
-    left_out = con.sql(
-        f"SELECT seq FROM events WHERE project_id = {p} AND NOT {eligible}"
-    ).to_arrow_table()
-    return (
-        ints(events.column("seq")),
-        ints(events.column("ts")),
-        ints(events.column("code")),
-        names,
-        ints(left_out.column("seq")),
-    )
+        return seq, ts, ints(encoded.indices), encoded.dictionary, False
+    seq, ts = ints(events.column("seq")), ints(events.column("ts"))
+    return seq, ts, ints(events.column("code")), names, True
