@@ -173,7 +173,19 @@ def _die_with_parent() -> None:
 
 def _follow(tail: Tail, engine: LiveEngine, names: dict[str, int], source: Followed,
             server: uvicorn.Server) -> None:  # fmt: skip
-    """The thread that reads the front's positions and hands the engine each new frame."""
+    """The thread that reads the front's positions and hands the engine each new frame.
+    If it cannot (a log it cannot read), this process ends and the front says so: the
+    store must never silently stop following what was acknowledged."""
+    try:
+        _follow_log(tail, engine, names, source, server)
+    except BaseException as error:
+        print(f"lull: the store process cannot follow the ingest log: {error}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        os._exit(3)
+
+
+def _follow_log(tail: Tail, engine: LiveEngine, names: dict[str, int], source: Followed,
+                server: uvicorn.Server) -> None:  # fmt: skip
     stdin = sys.stdin.buffer.fileno()
     pending = b""
     while True:
