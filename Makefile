@@ -15,10 +15,10 @@ VENDOR := src/lull/web/static/vendor
 # Python packages into .venv (--inexact keeps extras a test run installed), and the
 # front-end packages of the web pages from the npm registry (web/package-lock.json).
 setup: $(UV) $(VENDOR)/chart.umd.min.js
-	$(UV) sync --frozen --inexact
+	$(UV) sync --frozen --inexact --compile-bytecode
 
 setup-all: $(UV) $(VENDOR)/chart.umd.min.js
-	$(UV) sync --frozen --all-extras
+	$(UV) sync --frozen --all-extras --compile-bytecode
 
 $(VENDOR)/chart.umd.min.js: web/package-lock.json
 	npm ci --prefix web --no-audit --no-fund --loglevel=error
