@@ -72,6 +72,16 @@ EVENT_COLUMNS = (
     "late",
     "seq",
 )
+_EVENTS = pa.schema(
+    [(c, pa.bool_() if c == "late" else pa.int64() if c == "seq" else pa.string())
+     for c in EVENT_COLUMNS]
+)  # fmt: skip
+_SESSIONS = pa.schema(
+    [("session_id", pa.string()), ("profile_id", pa.string()), ("first_ts", pa.string()),
+     ("last_ts", pa.string()), ("length_s", pa.int64()), ("events", pa.int64()),
+     ("source", pa.string()), ("concluded", pa.bool_())]
+)  # fmt: skip
+SCHEMAS = {"events": _EVENTS, "sessions": _SESSIONS, "concluded": _EVENTS}
 _TEXT = ("message_id", "profile_id", "name", "source")
 _OPTIONAL = ("received_at", "seq")
 _WORK = "_work"
@@ -155,8 +165,10 @@ def resessionize(
         raise
     except Exception as e:  # a task that failed in Spark's hands (a lost executor, ...)
         raise BadInput(f"--events {events}: the job failed: {_reason(e)}") from None
-    for name in ("events", "sessions", "concluded"):
+    for name, schema in SCHEMAS.items():
         fs.create_dir(f"{root}/{name}", recursive=True)
+        if not tasks.listed(fs, f"{root}/{name}", ".parquet"):  # none: readers see the columns
+            _write(job, name, "empty", schema.empty_table(), always=True)
         with fs.open_output_stream(f"{root}/{name}/_SUCCESS"):
             pass
     fs.delete_dir(f"{root}/{_WORK}")
@@ -503,10 +515,11 @@ def _properties(job: Job, table: pa.Table) -> pa.Array:
     return pa.array(texts, pa.string())
 
 
-def _write(job: Job, name: str, part: str, table: pa.Table) -> None:
+def _write(job: Job, name: str, part: str, table: pa.Table, *, always: bool = False) -> None:
     """`OUT/<name>/part-<part>.parquet`, whole (a temporary name, then a rename)."""
-    if not table.num_rows:
+    if not table.num_rows and not always:
         return
+    table = table.cast(SCHEMAS[name])
     fs, root = tasks.fs_path(job.out)
     folder = f"{root}/{name}"
     fs.create_dir(folder, recursive=True)
