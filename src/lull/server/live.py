@@ -1,8 +1,10 @@
 """The live engine: applies acknowledged requests to the session rules and the store.
 
 Requests are acknowledged by the front door (server/door.py) once they are in the ingest
-log; this engine follows the log. One thread owns the store's write connection. It takes
-every request waiting (in log order, up to about GROUP_EVENTS events), applies each
+log; this engine follows the log (in `lull serve`, in the store process: the front
+process writes the log, server/store_process.py hands this engine each durable frame).
+One thread owns the store's write connection. It takes every request waiting (in log
+order, up to about GROUP_EVENTS events), applies each
 project's share set-wise with the vectorized engine (`engine.vector`: NumPy over the
 whole group, the exact engine only for the rare out-of-order profiles), and writes the
 group in one transaction together with how far in the log it has applied. The same

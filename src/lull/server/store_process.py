@@ -64,7 +64,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 @dataclass
-class Followed:
+class FrontLog:
     """The front's log as the engine replays it at start: up to what is durable."""
 
     directory: str
@@ -171,7 +171,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def _follow(tail: Tail, engine: LiveEngine, names: dict[str, int], source: Followed,
+def _follow(tail: Tail, engine: LiveEngine, names: dict[str, int], source: FrontLog,
             server: uvicorn.Server) -> None:  # fmt: skip
     """The thread that reads the front's positions and hands the engine each new frame.
     If it cannot (a log it cannot read), this process ends and the front says so: the
@@ -184,7 +184,7 @@ def _follow(tail: Tail, engine: LiveEngine, names: dict[str, int], source: Follo
         os._exit(3)
 
 
-def _follow_log(tail: Tail, engine: LiveEngine, names: dict[str, int], source: Followed,
+def _follow_log(tail: Tail, engine: LiveEngine, names: dict[str, int], source: FrontLog,
                 server: uvicorn.Server) -> None:  # fmt: skip
     stdin = sys.stdin.buffer.fileno()
     pending = b""
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     first = os.read(sys.stdin.buffer.fileno(), POSITION.size)
     if len(first) < POSITION.size:
         sys.exit(1)  # the front did not get ready
-    source = Followed(args.log_dir, args.writer, Position(*POSITION.unpack(first)))
+    source = FrontLog(args.log_dir, args.writer, Position(*POSITION.unpack(first)))
     try:
         con = connect(args.db)
         con.execute("SET memory_limit = '128MB'")
