@@ -69,7 +69,7 @@ class Running:
     read: str = ""  # C's read token
 
 
-def tree(pid: int) -> list[int]:
+def processes(pid: int) -> list[int]:
     """A process and its descendants (`lull serve` is a front and its store process)."""
     pids, i = [pid], 0
     while i < len(pids):
@@ -85,7 +85,7 @@ def tree(pid: int) -> list[int]:
 def cpu_seconds(pid: int) -> float:
     """CPU time of the process and its descendants (utime + stime, all threads)."""
     total = 0
-    for each in tree(pid):
+    for each in processes(pid):
         try:
             fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -94,10 +94,10 @@ def cpu_seconds(pid: int) -> float:
     return total / TICK
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of the process and its descendants."""
+def rss_mb(pid: int, tree: bool = True) -> float:
+    """Resident memory of the process and (with `tree`) its descendants."""
     total = 0
-    for each in tree(pid):
+    for each in processes(pid) if tree else [pid]:
         try:
             status = Path(f"/proc/{each}/status").read_text().splitlines()
         except OSError:
@@ -117,6 +117,25 @@ def get(port: int, path: str, timeout: float = 2) -> int:
         return con.getresponse().status
     finally:
         con.close()
+
+
+def caught_up(port: int, token: str, wait: float = 60.0) -> float:
+    """Seconds until a read no longer waits for the store to apply what was acknowledged
+    (a read waits up to 2 s for that: one that answers well within it found it done)."""
+    started = time.monotonic()
+    while time.monotonic() - started < wait:
+        con = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            asked = time.monotonic()
+            con.request(
+                "GET", "/api/v1/sessions?limit=1", headers={"Authorization": f"Bearer {token}"}
+            )
+            con.getresponse().read()
+        finally:
+            con.close()
+        if time.monotonic() - asked < 1.0:
+            break
+    return time.monotonic() - started
 
 
 def post_events(port: int, key: str, events: list[dict[str, Any]]) -> int:
@@ -294,11 +313,16 @@ def open_sessions(run: Running, port: int, n: int, connections: int) -> None:
     client.stdout.readline()
     result = result_of(client, client.stdout)
     time.sleep(2)  # let the writer settle
+    settled = rss_mb(run.proc.pid)
+    waited = caught_up(port, run.read)  # the store holds them all: they are open sessions
+    time.sleep(2)
+    each = " + ".join(f"{rss_mb(p, tree=False):,.0f}" for p in processes(run.proc.pid))
     print(
         f"open sessions: {result['events']:,} new profiles with one event each in "
         f"{result['seconds']:.1f} s ({result['events_per_s']:,.0f} events/s, statuses "
         f"{result['statuses']}); server RSS {before:,.0f} MB before, "
-        f"{rss_mb(run.proc.pid):,.0f} MB now (target <= 1024 MB with 1,000,000 open)"
+        f"{settled:,.0f} MB 2 s later, {rss_mb(run.proc.pid):,.0f} MB once the store held them "
+        f"all ({waited:.1f} s later; target <= 1024 MB with 1,000,000 open; by process {each} MB)"
     )
 
 

@@ -38,7 +38,7 @@ import httpx
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lull.errors import LullError
+from lull.errors import LullError, Unavailable
 from lull.model import Settings
 from lull.server.cors import is_ingest
 from lull.server.door import RETRY_AFTER_S
@@ -56,6 +56,7 @@ STORED_PATH = "/_lull/stored"
 LOG_HEADER = b"x-lull-log"
 CONFIG_HEADER = b"x-lull-config"
 MAX_FORWARDED = 64 << 20  # a forwarded request's body (pages and settings: small)
+STORED_TIMEOUT = 330.0  # the store process waits up to 300 s to catch up before it answers
 STOP_SECONDS = 8.0  # a store process that has not stopped by then is killed (the log holds all)
 # Headers of one connection, not of the request or answer (RFC 9110, 7.6.1), and those the
 # front sets itself.
@@ -165,14 +166,17 @@ class StoreProcess:
         if self._sync is None:
             transport = httpx.HTTPTransport(uds=self.socket)
             self._sync = httpx.Client(transport=transport, base_url="http://lull-store",
-                                      timeout=30.0)  # fmt: skip
+                                      timeout=STORED_TIMEOUT)  # fmt: skip
         acked = self.acked()
-        answer = self._sync.post(
-            STORED_PATH,
-            json={"project": pid, "ids": ids, "since": since},
-            headers={LOG_HEADER.decode(): f"{acked.segment}:{acked.offset}"},
-        )
-        answer.raise_for_status()
+        try:
+            answer = self._sync.post(
+                STORED_PATH,
+                json={"project": pid, "ids": ids, "since": since},
+                headers={LOG_HEADER.decode(): f"{acked.segment}:{acked.offset}"},
+            )
+            answer.raise_for_status()
+        except httpx.HTTPError as e:  # nothing taken: the client sends again
+            raise Unavailable(f"repeated message ids could not be checked, retry: {e}") from None
         return set(answer.json())
 
     def _reports(self, fd: int) -> None:
@@ -180,8 +184,6 @@ class StoreProcess:
         with os.fdopen(fd, "rb") as reports:
             for line in reports:
                 message = json.loads(line)
-                if "applied" in message:
-                    self.engine.applied = Position(*message["applied"])
                 if "settings" in message:
                     self.engine.changed(int(message["project"]), message["settings"],
                                         int(message["version"]))  # fmt: skip
@@ -200,8 +202,13 @@ class StoreProcess:
 
 class FrontEngine(Frozen):
     """What the front's handlers ask the live engine: the projects' settings (as the
-    store process reports their changes), the identity links, the clock; and how far the
-    store process has applied the log (the duplicate window follows it)."""
+    store process reports their changes), the identity links and the clock.
+
+    For the duplicate window a frame counts as applied once it is durable: its ids go
+    from the door's exact set to the hashed window then, not once the store holds them,
+    so the front's memory does not grow while the store process is behind. That is
+    exact because the store process answers the window's check of a matching hash only
+    once it has applied the log as far as the front had acknowledged (`STORED_PATH`)."""
 
     def __init__(self, projects: dict[int, Settings], aliases: dict[int, dict[str, Target]]):
         super().__init__(projects, aliases)
@@ -212,8 +219,10 @@ class FrontEngine(Frozen):
     def enqueue(self, frame: list[Batch]) -> None:
         """A frame is durable: the store process applies it from the log."""
         position = frame[-1].position
-        if self.store is not None and position is not None:
-            self.store.durable(position)
+        if position is not None:
+            self.applied = position
+            if self.store is not None:
+                self.store.durable(position)
 
     def changed(self, pid: int, fields: dict[str, object], version: int) -> None:
         settings = Settings(**{k: tuple(v) if isinstance(v, list) else v

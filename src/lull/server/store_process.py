@@ -60,6 +60,8 @@ STORED_PATH = "/_lull/stored"  # the front's duplicate window asks here (not for
 _ACKED: contextvars.ContextVar[Position] = contextvars.ContextVar("lull_acked", default=START)
 _PR_SET_PDEATHSIG = 1
 NICE = 5  # this process's priority below the front's
+STORED_WAIT = 300.0  # seconds the duplicate check waits for the store to catch up
+QUEUED = 64  # frames read from the log ahead of the engine, at most
 _encode = msgspec.json.Encoder().encode
 
 
@@ -156,7 +158,8 @@ class Following:
         `{"project", "ids", "since"}`), once it has applied what was acknowledged."""
         request = Request(scope, receive)
         asked = msgspec.json.decode(await request.body())
-        await self.server.caught_up(wait=10.0)
+        # (exact only once the store holds what the front had acknowledged: wait for it)
+        await self.server.caught_up(wait=STORED_WAIT)
         held = await run_in_threadpool(self.stored, int(asked["project"]), list(asked["ids"]),
                                 int(asked["since"]))  # fmt: skip
         await JSONResponse(sorted(held))(scope, receive, send)
@@ -201,6 +204,8 @@ def _follow_log(tail: Tail, engine: LiveEngine, names: dict[str, int], source: F
         if until is not None and until > tail.at:
             source.until = until  # (a replay after a failed commit reads this far)
             for record in tail.read(until):
+                while engine.queue.qsize() >= QUEUED:  # the rest waits in the log
+                    time.sleep(0.01)
                 frame = from_arrow(record.batch, names)
                 for batch in frame:
                     batch.position = record.position
