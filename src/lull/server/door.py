@@ -4,9 +4,10 @@ A request's events, checked by their handler, go through three steps here:
 
 1. **Duplicates (R6).** A message id the project accepted within the duplicate window
    (at least 7 days of `received_at` by default, `lull serve --duplicate-window`) is
-   acknowledged and dropped. Ids still on their way to the store are kept as they are;
-   once the store holds them, as 64-bit hashes (`Window`: sorted NumPy arrays by day of
-   arrival, 8 bytes an id), and a hash that matches is checked against the store. So
+   acknowledged and dropped. Ids still on their way to the log are kept as they are;
+   once the engine has them (in `lull serve`: once durable), as 64-bit hashes
+   (`Window`: sorted NumPy arrays by day of arrival, 8 bytes an id), and a hash that
+   matches is checked against the store. So
    memory follows the traffic of the window, not the size of the store. A day of ids
    is dropped once all of it is older than the window: a repeat that comes later than
    that after its first copy is stored again.
@@ -101,7 +102,7 @@ class Door:
         self.names = names  # project id -> name (the log names projects)
         self.window_ms = window_ms
         # message ids not yet in the store per project: the append each rides on (done
-        # once durable); once the engine has applied them, they move to `windows`
+        # once durable); once the engine has them (`engine.applied`), they move to `windows`
         self.seen: dict[int, dict[str, asyncio.Future[Position]]] = {}
         self.windows: dict[int, Window] = {}  # per project: ids the store holds, hashed
         self.stored = stored  # (project, ids, since): those the store holds since then
