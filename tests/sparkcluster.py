@@ -16,7 +16,6 @@ bench/spark.py.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -32,6 +31,8 @@ from types import TracebackType
 from typing import IO, Any
 
 import pyspark
+
+from lull.server.store_process import die_with_parent  # (in the child, before exec)
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 # The master and workers only schedule (quick start, small heap); so does the stream's
@@ -94,7 +95,7 @@ class SparkCluster:
         out: IO[bytes] = (self.logs / log).open("wb")
         proc = subprocess.Popen(
             list(args), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent, **popen,
+            preexec_fn=die_with_parent, **popen,
         )  # fmt: skip
         out.close()
         self.groups.append(proc)
@@ -238,7 +239,7 @@ class SparkCluster:
         cmd = self.submit_command(*args, db=db, conf=conf, quick=quick)
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            preexec_fn=_die_with_parent, env=self.env(), cwd=cwd,
+            preexec_fn=die_with_parent, env=self.env(), cwd=cwd,
         )  # fmt: skip
         self.groups.append(proc)
         try:
@@ -249,16 +250,6 @@ class SparkCluster:
         return Submitted(
             proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
         )
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the process that started it dies (even by
-    SIGKILL, when no clean-up runs). Executors follow their worker, Python workers their
-    executor."""
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 def _kill_group(pgid: int, sig: signal.Signals) -> None:

@@ -50,7 +50,11 @@ from lull.store.log import START, Position
 if TYPE_CHECKING:
     from lull.server.door import Batch
 
-POSITION = struct.Struct("<qq")  # as store_process.POSITION (not imported: its imports are heavy)
+# Between the front and its store process (store_process.py): how far the log is durable
+# (16 bytes on the store process's stdin; STOP: apply what is durable and stop), where
+# the duplicate window asks the store (never forwarded), how far a forwarded request's
+# log was acknowledged, and the settings version an answer was made under.
+POSITION = struct.Struct("<qq")
 STOP = Position(-1, -1)
 STORED_PATH = "/_lull/stored"
 LOG_HEADER = b"x-lull-log"
@@ -214,7 +218,6 @@ class FrontEngine(Frozen):
         super().__init__(projects, aliases)
         self.store: StoreProcess | None = None
         self.version = 0  # the store process's settings changes applied here
-        self._changes = threading.Condition()
 
     def enqueue(self, frame: list[Batch]) -> None:
         """A frame is durable: the store process applies it from the log."""
@@ -229,9 +232,7 @@ class FrontEngine(Frozen):
                                for k, v in fields.items()})  # type: ignore[arg-type]  # fmt: skip
         if pid in self.projects:
             self.projects[pid].settings = settings
-        with self._changes:
-            self.version = max(self.version, version)
-            self._changes.notify_all()
+        self.version = max(self.version, version)  # (one thread writes it: the reports')
 
     async def settled(self, version: int) -> None:
         """Wait (a little) until the settings changes up to `version` are known here."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow.compute as pc
 import uvicorn
 
 from lull.errors import Conflict, LullError
@@ -208,19 +209,20 @@ def remember_log(con: duckdb.DuckDBPyConnection, log: IngestLog, door: Door) -> 
     them as it starts), into the duplicate window; returns how many."""
     if door.window_ms <= 0:
         return 0
-    ids = {
-        str(name): int(pid) for pid, name in con.execute("SELECT id, name FROM projects").fetchall()
-    }
+    rows = con.execute("SELECT id, name FROM projects").fetchall()
+    ids = {str(name): int(pid) for pid, name in rows}
     count = 0
     for record in log.read(applied_position(con, log.writer)):
-        rows = record.batch
-        kinds = rows.column("kind").to_numpy(zero_copy_only=False)
-        projects = rows.column("project").to_pylist()
-        received = rows.column("received_at").to_numpy(zero_copy_only=False)
-        mids = rows.column("message_id").to_pylist()
-        for i in (kinds == EVENT).nonzero()[0].tolist():
-            door.remember(ids[projects[i]], int(received[i]) // DAY_MS, [mids[i]])
-            count += 1
+        events = record.batch.filter(pc.equal(record.batch.column("kind"), EVENT))
+        days = pc.divide(events.column("received_at"), DAY_MS)  # (integer division)
+        keys = list(zip(events.column("project").to_pylist(), days.to_pylist(), strict=True))
+        mids = events.column("message_id").to_pylist()
+        by_day: dict[tuple[str, int], list[str]] = {}
+        for key, mid in zip(keys, mids, strict=True):
+            by_day.setdefault(key, []).append(mid)
+        for (project, day), day_ids in by_day.items():
+            door.remember(ids[project], day, day_ids)
+        count += len(mids)
     return count
 
 

@@ -27,7 +27,6 @@ import contextvars
 import ctypes
 import os
 import signal
-import struct
 import sys
 import threading
 import time
@@ -46,16 +45,12 @@ from lull.errors import LullError
 from lull.model import Settings
 from lull.server.app import Server, serving
 from lull.server.door import Door, from_arrow
+from lull.server.front import CONFIG_HEADER, LOG_HEADER, POSITION, STOP, STORED_PATH
 from lull.server.live import LiveEngine
 from lull.server.run import no_pandas, stored_since
 from lull.store.db import connect
 from lull.store.log import START, Position, Record, Tail
 
-POSITION = struct.Struct("<qq")
-STOP = Position(-1, -1)
-LOG_HEADER = "x-lull-log"
-CONFIG_HEADER = "x-lull-config"
-STORED_PATH = "/_lull/stored"  # the front's duplicate window asks here (not forwarded)
 # how far the front had acknowledged when the request being served came
 _ACKED: contextvars.ContextVar[Position] = contextvars.ContextVar("lull_acked", default=START)
 _PR_SET_PDEATHSIG = 1
@@ -133,7 +128,7 @@ class Following:
             return
         acked = START
         for key, value in scope["headers"]:
-            if key == LOG_HEADER.encode():
+            if key == LOG_HEADER:
                 segment, _, offset = value.decode("latin-1").partition(":")
                 acked = Position(int(segment), int(offset))
         token = _ACKED.set(acked)
@@ -145,7 +140,7 @@ class Following:
             async def marked(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     version = str(self.reporter.version).encode()
-                    headers = [*message.get("headers", []), (CONFIG_HEADER.encode(), version)]
+                    headers = [*message.get("headers", []), (CONFIG_HEADER, version)]
                     message = {**message, "headers": headers}
                 await send(message)
 
@@ -165,8 +160,9 @@ class Following:
         await JSONResponse(sorted(held))(scope, receive, send)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when the front dies (kill -9 included)."""
+def die_with_parent() -> None:
+    """Ask Linux to kill this process when the one that started it dies (kill -9
+    included; also used by tests/sparkcluster.py for its JVMs)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -223,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--uds", required=True)
     parser.add_argument("--report-fd", type=int, required=True)
     args = parser.parse_args(argv)
-    _die_with_parent()
+    die_with_parent()
     # Behind the front: an answer waits for the front's work and the log, never for this
     # process's (the store follows the log a little later when the machine is busy).
     os.nice(NICE)
