@@ -260,11 +260,13 @@ def _kept(
     """The stored sessions that hold the same events as a rebuilt one; None when all is
     to be rewritten (most sessions changed)."""
     n = len(runs.code)
+    if not n:
+        return None
     s_code, s_first = ints(stored.column("code")), ints(stored.column("first_ts"))
-    low = min(int(s_first.min()), int(runs.first_ts.min())) if n else 0
-    high = max(int(s_first.max()), int(runs.first_ts.max())) if n else 0
+    low = min(int(s_first.min()), int(runs.first_ts.min()))
+    high = max(int(s_first.max()), int(runs.first_ts.max()))
     bits = (high - low).bit_length()
-    if not n or max(int(runs.code.max()), int(s_code.max())).bit_length() + bits > 62:
+    if max(int(runs.code.max()), int(s_code.max())).bit_length() + bits > 62:
         return None
     key = (runs.code << bits) | (runs.first_ts - low)  # strictly increasing
     s_key = (s_code << bits) | (s_first - low)
@@ -287,7 +289,7 @@ def _kept(
     # arrive (the least seq), which need not be the first in time; a rebuild names it
     # after the first in time. Where the two are one event, so is the stored id (the
     # session opened by it); the others are checked against their stored ids.
-    first_arrival = np.minimum.reduceat(runs.seq, runs.start) if n else runs.start
+    first_arrival = np.minimum.reduceat(runs.seq, runs.start)
     doubt = hits[first_arrival[at[hits]] != runs.first_seq[at[hits]]]
     renamed = _renamed(con, p, s_skey[doubt], runs.first_seq[at[doubt]])
     hits = hits[~np.isin(s_skey[hits], renamed)]

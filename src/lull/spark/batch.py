@@ -34,7 +34,6 @@ Output under OUT:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
@@ -52,7 +51,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from lull.errors import BadInput
-from lull.model import SESSION_CONCLUDED, Settings
+from lull.model import SESSION_CONCLUDED, Settings, session_id_for
 from lull.spark import sink, tasks
 
 if TYPE_CHECKING:
@@ -411,7 +410,7 @@ def _sessions_of(job: Job, rows: pa.Table | None) -> tuple[pa.Table, pa.Table] |
     take = pa.array(order[head])
     profile = rows["profile_id"].take(take)
     ids = [
-        hashlib.md5(f"{p}\x1f{m}".encode()).hexdigest()
+        session_id_for(p, m)
         for p, m in zip(profile.to_pylist(), rows["message_id"].take(take).to_pylist(),
                         strict=True)
     ]  # fmt: skip
