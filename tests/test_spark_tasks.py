@@ -122,7 +122,9 @@ def test_a_segment_read_column_wise(tmp_path: Path) -> None:
 
     now = 1_800_000_000_000
     first = [Event("a", "u", "Play", now - 5000, "web", now - 1000, {"k": 1}),
-             Event("b", "v", "Play", now - 9000, "ios", None, {})]  # fmt: skip
+             Event("b", "v", "Play", now - 9000, "ios", None, {}),
+             # a fast client clock: corrected past its arrival, so taken as its arrival
+             Event("e", "v", "Play", now, "ios", now - 1000, {})]  # fmt: skip
     with IngestLog(tmp_path, writer="w") as w:
         w.append(to_arrow("shop", Batch(1, now, first)))
         w.append(to_arrow("other", Batch(2, now, [Event("c", "u", "P", now, "web", None, {})])))
@@ -135,8 +137,9 @@ def test_a_segment_read_column_wise(tmp_path: Path) -> None:
     assert got == [
         ("a", corrected_time(now - 5000, now - 1000, now), now, 1, "a"),
         ("b", now - 9000, now, 2, "b"),
-        (None, None, now + 10, 4, CLOCK),
-        ("d", now, now + 20, 5, "d"),
+        ("e", now, now, 3, "e"),
+        (None, None, now + 10, 5, CLOCK),
+        ("d", now, now + 20, 6, "d"),
     ]
     assert rows[0]["properties"] == '{"k":1}' and rows[0]["origin"] == str(seg.path)
     damaged = bytearray(data)
