@@ -92,6 +92,32 @@ def test_the_same_large_file_without_the_fault_is_stored_whole(
     ]  # stored in file order: the arrival order
 
 
+def test_ids_that_look_like_numbers_are_taken_when_they_are_strings(
+    db_path: Path, tmp_path: Path
+) -> None:
+    """Strings such as "42" or "1e5" are read like any other (the fast reading marks them
+    suspect and the exact one finds them strings); the same record with the number 42 is
+    refused at its line."""
+    lines = [
+        {"message_id": str(i), "profile_id": "1e5" if i % 2 else "-7", "name": "true",
+         "ts": NOW + i, "source": "ios"}
+        for i in range(1, 2001)
+    ]  # fmt: skip
+    good = write_events(tmp_path / "numeric.ndjson", lines)
+    done = lull(db_path, "import", str(good))
+    assert done.code == 0, done.err
+    events = export(db_path, "events", tmp_path)
+    assert sorted(e["message_id"] for e in events if e["name"] == "true") == sorted(
+        str(i) for i in range(1, 2001)
+    )
+    assert {e["profile_id"] for e in events} == {"1e5", "-7"}
+    lines[1500]["profile_id"] = 42
+    bad = write_events(tmp_path / "number.ndjson", lines)
+    done = lull(db_path, "import", "--project", "other", str(bad))
+    assert done.code != 0
+    assert "line 1501: " in done.err and "'profile_id' must be a string" in done.err, done.err
+
+
 def _record(mid: str, ts: int) -> dict[str, Any]:
     return {"message_id": mid, "profile_id": "u", "name": "A", "ts": ts, "source": "ios"}
 
@@ -100,7 +126,11 @@ def _record(mid: str, ts: int) -> dict[str, Any]:
 TEXTS = st.one_of(
     st.text(min_size=0, max_size=4),
     st.sampled_from(["x", "a\\b", 'q"q', "é€😀", "x" * 256, "x" * 257, "é" * 256]),
+    # strings a typed read cannot tell from another JSON value (the fast reading's
+    # suspects), and those values themselves
+    st.sampled_from(["5", "-1.5e3", "1E+5", "true", "false", "null", "{a", "[1]", "-", "7e"]),
     st.integers(-3, 3),
+    st.sampled_from([10**30, -0.0, 1e5, 2.5]),
     st.booleans(),
     st.none(),
     st.just([1]),
@@ -161,24 +191,30 @@ def test_the_fast_check_accepts_what_the_exact_validator_accepts(
         exact = to_record(record, now=NOW)
     except BadInput:
         exact = None
-    sql = (
-        "SELECT ok, message_id, profile_id, name, source, ts_eff, r FROM ("
-        + ndjson._PARSED.replace("{now}", str(NOW))
-        .replace("{path}", str(path))
-        .replace("{rec}", "0")
-        .replace("{ordinality}", "")
-        + ")"
-    )
-    try:
-        row = duckdb.connect().execute(sql).fetchone()
-    except duckdb.Error:
-        row = None  # DuckDB refuses the line outright: a bad record too
-    fast_ok = row is not None and bool(row[0])
-    assert fast_ok == (exact is not None), (record, row)
+
+    def read(reading: str, suspect: str) -> tuple[Any, ...] | None:
+        values = "message_id, profile_id, name, source, ts_eff, r"
+        sql = f"SELECT ok, {suspect}, {values} FROM ({reading})"
+        try:
+            return (
+                duckdb.connect()
+                .execute(sql.replace("{now}", str(NOW)).replace("{path}", str(path)))
+                .fetchone()
+            )
+        except duckdb.Error:
+            return None  # DuckDB refuses the line outright: a bad record too
+
+    fast, exact_reading = read(ndjson._FAST, "suspect"), read(ndjson._PARSED, "false")
+    # the import: the fast reading, and the exact one when the fast one finds a suspect
+    exact_ok = exact_reading is not None and bool(exact_reading[0])
+    taken = fast is not None and bool(fast[0]) and (not fast[1] or exact_ok)
+    assert taken == (exact is not None), (record, fast, exact_reading)
+    # the exact reading alone (which finds the first bad record) agrees with the validator
+    assert exact_ok == (exact is not None)
     if exact is not None:
         arrived = exact.received_at if exact.received_at is not None else NOW
-        assert row is not None
-        assert row[1:] == (
+        assert fast is not None and exact_reading is not None
+        expected = (
             exact.message_id,
             exact.profile_id,
             exact.name,
@@ -186,6 +222,8 @@ def test_the_fast_check_accepts_what_the_exact_validator_accepts(
             corrected_time(exact.ts, exact.sent_at, arrived),
             arrived,
         )
+        assert fast[2:] == expected
+        assert exact_reading[2:] == expected
 
 
 def test_properties_over_the_limits_are_refused_as_the_server_refuses_them(

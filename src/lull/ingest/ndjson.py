@@ -21,10 +21,15 @@ from lull.ingest.records import (
 )
 from lull.model import ISO_PATTERN, MAX_EPOCH_MS, MAX_EVENT, SESSION_CONCLUDED, SOURCES
 
-# Each field is read as its JSON text (DuckDB writes it back minified), and its type is
-# told by the first character: `"` a string, `{` an object, `n` null. A string without a
-# backslash is its text between the quotes; only one with an escape is decoded as JSON.
-# So the check costs a few string operations a field, not a JSON parse (issue 10).
+# Two readings of a record. The fast one (every import) reads the string fields with
+# typed VARCHAR columns, as the anchor of issue 10 does, and the times, properties as
+# their JSON text: a time's type is told by its first character (`"` a string, else a
+# number), and a string without a backslash is its text between the quotes. A typed
+# VARCHAR column also takes a number, `true` or an object, as its text: a string field
+# whose text could be one of those (a number's pattern, `true`, `false`, a leading
+# `{` or `[`) marks the row *suspect*, and only then is the file read again with those
+# fields as JSON text, to tell a string "5" (valid) from a number 5 (refused). So the
+# check costs a few string operations a field, not a JSON parse.
 
 
 def _text(col: str) -> str:
@@ -59,26 +64,29 @@ _SOURCES = ", ".join(f"'{s}'" for s in SOURCES)
 _BAD = "lull-bad-record "
 _FIELDS = ("message_id", "profile_id", "name", "ts", "source", "received_at", "sent_at")
 
-_PARSED = f"""
-WITH raw AS (
-    SELECT {{rec}} AS rec, {", ".join(f"{f}::VARCHAR AS {f}" for f in _FIELDS)},
-        properties, {_given("session_id")} AS has_session
-    FROM read_json('{{path}}', format = 'newline_delimited', columns = {{
-        message_id: 'JSON', profile_id: 'JSON', name: 'JSON', ts: 'JSON', source: 'JSON',
-        received_at: 'JSON', sent_at: 'JSON', properties: 'JSON', session_id: 'JSON'}})
-        {{ordinality}}
-), parsed AS (
-    SELECT rec,
-        {_text("message_id")} AS message_id,
-        {_text("profile_id")} AS profile_id,
-        {_text("name")} AS name,
-        {_text("source")} AS source,
+_STRINGS = ("message_id", "profile_id", "name")  # (source: only its few names are valid)
+
+
+def _could_be_other_json(col: str) -> str:
+    """Whether a typed VARCHAR value may be a JSON number (as DuckDB writes it), boolean,
+    object or array. (The pattern only where the first character is a digit or `-`.)"""
+    return f"""(CASE WHEN ascii({col}) BETWEEN 48 AND 57 OR ascii({col}) = 45
+        THEN regexp_full_match({col}, '-?[0-9]+(\\.[0-9]*)?([eE][+-]?[0-9]+)?') END
+        OR {col} IN ('true', 'false') OR prefix({col}, '{{') OR prefix({col}, '['))"""
+
+
+def _checks(strings: str) -> str:
+    """The SELECT of one record per row: its values (`r`, `ts_eff` after R5's clock fix)
+    and `ok`. `strings` reads the string fields (`message_id` ... `source`) and the
+    given-ness of `session_id` (`has_session`) from `raw`'s columns."""
+    return f"""
+parsed AS (
+    SELECT rec, {strings},
         {_time("ts")} AS ts_ms,
         {_time("received_at")} AS recv_ms, {_given("received_at")} AS has_recv,
         {_time("sent_at")} AS sent_ms, {_given("sent_at")} AS has_sent,
         CASE WHEN {_given("properties")} THEN properties END AS properties,
-        (NOT {_given("properties")} OR prefix(properties::VARCHAR, '{{')) AS props_ok,
-        has_session
+        (NOT {_given("properties")} OR prefix(properties::VARCHAR, '{{')) AS props_ok
     FROM raw
 )
 SELECT rec, message_id, profile_id, name, source,
@@ -93,33 +101,69 @@ SELECT rec, message_id, profile_id, name, source,
     AND {_ok_time("ts_ms", "", True)} AND {_ok_time("recv_ms", "has_recv", False)}
     AND {_ok_time("sent_ms", "has_sent", False)}
     AND ts_ms + coalesce(coalesce(recv_ms, {{now}}) - sent_ms, 0) >= 0, false) AS ok
+    {{extra}}
 FROM parsed
 """
 
+
+_TIMES = ", ".join(f"{f}::VARCHAR AS {f}" for f in ("ts", "received_at", "sent_at"))
+
+# The fast reading (see above): `suspect` rows hold a string that may have been another
+# JSON value.
+_FAST = f"""
+WITH raw AS (
+    SELECT message_id, profile_id, name, source, session_id, {_TIMES}, properties
+    FROM read_json('{{path}}', format = 'newline_delimited', columns = {{
+        message_id: 'VARCHAR', profile_id: 'VARCHAR', name: 'VARCHAR', ts: 'JSON',
+        source: 'VARCHAR', received_at: 'JSON', sent_at: 'JSON', properties: 'JSON',
+        session_id: 'VARCHAR'}})
+), {
+    _checks("message_id, profile_id, name, source, session_id IS NOT NULL AS has_session").replace(
+        "SELECT rec, ", "SELECT NULL AS rec, ", 1
+    )
+}
+""".replace(
+    "{extra}",
+    ", " + " OR ".join(_could_be_other_json(f) for f in _STRINGS) + " AS suspect",
+)
+
+# The exact reading: every field as its JSON text (for a suspect file, and to find the
+# first bad record after a failure), the records numbered (`rec`).
+_PARSED = f"""
+WITH raw AS (
+    SELECT ordinality - 1 AS rec, {", ".join(f"{f}::VARCHAR AS {f}" for f in _FIELDS)},
+        properties, {_given("session_id")} AS has_session
+    FROM read_json('{{path}}', format = 'newline_delimited', columns = {{
+        message_id: 'JSON', profile_id: 'JSON', name: 'JSON', ts: 'JSON', source: 'JSON',
+        received_at: 'JSON', sent_at: 'JSON', properties: 'JSON', session_id: 'JSON'}})
+        WITH ORDINALITY
+), {_checks(", ".join(f"{_text(f)} AS {f}" for f in (*_STRINGS, "source")) + ", has_session")}
+""".replace("{extra}", "")
+
 # One pass over the file: parse, check, insert. A bad record stops the statement
 # (error()), so the transaction stores nothing. Numbering the records in the same pass
-# (WITH ORDINALITY) costs a third of it, so the rows go in unnumbered (seq -1), in file
-# order (DuckDB preserves insertion order), and are numbered after by their row ids.
+# (WITH ORDINALITY) costs a third of it, so the rows go in unnumbered (seq -1, or -2 when
+# suspect), in file order (DuckDB preserves insertion order), and are numbered after by
+# their row ids.
 _INSERT = f"""
 INSERT INTO events
-SELECT {{pid}}, -1, p.message_id, p.profile_id, p.name, p.ts_eff, p.source, p.r, p.properties
-FROM ({_PARSED.replace("{rec}", "NULL").replace("{ordinality}", "")}) p
+SELECT {{pid}}, CASE WHEN p.suspect THEN -2 ELSE -1 END, p.message_id, p.profile_id, p.name,
+    p.ts_eff, p.source, p.r, p.properties
+FROM ({_FAST}) p
 WHERE NOT p.exported_conclusion AND CASE WHEN p.ok THEN true ELSE error('{_BAD}') END
 """
 
 _NUMBER = """
 UPDATE events SET seq = {seq0} + rowid - (
-    SELECT min(rowid) FROM events WHERE project_id = {pid} AND seq = -1)
-WHERE project_id = {pid} AND seq = -1
+    SELECT min(rowid) FROM events WHERE project_id = {pid} AND seq < 0)
+WHERE project_id = {pid} AND seq < 0
 """
 
-# After a failure: the first record that the set-wise check finds bad (where the exact
-# validator starts), with the records numbered this time.
-_FIRST_BAD = f"""
-SELECT min(rec) FROM ({
-    _PARSED.replace("{rec}", "ordinality - 1").replace("{ordinality}", "WITH ORDINALITY")
-}) WHERE NOT ok
-"""
+# After a failure, or with suspect rows: the first record that the exact reading finds
+# bad (where the exact validator starts).
+_FIRST_BAD = f"SELECT min(rec) FROM ({_PARSED}) WHERE NOT ok"
+
+_SUSPECT = "SELECT EXISTS (SELECT 1 FROM events WHERE project_id = {pid} AND seq = -2)"
 
 # R6: of the rows just inserted (seq >= seq0), drop those whose message_id was stored
 # before, or came earlier in the same file.
@@ -178,13 +222,24 @@ def insert(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int) -> int
     except duckdb.Error as e:
         try:  # on a connection of its own: the failed statement aborted the transaction
             with duckdb.connect() as scratch:
-                first = scratch.execute(_filled(_FIRST_BAD, pid, path=path, now=now)).fetchone()
+                first = _first_bad(scratch, path, now)
         except duckdb.Error:
             first = None  # DuckDB cannot read the file: the exact validator reads it all
-        start = int(first[0]) if first and first[0] is not None else 0
-        detail = find_first_error(path, start, now)
+        detail = find_first_error(path, first or 0, now)
         raise BadInput(f"{path}: {detail or _short(e)}") from None
+    suspect = con.execute(_filled(_SUSPECT, pid)).fetchone()
+    if suspect and suspect[0]:
+        first = _first_bad(con, path, now)
+        if first is not None:
+            detail = find_first_error(path, first, now)
+            raise BadInput(f"{path}: {detail or f'record {first + 1} is not valid'}")
     return int(row[0]) if row else 0
+
+
+def _first_bad(con: duckdb.DuckDBPyConnection, path: str, now: int) -> int | None:
+    """The number (from 0) of the first record the exact reading finds bad, if any."""
+    first = con.execute(_filled(_FIRST_BAD, 0, path=path, now=now)).fetchone()
+    return int(first[0]) if first and first[0] is not None else None
 
 
 def finish(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int, seq0: int) -> None:
@@ -196,7 +251,7 @@ def finish(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int, seq0: 
 
 
 # The rows `insert` left unnumbered, with the seq `finish` gives each (as _NUMBER does).
-UNNUMBERED = "project_id = {pid} AND seq = -1"
+UNNUMBERED = "project_id = {pid} AND seq < 0"
 
 
 def unnumbered_seq(rowid: npt.NDArray[np.int64], seq0: int) -> npt.NDArray[np.int64]:
@@ -209,7 +264,7 @@ def unnumbered_seq(rowid: npt.NDArray[np.int64], seq0: int) -> npt.NDArray[np.in
 # brackets at all (counted only in texts long enough to hold them: most are shorter).
 # Few rows are; they are decoded and checked exactly.
 _LARGE = f"""
-SELECT properties::VARCHAR FROM events WHERE project_id = {{pid}} AND seq = -1
+SELECT properties::VARCHAR FROM events WHERE project_id = {{pid}} AND seq < 0
     AND (strlen(properties::VARCHAR) > {MAX_EVENT // 4}
          OR (strlen(properties::VARCHAR) > {2 * MAX_PROPERTIES_DEPTH + 2}
              AND length(properties::VARCHAR)
