@@ -16,9 +16,11 @@ VENDOR := src/lull/web/static/vendor
 # front-end packages of the web pages from the npm registry (web/package-lock.json).
 setup: $(UV) $(VENDOR)/chart.umd.min.js
 	$(UV) sync --frozen --inexact --compile-bytecode
+	.venv/bin/python -m compileall -q src
 
 setup-all: $(UV) $(VENDOR)/chart.umd.min.js
 	$(UV) sync --frozen --all-extras --compile-bytecode
+	.venv/bin/python -m compileall -q src
 
 $(VENDOR)/chart.umd.min.js: web/package-lock.json
 	npm ci --prefix web --no-audit --no-fund --loglevel=error

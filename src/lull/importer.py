@@ -123,7 +123,8 @@ def import_ndjson(
         ends = _first_and_last(out, ts)
         del ts
         step("write sessions")
-        _write(con, pid, timeout, arrivals, prior, out, ends)
+        skey = _write(con, pid, timeout, arrivals, prior, out)
+        _write_ends(con, pid, arrivals, prior, out, skey, ends)
         concluded = conclude_due(con, pid, end, timeout)  # the store's other profiles
         con.unregister("imp_dict")
         fill_ends(con, pid)  # the board's entry/exit and breakdowns read them (figures.py)
@@ -261,12 +262,9 @@ def _write(
     arrivals: _Arrivals,
     prior: _Prior,
     out: Replayed,
-    ends: tuple[I64, I64] | None,
-) -> None:
-    """Sessions (ids made from their first event), their `session_ends` rows where the
-    import knows them (`_ends`), each event's session, and profiles. The events these
-    need (each new session's first to arrive; the first and last in R2 order of those
-    with ends rows) are read from the store in one pass."""
+) -> I64:
+    """Sessions (ids made from their first event), each event's session, and profiles;
+    returns each session's store key."""
     p, t = literal(pid), literal(timeout)
     new = out.head >= 0
     skey = np.empty(len(out.code), dtype=np.int64)
@@ -287,14 +285,13 @@ def _write(
             }
         ),
     )
-    head_seq = np.where(new, arrivals.seq[np.maximum(out.head, 0)], -1)
     con.register(
         "imp_sessions",
         pa.table(
             {
                 "skey": int_array(skey),
                 "code": int_array(out.code),
-                "first_seq": int_array(head_seq),
+                "first_seq": int_array(np.where(new, arrivals.seq[np.maximum(out.head, 0)], -1)),
                 "first_ts": int_array(out.first_ts),
                 "last_ts": int_array(out.last_ts),
                 "events": int_array(out.events),
@@ -302,26 +299,6 @@ def _write(
             }
         ),
     )
-    wanted = [head_seq[new]]
-    with_ends = _ends(arrivals, prior, out, skey, ends)
-    if with_ends is not None:
-        con.register("imp_ends", with_ends)
-        wanted += [ints(with_ends.column("first_seq")), ints(with_ends.column("last_seq"))]
-    seqs = np.concatenate(wanted)
-    props = np.zeros(len(seqs), dtype=bool)  # properties: only of the ends' first events
-    if with_ends is not None:
-        props[len(wanted[0]) : len(wanted[0]) + with_ends.num_rows] = True
-    con.register("imp_want", pa.table({"seq": int_array(seqs), "props": bool_array(props)}))
-    lowest = int(arrivals.seq[0]) if len(arrivals.seq) else 0  # (in arrival order)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE imp_rows AS
-            SELECT e.seq, e.message_id, e.source, e.name,
-                   CASE WHEN w.props THEN e.properties END AS properties
-            FROM events e
-            JOIN (SELECT seq, bool_or(props) AS props FROM imp_want GROUP BY seq) w USING (seq)
-            WHERE e.project_id = {p} AND e.seq >= {literal(lowest)}"""
-    )
-    con.unregister("imp_want")
     if carried.any():
         con.execute(
             f"""DELETE FROM sessions WHERE project_id = {p} AND NOT concluded
@@ -335,20 +312,8 @@ def _write(
                    s.concluded, CASE WHEN s.concluded THEN s.last_ts + {t} END
             FROM imp_sessions s JOIN imp_dict d USING (code)
             LEFT JOIN imp_prior o ON o.skey = s.skey
-            LEFT JOIN imp_rows e ON e.seq = s.first_seq"""
+            LEFT JOIN events e ON e.project_id = {p} AND e.seq = s.first_seq"""
     )
-    if with_ends is not None:
-        con.execute(
-            f"""INSERT INTO session_ends
-                SELECT {p}, x.skey, d.profile_id, h.source, s.concluded, s.first_ts, s.last_ts,
-                       s.events, x.prev_last_ts, x.first_seq, f.name, l.name, f.properties
-                FROM imp_ends x JOIN imp_sessions s USING (skey) JOIN imp_dict d USING (code)
-                JOIN imp_rows h ON h.seq = s.first_seq
-                JOIN imp_rows f ON f.seq = x.first_seq
-                JOIN imp_rows l ON l.seq = x.last_seq"""
-        )
-        con.unregister("imp_ends")
-    con.execute("DROP TABLE imp_rows")
     hit = out.session >= 0
     row_skey = out.session  # (in place: one array of a row fewer at the peak)
     row_skey[hit] = skey[out.session[hit]]
@@ -366,6 +331,7 @@ def _write(
     for name in ("imp_prior", "imp_sessions", "imp_assign"):
         con.unregister(name)
     _write_profiles(con, pid, timeout, arrivals, out, skey)
+    return skey
 
 
 def _first_and_last(out: Replayed, ts: I64) -> tuple[I64, I64] | None:
@@ -396,22 +362,28 @@ def _first_and_last(out: Replayed, ts: I64) -> tuple[I64, I64] | None:
     return first, last
 
 
-def _ends(
-    arrivals: _Arrivals, prior: _Prior, out: Replayed, skey: I64, ends: tuple[I64, I64] | None
-) -> pa.Table | None:
-    """The `session_ends` rows (store/ends.py) the import knows: the concluded sessions of
-    the profiles it made all the sessions of (none stored before, none carried), with
-    their first and last events as the engine's rows give them and the previous
-    session's end among theirs. The others (sessions carried from or following the
-    store's) are left to `ends.fill`, which finds them missing and computes them from the
-    events, as it does all of them when `ends` is None."""
+def _write_ends(
+    con: duckdb.DuckDBPyConnection,
+    pid: int,
+    arrivals: _Arrivals,
+    prior: _Prior,
+    out: Replayed,
+    skey: I64,
+    ends: tuple[I64, I64] | None,
+) -> None:
+    """session_ends (store/ends.py) of the concluded sessions of the profiles this import
+    made all the sessions of (none stored before, none carried): their first and last
+    events as the engine's rows give them, the previous session's end among theirs. The
+    others (sessions carried from or following the store's) are left to `ends.fill`,
+    which finds them missing and computes them from the events, as it does all of them
+    when `ends` is None."""
     if ends is None:
-        return None
+        return
     first, last = ends
     fresh = (prior.stored_horizon == NONE) & (prior.skey < 0)
     pick = np.flatnonzero(out.concluded & (out.head >= 0) & fresh[out.code] & (first >= 0))
     if not len(pick):
-        return None
+        return
     code, first_ts = out.code[pick], out.first_ts[pick]
     order = np.lexsort((skey[pick], first_ts, code))
     pick, code = pick[order], code[order]
@@ -419,14 +391,27 @@ def _ends(
     prev[1:] = out.last_ts[pick[:-1]]
     none = np.ones(len(pick), dtype=bool)
     none[1:] = code[1:] != code[:-1]
-    return pa.table(
-        {
-            "skey": int_array(skey[pick]),
-            "prev_last_ts": int_array(prev, mask=none),
-            "first_seq": int_array(arrivals.seq[first[pick]]),
-            "last_seq": int_array(arrivals.seq[last[pick]]),
-        }
+    con.register(
+        "imp_ends",
+        pa.table(
+            {
+                "skey": int_array(skey[pick]),
+                "prev_last_ts": int_array(prev, mask=none),
+                "first_seq": int_array(arrivals.seq[first[pick]]),
+                "last_seq": int_array(arrivals.seq[last[pick]]),
+            }
+        ),
     )
+    p = literal(pid)
+    con.execute(
+        f"""INSERT INTO session_ends
+            SELECT {p}, s.skey, s.profile_id, s.source, s.concluded, s.first_ts, s.last_ts,
+                   s.events, x.prev_last_ts, x.first_seq, f.name, l.name, f.properties
+            FROM imp_ends x JOIN sessions s ON s.project_id = {p} AND s.skey = x.skey
+            JOIN events f ON f.project_id = {p} AND f.seq = x.first_seq
+            JOIN events l ON l.project_id = {p} AND l.seq = x.last_seq"""
+    )
+    con.unregister("imp_ends")
 
 
 def _write_profiles(
