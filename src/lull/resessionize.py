@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lull.engine.arrow import bool_array, flags, int_array, ints
-from lull.engine.order import by_code_time_seq
+from lull.engine.order import sorted_by_code_time_seq
 from lull.model import session_id_sql
 from lull.store.db import literal, transaction
 from lull.store.ends import fill as fill_ends
@@ -99,32 +99,36 @@ class _Runs:
 
     @classmethod
     def of(cls, seq: I64, ts: I64, code: I64, timeout: int, now: int) -> _Runs:
-        order = by_code_time_seq(code, ts, seq)
-        c, t = code[order], ts[order]
-        n = len(order)
+        c, t, ordered = sorted_by_code_time_seq(code, ts, seq)
+        n = len(c)
         new = np.ones(n, dtype=bool)
-        new[1:] = (c[1:] != c[:-1]) | (t[1:] - t[:-1] >= timeout)
+        np.not_equal(c[1:], c[:-1], out=new[1:])
+        new[1:] |= np.subtract(t[1:], t[:-1]) >= timeout
         starts = np.flatnonzero(new)
-        ends = np.append(starts[1:], n)[: len(starts)] - 1
+        del new
+        ends = np.empty_like(starts)
+        ends[:-1] = starts[1:] - 1
+        ends[-1:] = n - 1
+        code_of = c[starts]
         last_of_profile = np.ones(len(starts), dtype=bool)
-        last_of_profile[:-1] = c[starts[1:]] != c[starts[:-1]]
+        np.not_equal(code_of[1:], code_of[:-1], out=last_of_profile[:-1])
         has_prev = np.zeros(len(starts), dtype=bool)
         has_prev[1:] = ~last_of_profile[:-1]
+        last_ts = t[ends]
         prev_last = np.zeros(len(starts), dtype=np.int64)
-        prev_last[1:] = t[ends[:-1]]
-        ordered = seq[order]
+        prev_last[1:] = last_ts[:-1]
         return cls(
             seq=ordered,
             start=starts,
-            code=c[starts],
+            code=code_of,
             first_ts=t[starts],
-            last_ts=t[ends],
+            last_ts=last_ts,
             first_seq=ordered[starts],
             last_seq=ordered[ends],
             events=ends - starts + 1,
             prev_last_ts=prev_last,
             has_prev=has_prev,
-            concluded=~last_of_profile | (t[ends] + timeout <= now),
+            concluded=~last_of_profile | (last_ts + timeout <= now),
         )
 
 
@@ -270,31 +274,39 @@ def _kept(
         return None
     key = (runs.code << bits) | (runs.first_ts - low)  # strictly increasing
     s_key = (s_code << bits) | (s_first - low)
+    # the stored sessions in key order (equal keys in stored order), so that the search
+    # runs along `key` (at 10M events: 0.05 s, against 0.6 s for 1.6M keys in no order)
+    by_key = np.argsort(s_key, kind="stable")
+    s_key = s_key[by_key]
     at = np.minimum(np.searchsorted(key, s_key), n - 1)
-    expect_at = np.where(runs.concluded, runs.last_ts + timeout, -1)
-    same = (
-        (key[at] == s_key)
-        & (runs.last_ts[at] == ints(stored.column("last_ts")))
-        & (runs.events[at] == ints(stored.column("events")))
-        & (runs.concluded[at] == flags(stored.column("concluded")))
-        & (expect_at[at] == ints(stored.column("at")))
-    )
+    same = key[at] == s_key
+    for column, mine in (
+        ("last_ts", runs.last_ts[at]),
+        ("events", runs.events[at]),
+        ("at", np.where(runs.concluded[at], runs.last_ts[at] + timeout, -1)),
+    ):
+        same &= mine == ints(stored.column(column))[by_key]
+    same &= runs.concluded[at] == flags(stored.column("concluded"))[by_key]
     hits = np.flatnonzero(same)
-    _, first = np.unique(at[hits], return_index=True)  # (one stored row per session)
+    first = np.ones(len(hits), dtype=bool)  # (one stored row per session: the first)
+    first[1:] = at[hits[1:]] != at[hits[:-1]]
     hits = hits[first]
     if 2 * len(hits) < n:
         return None
+    at = at[hits]
+    hits = by_key[hits]  # (rows of `stored`)
     s_skey = ints(stored.column("skey"))
     # R3's id is made from the first event when the session opens: live, the first to
     # arrive (the least seq), which need not be the first in time; a rebuild names it
     # after the first in time. Where the two are one event, so is the stored id (the
     # session opened by it); the others are checked against their stored ids.
-    first_arrival = np.minimum.reduceat(runs.seq, runs.start)
-    doubt = hits[first_arrival[at[hits]] != runs.first_seq[at[hits]]]
-    renamed = _renamed(con, p, s_skey[doubt], runs.first_seq[at[doubt]])
-    hits = hits[~np.isin(s_skey[hits], renamed)]
+    first_arrival = np.minimum.reduceat(runs.seq, runs.start)[at]
+    doubt = first_arrival != runs.first_seq[at]
+    renamed = _renamed(con, p, s_skey[hits[doubt]], runs.first_seq[at[doubt]])
+    keep = ~np.isin(s_skey[hits], renamed)
+    hits, at = hits[keep], at[keep]
     kept = np.full(n, -1, dtype=np.int64)
-    kept[at[hits]] = s_skey[hits]
+    kept[at] = s_skey[hits]
     gone = np.ones(len(s_skey), dtype=bool)
     gone[hits] = False
     return _Kept(kept, s_skey[gone], s_code[gone])

@@ -75,3 +75,67 @@ def by_code_time_seq(code: I64, ts: I64, seq: I64) -> I64:
         sub = order[rows]
         order[rows] = sub[np.lexsort((seq[sub], key[sub]))]
     return order
+
+
+def sorted_by_code_time_seq(code: I64, ts: I64, seq: I64) -> tuple[I64, I64, I64]:
+    """The rows' (code, ts, seq) in (code, ts, seq) order, from any input order (`seq`
+    unique, non-negative codes): the rows `by_code_time_seq` puts in order.
+
+    Sorts values, not indexes: (code, seq) packed in one int64, which a vectorized sort
+    orders in a fifth of an argsort's time, gives each profile's events in arrival
+    order; each row's time is then looked up by its seq. Events arrive mostly in time
+    order, so the (code, ts) keys are then in order but for the few events that came
+    after a later one of their profile (below the running maximum of the keys). Each
+    such event belongs before the rows from the first one whose running maximum is
+    above its key; only those stretches (a small part of the rows) are sorted again,
+    in place. At 10M rows: 0.5 s against 1.1-1.5 s for `by_code_time_seq` and three
+    gathers. Falls back to those when the packed keys do not fit or the seqs are spread
+    wide.
+    """
+    n = len(code)
+    if not n:
+        return code.copy(), ts.copy(), seq.copy()
+    lo, span = int(seq.min()), int(seq.max()) - int(seq.min()) + 1
+    sbits = (span - 1).bit_length()
+    tlo = int(ts.min())
+    tbits = (int(ts.max()) - tlo).bit_length()
+    cbits = int(code.max()).bit_length()
+    if int(code.min()) < 0 or cbits + max(sbits, tbits) > 62 or span > 4 * n + 1024:
+        order = by_code_time_seq(code, ts, seq)
+        return code[order], ts[order], seq[order]
+    # (fresh memory is dear: each new array of 10M rows costs 0.05-0.25 s in page faults
+    # on a first run, so the buffers are few and reused)
+    v = code << sbits
+    v += seq  # (code, seq - lo) as (code << sbits) | (seq - lo), less lo below
+    v -= lo
+    v.sort()
+    c = v >> sbits
+    buffer = np.empty(span, dtype=np.int64)  # the times by seq, then the keys
+    buffer[seq - lo if lo else seq] = ts
+    v &= (1 << sbits) - 1  # the seqs, less `lo`
+    t = buffer[v]
+    v += lo
+    s = v
+    k = np.left_shift(c, tbits, out=buffer[:n])
+    k += t
+    k -= tlo  # (code, ts) in (code, seq) order
+    high = np.maximum.accumulate(k)
+    late = np.flatnonzero(k < high)
+    if not len(late):
+        return c, t, s
+    # each late row and the rows before it back to the first whose running maximum is
+    # above its key: a stretch sorted again on its own (stretches that overlap as one)
+    begin = np.searchsorted(high, k[late], side="right")
+    del high
+    by_begin = np.argsort(begin, kind="stable")
+    begin, end = begin[by_begin], np.maximum.accumulate(late[by_begin] + 1)
+    fresh = np.ones(len(begin), dtype=bool)
+    fresh[1:] = begin[1:] >= end[:-1]
+    heads = np.flatnonzero(fresh)
+    lows, highs = begin[heads], end[np.append(heads[1:], len(begin)) - 1]
+    sizes = highs - lows
+    rows = np.repeat(lows - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
+    order = np.argsort(k[rows], kind="stable")  # (equal keys: in arrival order)
+    t[rows] = t[rows[order]]
+    s[rows] = s[rows[order]]
+    return c, t, s
