@@ -25,6 +25,7 @@ from lull.engine.arrow import bool_array, flags, int_array, ints, str_array
 from lull.engine.replay import Replayed, replay
 from lull.engine.state import NONE
 from lull.ingest.ndjson import (
+    HASH,
     UNNUMBERED,
     drop_repeats,
     finish,
@@ -110,7 +111,8 @@ def import_ndjson(
             prior.con = history  # (the store's concluded sessions: committed rows only)
             running = pool.submit(engine, arrivals, end, prior)
             finish(con, pid, path, now, seq0)
-            repeated = maybe_repeated(con, pid, seq0)
+            repeated = maybe_repeated(con, pid, seq0, arrivals.hashes)
+            arrivals.hashes = _NO_HASHES
             step("sessionize")
             out = running.result()
         duplicates = drop_repeats(con, pid, seq0) if repeated else 0
@@ -154,6 +156,7 @@ class _Arrivals:
     first_seen: I64
     last_seen: I64
     last_clock: int | None
+    hashes: npt.NDArray[np.uint64]  # every row's message id hashed (`ndjson.HASH`): R6
 
     def engine_done(self) -> None:
         """Drop what only the engine needed."""
@@ -173,7 +176,7 @@ class _Arrivals:
         )
         fresh = con.sql(
             f"""SELECT {"seq" if numbered else "rowid AS seq"}, received_at AS r, ts,
-                       profile_id, {eligible} AS eligible
+                       profile_id, {eligible} AS eligible, {HASH} AS h
                 FROM events WHERE {which}"""
         ).to_arrow_table()
         seq = ints(fresh.column("seq"))
@@ -187,6 +190,7 @@ class _Arrivals:
         ts = ints(fresh.column("ts"))
         clock = np.maximum.accumulate(ints(fresh.column("r")))  # it never goes back
         elig = flags(fresh.column("eligible"))
+        hashes = _hashes(fresh.column("h"))
         del fresh, encoded
         first_seen = np.full(len(names), np.iinfo(np.int64).max, dtype=np.int64)
         last_seen = np.full(len(names), np.iinfo(np.int64).min, dtype=np.int64)
@@ -194,8 +198,19 @@ class _Arrivals:
         np.maximum.at(last_seen, code, ts)
         last_clock = int(clock[-1]) if len(clock) else None
         return cls(
-            names, seq[elig], code[elig], ts[elig], clock[elig], first_seen, last_seen, last_clock
-        )
+            names, seq[elig], code[elig], ts[elig], clock[elig], first_seen, last_seen,
+            last_clock, hashes,
+        )  # fmt: skip
+
+
+_NO_HASHES = np.zeros(0, dtype=np.uint64)
+
+
+def _hashes(column: pa.ChunkedArray) -> npt.NDArray[np.uint64]:
+    a = column.combine_chunks()
+    if not len(a):
+        return _NO_HASHES
+    return np.frombuffer(a.buffers()[1], dtype=np.uint64, count=len(a), offset=a.offset * 8)
 
 
 @dataclass(slots=True)
@@ -273,6 +288,8 @@ def _write(
     skey0 = take_skey(con, pid, fresh)
     skey[new] = np.arange(skey0, skey0 + fresh, dtype=np.int64)
     carried = ~new
+    head_seq = np.full(len(out.code), -1, dtype=np.int64)  # (no arrivals: all carried)
+    head_seq[new] = arrivals.seq[out.head[new]]
     # an open session from before keeps its id and source; a new one takes its first event's
     was_open = out.code[carried]
     con.register(
@@ -291,7 +308,7 @@ def _write(
             {
                 "skey": int_array(skey),
                 "code": int_array(out.code),
-                "first_seq": int_array(np.where(new, arrivals.seq[np.maximum(out.head, 0)], -1)),
+                "first_seq": int_array(head_seq),
                 "first_ts": int_array(out.first_ts),
                 "last_ts": int_array(out.last_ts),
                 "events": int_array(out.events),

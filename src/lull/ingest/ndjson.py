@@ -184,18 +184,19 @@ DELETE FROM events WHERE project_id = {pid} AND seq >= {seq0} AND seq IN (
 """
 
 
-# Whether any message id of rows seq >= seq0 may repeat one stored before or one of
-# those rows (equal 64-bit hashes); the old rows are only read when there are any.
-_MAYBE_REPEATED = """
-SELECT EXISTS (SELECT hash(message_id) FROM events WHERE project_id = {pid} AND seq >= {seq0}
-               GROUP BY 1 HAVING count(*) > 1)
-    OR (EXISTS (SELECT 1 FROM events WHERE project_id = {pid} AND seq < {seq0})
-        AND EXISTS (SELECT 1 FROM events n
-                    SEMI JOIN (SELECT hash(message_id) AS h FROM events
-                               WHERE project_id = {pid} AND seq < {seq0}) o
-                    ON hash(n.message_id) = o.h
-                    WHERE n.project_id = {pid} AND n.seq >= {seq0}))
+# Whether any message id of rows seq >= seq0 may repeat one stored before (equal 64-bit
+# hashes); the old rows are only read when there are any.
+_MAYBE_STORED = """
+SELECT EXISTS (SELECT 1 FROM events WHERE project_id = {pid} AND seq < {seq0})
+    AND EXISTS (SELECT 1 FROM events n
+                SEMI JOIN (SELECT hash(message_id) AS h FROM events
+                           WHERE project_id = {pid} AND seq < {seq0}) o
+                ON hash(n.message_id) = o.h
+                WHERE n.project_id = {pid} AND n.seq >= {seq0})
 """
+
+# The 64-bit hash of each message id that `maybe_repeated` compares (DuckDB's `hash`).
+HASH = "hash(message_id)"
 
 
 def _filled(sql: str, pid: int, seq0: int = 0, path: str = "", now: int = 0) -> str:
@@ -284,11 +285,18 @@ def _check_large(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int) 
             raise BadInput(f"{path}: {detail or 'an event is over the limits'}") from None
 
 
-def maybe_repeated(con: duckdb.DuckDBPyConnection, pid: int, seq0: int) -> bool:
+def maybe_repeated(
+    con: duckdb.DuckDBPyConnection, pid: int, seq0: int, hashes: npt.NDArray[np.uint64]
+) -> bool:
     """Whether a message id of the rows seq >= seq0 may repeat one stored before or one
-    of those rows: 64-bit hashes compared (a third cheaper than the ids themselves).
-    False: there is no duplicate (R6). True: `drop_repeats` compares the ids."""
-    seen = con.execute(_filled(_MAYBE_REPEATED, pid, seq0)).fetchall()
+    of those rows: their 64-bit hashes (`HASH`, read with the rows) compared with each
+    other after a sort, and with the stored rows' in DuckDB. False: there is no duplicate
+    (R6). True: `drop_repeats` compares the ids."""
+    ordered = np.sort(hashes)
+    if bool(np.any(ordered[1:] == ordered[:-1])):
+        return True
+    del ordered
+    seen = con.execute(_filled(_MAYBE_STORED, pid, seq0)).fetchall()
     return bool(seen and seen[0][0])
 
 
