@@ -57,7 +57,7 @@ def _ids(ck: Path, plan: tasks.Plan, ids: list[str], r: int) -> None:
     table = pa.table({"message_id": ids, "r": [r] * n, "f": one, "pos": list(range(1, n + 1)),
                       "bucket": pa.array([1] * n, pa.int32())})  # fmt: skip
     fs, work = tasks.fs_path(plan.work)
-    tasks._cut(fs, f"{work}/ids/g-00000.arrow", table, np.zeros(n, dtype=np.int64), 2)
+    tasks.cut(fs, f"{work}/ids/g-00000.arrow", table, np.zeros(n, dtype=np.int64), 2)
 
 
 def test_ids_are_kept_a_window_past_the_clock_then_merged_away(tmp_path: Path) -> None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -370,7 +369,7 @@ def cut(job: Job, piece: int) -> None:
     ).filter(eligible)
     bucket = tasks.hashed(narrow["profile_id"], job.buckets, repeats=True)
     fs, work = tasks.fs_path(job.work)
-    tasks._cut(fs, f"{work}/rows/p-{piece:05d}.arrow", narrow, bucket, job.buckets)
+    tasks.cut(fs, f"{work}/rows/p-{piece:05d}.arrow", narrow, bucket, job.buckets)
 
 
 def sessions(job: Job, buckets: Sequence[int]) -> None:
@@ -389,7 +388,7 @@ def sessions(job: Job, buckets: Sequence[int]) -> None:
     assigned = pa.concat_tables(ids)
     bases = np.array([p[0][2] for p in job.pieces], dtype=np.int64)
     piece = np.searchsorted(bases, assigned["number"].to_numpy(), side="right") - 1
-    tasks._cut(fs, f"{work}/ids/s-{part}.arrow", assigned, piece, len(job.pieces))
+    tasks.cut(fs, f"{work}/ids/s-{part}.arrow", assigned, piece, len(job.pieces))
 
 
 def _sessions_of(job: Job, rows: pa.Table | None) -> tuple[pa.Table, pa.Table] | None:
@@ -524,11 +523,8 @@ def _write(job: Job, name: str, part: str, table: pa.Table, *, always: bool = Fa
         return
     table = table.cast(SCHEMAS[name])
     fs, root = tasks.fs_path(job.out)
-    folder = f"{root}/{name}"
-    fs.create_dir(folder, recursive=True)
-    tmp = f"{folder}/.{part}-{uuid.uuid4().hex}.tmp"
-    pq.write_table(table, tmp, filesystem=fs, compression="snappy")
-    fs.move(tmp, f"{folder}/part-{part}.parquet")
+    with tasks.whole(fs, f"{root}/{name}/part-{part}.parquet") as tmp:
+        pq.write_table(table, tmp, filesystem=fs, compression="snappy")
 
 
 def _reason(e: Exception) -> str:

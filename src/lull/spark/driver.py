@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -83,12 +82,8 @@ class Checkpoint:
             return bytes(f.read()).decode()
 
     def write(self, path: str, value: Any) -> None:
-        folder = path.rsplit("/", 1)[0]
-        self.fs.create_dir(folder, recursive=True)
-        tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
-        with self.fs.open_output_stream(tmp) as f:
+        with tasks.whole(self.fs, path) as tmp, self.fs.open_output_stream(tmp) as f:
             f.write(json.dumps(value).encode())
-        self.fs.move(tmp, path)
 
     def log(self, kind: str) -> dict[int, dict[str, Any]]:
         """offsets/ or commits/: batch -> what was noted."""

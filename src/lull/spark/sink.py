@@ -23,7 +23,6 @@ step is done) numbers them in one sort of three columns and writes `events/batch
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,7 +34,7 @@ import pyarrow.fs as pafs
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from lull.spark.tasks import fs_path
+from lull.spark.tasks import fs_path, whole, write_arrow
 
 if TYPE_CHECKING:
     from lull.engine import vector
@@ -181,16 +180,11 @@ class Sink:
             return
         fs, root = self._fs()
         folder = f"{root}/{name}/batch={batch_id}"
-        fs.create_dir(folder, recursive=True)
-        staged = name == _STAGING
-        final = f"{folder}/part-{part}.{'arrow' if staged else 'parquet'}"
-        tmp = f"{folder}/.{part}-{uuid.uuid4().hex}.tmp"
-        if staged:
-            with fs.open_output_stream(tmp) as f, ipc.new_file(f, table.schema) as w:
-                w.write_table(table)
+        if name == _STAGING:
+            write_arrow(fs, f"{folder}/part-{part}.arrow", table)
         else:
-            pq.write_table(table, tmp, filesystem=fs, compression="snappy")
-        fs.move(tmp, final)
+            with whole(fs, f"{folder}/part-{part}.parquet") as tmp:
+                pq.write_table(table, tmp, filesystem=fs, compression="snappy")
 
     def stage_events(self, batch_id: int, part: str, table: pa.Table) -> None:
         self.write(_STAGING, batch_id, part, table)

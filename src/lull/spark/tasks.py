@@ -32,7 +32,8 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,14 +133,31 @@ class Plan:
 # --- files ------------------------------------------------------------------------------
 
 
-def write_arrow(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
-    """An Arrow IPC file, whole: written under a temporary name, then renamed."""
+@contextmanager
+def whole(fs: pafs.FileSystem, path: str) -> Iterator[str]:
+    """`path` written whole: the block writes the temporary name it is given (beside
+    `path`, its folder made), which is then renamed to `path`, so a reader never sees
+    part of a file, and a task that Spark retries writes the same name again."""
     folder = path.rsplit("/", 1)[0]
     fs.create_dir(folder, recursive=True)
     tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
-    with fs.open_output_stream(tmp) as f, ipc.new_file(f, table.schema) as w:
-        w.write_table(table)
+    try:
+        yield tmp
+    except BaseException:
+        with suppress(OSError):  # (a failed write leaves no stray temporary file)
+            fs.delete_file(tmp)
+        raise
     fs.move(tmp, path)
+
+
+def write_arrow(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
+    """An Arrow IPC file, whole."""
+    with (
+        whole(fs, path) as tmp,
+        fs.open_output_stream(tmp) as out,
+        ipc.new_file(out, table.schema) as w,
+    ):
+        w.write_table(table)
 
 
 def read_arrow(fs: pafs.FileSystem, path: str) -> pa.Table:
@@ -232,31 +250,31 @@ def parse(plan: Plan, group: int, files: Sequence[int]) -> dict[str, Any]:
                 "seconds": time.perf_counter() - started}  # fmt: skip
     bucket = hashed(table["profile_id"], plan.buckets, repeats=True)
     part = hashed(table["message_id"], plan.buckets, repeats=False)
-    written = _cut(fs, f"{work}/rows/g-{group:05d}.arrow", table, bucket, plan.buckets)
+    written = cut(fs, f"{work}/rows/g-{group:05d}.arrow", table, bucket, plan.buckets)
     ids = pa.table(
         {"message_id": table["message_id"], "r": table["r"], "f": table["f"],
          "pos": table["pos"], "bucket": pa.array(bucket.astype(np.int32))}
     )  # fmt: skip
-    _cut(fs, f"{work}/ids/g-{group:05d}.arrow", ids, part, plan.buckets)
+    cut(fs, f"{work}/ids/g-{group:05d}.arrow", ids, part, plan.buckets)
     lo = pc.min(table["r"]).as_py()
     return {"group": group, "events": table.num_rows, "lo": lo, "hi": hi, "buckets": written,
             "seconds": time.perf_counter() - started}  # fmt: skip
 
 
-def _cut(fs: pafs.FileSystem, path: str, table: pa.Table, key: I64, keys: int) -> list[int]:
+def cut(fs: pafs.FileSystem, path: str, table: pa.Table, key: I64, keys: int) -> list[int]:
     """The table's rows by `key` (0 .. keys - 1) into one Arrow IPC file, record batch k
     holding key k's rows (`Cuts` reads them); returns the keys that have rows."""
     order = np.argsort(key, kind="stable")
     bounds = np.searchsorted(key[order], np.arange(keys + 1))
     table = table.take(pa.array(order)).combine_chunks()
     batches = [table.slice(a, b - a) for a, b in itertools.pairwise(bounds.tolist())]
-    folder = path.rsplit("/", 1)[0]
-    fs.create_dir(folder, recursive=True)
-    tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
-    with fs.open_output_stream(tmp) as f, ipc.new_file(f, table.schema) as w:
+    with (
+        whole(fs, path) as tmp,
+        fs.open_output_stream(tmp) as out,
+        ipc.new_file(out, table.schema) as w,
+    ):
         for part in batches:
             w.write_batch(part.to_batches()[0] if part.num_rows else _empty_batch(table.schema))
-    fs.move(tmp, path)
     return np.flatnonzero(np.diff(bounds)).tolist()
 
 
@@ -265,7 +283,7 @@ def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
 
 
 class Cuts:
-    """The files `_cut` wrote into a folder: key k's rows of all of them."""
+    """The files `cut` wrote into a folder: key k's rows of all of them."""
 
     def __init__(self, fs: pafs.FileSystem, folder: str) -> None:
         self.readers = [ipc.open_file(fs.open_input_file(p)) for p in listed(fs, folder, ".arrow")]
@@ -313,7 +331,7 @@ def dedupe(plan: Plan, parts: Sequence[int]) -> tuple[int, dict[int, list[int]]]
             gone = batch.filter(pa.array(~keep)).select(["bucket", "f", "pos"])
             dropped += gone.num_rows
             b = gone["bucket"].to_numpy().astype(np.int64)
-            _cut(fs, f"{work}/dropped/p-{p:05d}.arrow", gone, b, plan.buckets)
+            cut(fs, f"{work}/dropped/p-{p:05d}.arrow", gone, b, plan.buckets)
         _merge(fs, kept_dir, known, plan)
         files = listed(fs, kept_dir, ".arrow")
         held[p] = [sum(_open_ids(fs, f).num_rows for f in files), sum(map(fs_size(fs), files))]
@@ -496,10 +514,7 @@ def _step_bucket(
     if plan.late_ms is not None:
         bucket.forget(state, plan.watermark, plan.late_ms, plan.timeout_ms)
     data = state_codec.encode(state, plan.buckets)
-    fs.create_dir(folder, recursive=True)
-    tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
-    with fs.open_output_stream(tmp) as f:
+    with whole(fs, f"{folder}/{plan.batch:012d}.state") as tmp, fs.open_output_stream(tmp) as f:
         f.write(data)
-    fs.move(tmp, f"{folder}/{plan.batch:012d}.state")
     kept = bucket.held(state) | {"bytes": len(data)}
     return b, 0 if given is None else len(given), applied.timer, kept
