@@ -1,10 +1,11 @@
-"""`lull.engine.order.sorted_by_code_time_seq` (resessionize's sort) is R2's order.
+"""`lull.engine.order.order_rows` (resessionize's sort) is R2's order, and its runs R2's.
 
-R2 orders each profile's events by (time, arrival). The function sorts packed (code, seq)
-values and then only the stretches around events that came after a later one of their
-profile, so the cases that matter are: arrivals in time order, a few late ones (short
-and long ways back), ties of time within a profile, wholly shuffled input, seqs with
-gaps and an offset, and inputs too wide to pack (its fallback).
+R2 orders each profile's events by (time, arrival) and cuts where the gap is at least
+the timeout. The function sorts packed (code, seq) values and then only the stretches
+around events that came after a later one of their profile, so the cases that matter
+are: arrivals in time order, a few late ones (short and long ways back), ties of time
+within a profile, wholly shuffled input, seqs with gaps and an offset, input in several
+chunks, and inputs too wide to pack (its fallbacks).
 """
 
 from __future__ import annotations
@@ -13,15 +14,28 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lull.engine.order import sorted_by_code_time_seq
+from lull.engine.order import order_rows
 
 
-def _check(code: np.ndarray, ts: np.ndarray, seq: np.ndarray) -> None:
+def _check(code: np.ndarray, ts: np.ndarray, seq: np.ndarray, room: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.integers(0, len(code) + 1, int(rng.integers(0, 4))))
+    chunks = [
+        (c, t, s)
+        for c, t, s in zip(
+            np.split(code, cuts), np.split(ts, cuts), np.split(seq, cuts), strict=True
+        )
+    ]
     order = np.lexsort((seq, ts, code))
-    c, t, s = sorted_by_code_time_seq(code, ts, seq)
-    assert np.array_equal(c, code[order])
-    assert np.array_equal(t, ts[order])
-    assert np.array_equal(s, seq[order])
+    got = order_rows(chunks, room)
+    every = np.arange(len(code))
+    assert np.array_equal(got.seq, seq[order])
+    assert np.array_equal(got.code(every), code[order])
+    assert np.array_equal(got.ts(every), ts[order])
+    c, t = code[order], ts[order]
+    new = np.ones(len(code), dtype=bool)
+    new[1:] = (c[1:] != c[:-1]) | (t[1:] - t[:-1] >= room)
+    assert np.array_equal(got.run_starts(room), np.flatnonzero(new))
 
 
 @settings(max_examples=300, deadline=None)
@@ -53,9 +67,10 @@ def test_arrivals_mostly_in_time_order(
             ts[at] -= back * ts_scale  # this event arrives after later ones
     code = rng.integers(0, profiles, n).astype(np.int64)
     seq = np.arange(n, dtype=np.int64) * seq_step + seq_base
-    _check(code, ts, seq)
+    room = 3 * ts_scale
+    _check(code, ts, seq, room, seed)
     shuffled = rng.permutation(n)
-    _check(code[shuffled], ts[shuffled], seq[shuffled])
+    _check(code[shuffled], ts[shuffled], seq[shuffled], room, seed)
 
 
 @settings(max_examples=200, deadline=None)
@@ -74,4 +89,4 @@ def test_any_order_and_too_wide_to_pack(rows: list[tuple[int, int]], scale: int,
         code = code << 27
     ts = np.array([t for _, t in rows], dtype=np.int64) * scale
     seq = rng.permutation(len(rows)).astype(np.int64) * (1 if scale == 1 else 5_000)
-    _check(code, ts, seq)
+    _check(code, ts, seq, 2 * scale, seed)

@@ -2,7 +2,9 @@
 
 R2 over every event that R1 admits with sessions on (late ones included): order each
 profile's events by (time, arrival); a gap of at least the timeout starts a session.
-The ordering is one sort of a packed (profile, time) key, the gaps are found with NumPy.
+The ordering is one sort of packed (profile, arrival) values and a second one of the
+few stretches around late arrivals (`engine.order.order_rows`); the gaps are found in
+the packed (profile, time) keys with NumPy.
 
 Only what changed is written. A stored session is kept when the rebuild finds a session
 of the same profile with the same first and last time, number of events and conclusion,
@@ -27,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lull.engine.arrow import bool_array, flags, int_array, ints
-from lull.engine.order import sorted_by_code_time_seq
+from lull.engine.order import Chunks, order_rows
 from lull.model import session_id_sql
 from lull.store.db import literal, transaction
 from lull.store.ends import fill as fill_ends
@@ -98,33 +100,29 @@ class _Runs:
         )
 
     @classmethod
-    def of(cls, seq: I64, ts: I64, code: I64, timeout: int, now: int) -> _Runs:
-        c, t, ordered = sorted_by_code_time_seq(code, ts, seq)
-        n = len(c)
-        new = np.ones(n, dtype=bool)
-        np.not_equal(c[1:], c[:-1], out=new[1:])
-        new[1:] |= np.subtract(t[1:], t[:-1]) >= timeout
-        starts = np.flatnonzero(new)
-        del new
+    def of(cls, chunks: Chunks, timeout: int, now: int) -> _Runs:
+        rows = order_rows(chunks, timeout)
+        n = len(rows.seq)
+        starts = rows.run_starts(timeout)
         ends = np.empty_like(starts)
         ends[:-1] = starts[1:] - 1
         ends[-1:] = n - 1
-        code_of = c[starts]
+        code_of = rows.code(starts)
         last_of_profile = np.ones(len(starts), dtype=bool)
         np.not_equal(code_of[1:], code_of[:-1], out=last_of_profile[:-1])
         has_prev = np.zeros(len(starts), dtype=bool)
         has_prev[1:] = ~last_of_profile[:-1]
-        last_ts = t[ends]
+        last_ts = rows.ts(ends)
         prev_last = np.zeros(len(starts), dtype=np.int64)
         prev_last[1:] = last_ts[:-1]
         return cls(
-            seq=ordered,
+            seq=rows.seq,
             start=starts,
             code=code_of,
-            first_ts=t[starts],
+            first_ts=rows.ts(starts),
             last_ts=last_ts,
-            first_seq=ordered[starts],
-            last_seq=ordered[ends],
+            first_seq=rows.seq[starts],
+            last_seq=rows.seq[ends],
             events=ends - starts + 1,
             prev_last_ts=prev_last,
             has_prev=has_prev,
@@ -139,13 +137,13 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
     timeout, p = settings.timeout_ms, literal(pid)
     eligible = eligible_sql(settings, as_if_enabled=True)
     with transaction(con):
-        seq, ts, code, names, known = _read(con, pid, eligible)
+        chunks, names, known = _read(con, pid, eligible)
         con.register("rs_dict", _coded(names))
         # the stored sessions are read on a cursor of their own while NumPy sorts
         with con.cursor() as side, ThreadPoolExecutor(1) as pool:
             reading = pool.submit(_stored, side, p, names, eligible, timeout) if known else None
-            runs = _Runs.of(seq, ts, code, timeout, now)
-            del seq, ts, code
+            runs = _Runs.of(chunks, timeout, now)
+            del chunks
             stored = None if reading is None else reading.result()
         found = None if stored is None else _kept(con, p, stored, runs, timeout)
         kept = found.skey if found else np.full(len(runs.code), -1, dtype=np.int64)
@@ -411,11 +409,10 @@ def _refresh(
     con.execute("DROP TABLE rs_moved")
 
 
-def _read(
-    con: duckdb.DuckDBPyConnection, pid: int, eligible: str
-) -> tuple[I64, I64, I64, pa.Array, bool]:
-    """The eligible events' seq, time and profile code (in no set order), the profile id
-    of each code, and whether every profile of the events has a row in `profiles`.
+def _read(con: duckdb.DuckDBPyConnection, pid: int, eligible: str) -> tuple[Chunks, pa.Array, bool]:
+    """The eligible events' profile code, time and seq (in no set order, in the pieces
+    DuckDB hands them over: not copied into one array), the profile id of each code,
+    and whether every profile of the events has a row in `profiles`.
 
     The codes come from a join with the profiles table (its 200,000 ids at 10M events,
     each once) done by DuckDB on both cores, so 10M profile ids are neither copied out
@@ -432,7 +429,7 @@ def _read(
     )
     con.register("rs_known", _coded(names))
     events = con.sql(
-        f"""SELECT e.seq, e.ts, d.code FROM events e LEFT JOIN rs_known d USING (profile_id)
+        f"""SELECT d.code, e.ts, e.seq FROM events e LEFT JOIN rs_known d USING (profile_id)
             WHERE e.project_id = {p} AND {eligible}"""
     ).to_arrow_table()
     con.unregister("rs_known")
@@ -442,6 +439,8 @@ def _read(
         ).to_arrow_table()
         encoded = pc.dictionary_encode(events.column("profile_id")).combine_chunks()
         seq, ts = ints(events.column("seq")), ints(events.column("ts"))
-        return seq, ts, ints(encoded.indices), encoded.dictionary, False
-    seq, ts = ints(events.column("seq")), ints(events.column("ts"))
-    return seq, ts, ints(events.column("code")), names, True
+        return [(ints(encoded.indices), ts, seq)], encoded.dictionary, False
+    chunks = [
+        (ints(b.column(0)), ints(b.column(1)), ints(b.column(2))) for b in events.to_batches()
+    ]
+    return chunks, names, True
