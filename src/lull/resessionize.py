@@ -142,8 +142,7 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
         # the stored sessions are read on a cursor of their own while NumPy sorts
         with con.cursor() as side, ThreadPoolExecutor(1) as pool:
             reading = pool.submit(_stored, side, p, names, eligible, timeout) if known else None
-            runs = _Runs.of(chunks, timeout, now)
-            del chunks
+            runs = _Runs.of(chunks, timeout, now)  # (empties `chunks`)
             stored = None if reading is None else reading.result()
         found = None if stored is None else _kept(con, p, stored, runs, timeout)
         kept = found.skey if found else np.full(len(runs.code), -1, dtype=np.int64)
