@@ -75,13 +75,14 @@ def _could_be_other_json(col: str) -> str:
         OR {col} IN ('true', 'false') OR prefix({col}, '{{') OR prefix({col}, '['))"""
 
 
-def _checks(strings: str) -> str:
-    """The SELECT of one record per row: its values (`r`, `ts_eff` after R5's clock fix)
-    and `ok`. `strings` reads the string fields (`message_id` ... `source`) and the
-    given-ness of `session_id` (`has_session`) from `raw`'s columns."""
+def _checks(rec: str, strings: str, extra: str = "") -> str:
+    """The SELECT of one record per row: its number `rec`, its values (`r`, `ts_eff`
+    after R5's clock fix), `ok`, and `extra` columns. `strings` reads the string fields
+    (`message_id` ... `source`) and the given-ness of `session_id` (`has_session`) from
+    `raw`'s columns."""
     return f"""
 parsed AS (
-    SELECT rec, {strings},
+    SELECT {rec} AS rec, {strings},
         {_time("ts")} AS ts_ms,
         {_time("received_at")} AS recv_ms, {_given("received_at")} AS has_recv,
         {_time("sent_at")} AS sent_ms, {_given("sent_at")} AS has_sent,
@@ -101,12 +102,14 @@ SELECT rec, message_id, profile_id, name, source,
     AND {_ok_time("ts_ms", "", True)} AND {_ok_time("recv_ms", "has_recv", False)}
     AND {_ok_time("sent_ms", "has_sent", False)}
     AND ts_ms + coalesce(coalesce(recv_ms, {{now}}) - sent_ms, 0) >= 0, false) AS ok
-    {{extra}}
+    {extra}
 FROM parsed
 """
 
 
 _TIMES = ", ".join(f"{f}::VARCHAR AS {f}" for f in ("ts", "received_at", "sent_at"))
+_TYPED_STRINGS = "message_id, profile_id, name, source, session_id IS NOT NULL AS has_session"
+_SUSPECT_COLUMN = ", " + " OR ".join(_could_be_other_json(f) for f in _STRINGS) + " AS suspect"
 
 # The fast reading (see above): `suspect` rows hold a string that may have been another
 # JSON value.
@@ -117,28 +120,23 @@ WITH raw AS (
         message_id: 'VARCHAR', profile_id: 'VARCHAR', name: 'VARCHAR', ts: 'JSON',
         source: 'VARCHAR', received_at: 'JSON', sent_at: 'JSON', properties: 'JSON',
         session_id: 'VARCHAR'}})
-), {
-    _checks("message_id, profile_id, name, source, session_id IS NOT NULL AS has_session").replace(
-        "SELECT rec, ", "SELECT NULL AS rec, ", 1
-    )
-}
-""".replace(
-    "{extra}",
-    ", " + " OR ".join(_could_be_other_json(f) for f in _STRINGS) + " AS suspect",
-)
+), {_checks("NULL", _TYPED_STRINGS, _SUSPECT_COLUMN)}
+"""
+
+_EXACT_STRINGS = ", ".join(f"{_text(f)} AS {f}" for f in (*_STRINGS, "source")) + ", has_session"
 
 # The exact reading: every field as its JSON text (for a suspect file, and to find the
 # first bad record after a failure), the records numbered (`rec`).
 _PARSED = f"""
 WITH raw AS (
-    SELECT ordinality - 1 AS rec, {", ".join(f"{f}::VARCHAR AS {f}" for f in _FIELDS)},
+    SELECT ordinality - 1 AS n, {", ".join(f"{f}::VARCHAR AS {f}" for f in _FIELDS)},
         properties, {_given("session_id")} AS has_session
     FROM read_json('{{path}}', format = 'newline_delimited', columns = {{
         message_id: 'JSON', profile_id: 'JSON', name: 'JSON', ts: 'JSON', source: 'JSON',
         received_at: 'JSON', sent_at: 'JSON', properties: 'JSON', session_id: 'JSON'}})
         WITH ORDINALITY
-), {_checks(", ".join(f"{_text(f)} AS {f}" for f in (*_STRINGS, "source")) + ", has_session")}
-""".replace("{extra}", "")
+), {_checks("n", _EXACT_STRINGS)}
+"""
 
 # One pass over the file: parse, check, insert. A bad record stops the statement
 # (error()), so the transaction stores nothing. Numbering the records in the same pass
