@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lull.ingest.columns import EventColumns
+from lull.ingest.records import Event
 from lull.model import Settings
 from lull.server.door import Batch, Door, _combine, from_arrow
 from lull.server.identity import Target
 from lull.server.ingest_only import Frozen, as_engine
-from lull.server.live import Event
 from lull.store.log import IngestLog
 
 PROJECTS = {"shop": 1, "blog": 2}

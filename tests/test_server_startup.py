@@ -275,8 +275,8 @@ def test_a_hash_match_is_checked_against_the_store() -> None:
     collision of hashes is not a repeat); the store is asked only on a match."""
     from concurrent.futures import Future
 
+    from lull.ingest.records import Event
     from lull.server.door import Door
-    from lull.server.live import Event
     from lull.store.log import Position
 
     in_store = {"in-store"}  # what the store holds: and whatever the engine applies

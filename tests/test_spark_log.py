@@ -194,8 +194,8 @@ def test_clock_rows_move_the_streams_clock(spark: SparkSession, tmp_path: Path) 
     log = tmp_path / "log"
     now = now_ms()
     with IngestLog(log, writer="w") as w:
+        from lull.ingest.records import Event
         from lull.server.door import Batch, to_arrow
-        from lull.server.live import Event
 
         old = Event("e1", "u", "Play", now - 30 * MIN, "web", None, {})
         w.append(to_arrow("shop", Batch(1, now - 25 * MIN, [old])))

@@ -113,10 +113,9 @@ def test_a_checkpoint_of_another_bucket_count_is_refused(tmp_path: Path) -> None
 def test_a_segment_read_column_wise(tmp_path: Path) -> None:
     """`landing.segment_rows`: the project's events with R5's clock fix, clock rows, other
     projects' rows left out, and a damaged frame said in a rejected row."""
-    from lull.ingest.records import corrected_time
+    from lull.ingest.records import Event, corrected_time
     from lull.server.door import Batch, to_arrow
     from lull.server.ingest_only import clock_row
-    from lull.server.live import Event
     from lull.spark.landing import CLOCK, segment_rows
     from lull.store.log import IngestLog, segments
 

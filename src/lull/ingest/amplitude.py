@@ -15,10 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from lull.errors import BadInput, LullError
-from lull.ingest.records import EventTooLarge, check_properties
+from lull.ingest.records import Event, EventTooLarge, check_properties
 from lull.ingest.sdk import content_id, event_name, properties, source_for, text_id
 from lull.model import MAX_EPOCH_MS, MIN_EPOCH_MS
-from lull.server.live import Event
 
 RENAMES = {
     "$identify": "Identity Set",

@@ -8,10 +8,9 @@ from typing import Any
 import msgspec
 
 from lull.errors import BadInput
-from lull.ingest.records import check_properties
+from lull.ingest.records import Event, check_properties
 from lull.ingest.sdk import event_name, properties, text_id
 from lull.model import check_epoch
-from lull.server.live import Event
 
 MAX_RECORDS = 1000
 _encode = msgspec.json.Encoder(order="sorted").encode

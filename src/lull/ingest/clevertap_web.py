@@ -23,10 +23,9 @@ from typing import Any
 import msgspec
 
 from lull.errors import BadInput, TooLarge
-from lull.ingest.records import check_clock_fix, check_id, check_properties
+from lull.ingest.records import Event, check_clock_fix, check_id, check_properties
 from lull.ingest.sdk import event_name
 from lull.model import MAX_EPOCH_MS, MAX_ID
-from lull.server.live import Event
 
 KINDS = ("page", "push", "ping", "data")
 PAGE_VIEWED = "Page Viewed"

@@ -22,10 +22,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from lull.errors import BadInput
-from lull.ingest.records import check_clock_fix, check_properties
+from lull.ingest.records import Event, check_clock_fix, check_properties
 from lull.ingest.sdk import content_id, event_name, properties, source_for, text_id
 from lull.model import check_epoch, parse_time
-from lull.server.live import Event
 
 RENAMES = {
     "$pageview": "Page Viewed",

@@ -30,6 +30,21 @@ MAX_PROPERTIES_DEPTH = MAX_DEPTH - 2
 _encode = msgspec.json.Encoder().encode
 
 
+@dataclass(slots=True)
+class Event:
+    """One validated event of a request (the live path's form: `received_at` is the
+    request's, applied by the engine)."""
+
+    message_id: str
+    profile_id: str
+    name: str
+    ts: int
+    source: str
+    sent_at: int | None
+    properties: dict[str, Any]
+    raw: str | None = None  # the properties as JSON text, when they came as such
+
+
 class EventTooLarge(TooLarge, BadInput):
     """An event over MAX_EVENT: a 413 to a client, and a bad line to an import."""
 

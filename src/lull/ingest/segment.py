@@ -13,10 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from lull.errors import BadInput
-from lull.ingest.records import check_clock_fix, check_properties
+from lull.ingest.records import Event, check_clock_fix, check_properties
 from lull.ingest.sdk import event_name, properties, text_id
 from lull.model import parse_time
-from lull.server.live import Event
 
 TYPES = {"track", "page", "screen", "identify", "alias", "group"}
 SHORT = {"t": "track", "p": "page", "s": "screen", "i": "identify", "a": "alias", "g": "group"}

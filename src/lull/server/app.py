@@ -32,7 +32,7 @@ from lull.figures import figure
 from lull.ingest import amplitude, clevertap, posthog, segment
 from lull.ingest.columns import EventColumns
 from lull.ingest.native import columns as native_columns
-from lull.ingest.records import to_record
+from lull.ingest.records import Event, to_record
 from lull.segments import api as segments_api
 from lull.segments.live import Watcher
 from lull.server import clevertap_web, reads
@@ -44,7 +44,7 @@ from lull.server.fast import TRIED as FAST_TRIED
 from lull.server.fast import FastIngest
 from lull.server.headers import SecurityHeaders
 from lull.server.identity import Link, Resolve, Target, follow, news
-from lull.server.live import Event, LiveEngine
+from lull.server.live import LiveEngine
 from lull.server.openapi import OPENAPI
 from lull.store.keys import WRITE_KINDS, Grant, account_ids, digest, load_grants
 from lull.web.routes import web_routes

@@ -46,7 +46,8 @@ from lull.server.identity import Link, Target
 from lull.store.log import EVENT_SCHEMA, START, IngestLog, LogError, Position
 
 if TYPE_CHECKING:
-    from lull.server.live import Event, LiveEngine
+    from lull.ingest.records import Event
+    from lull.server.live import LiveEngine
 
 DAY_MS = 24 * 3600 * 1000
 DEFAULT_WINDOW_MS = 7 * DAY_MS

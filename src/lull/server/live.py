@@ -74,20 +74,6 @@ _GATHERED = object()  # `_next`: nothing more before the group's time is up
 _encode = msgspec.json.Encoder().encode
 
 
-@dataclass(slots=True)
-class Event:
-    """One validated event of a request."""
-
-    message_id: str
-    profile_id: str
-    name: str
-    ts: int
-    source: str
-    sent_at: int | None
-    properties: dict[str, Any]
-    raw: str | None = None  # the properties as JSON text, when they came as such
-
-
 _NO_LO = np.iinfo(np.int64).max  # "no event seen" for a running minimum
 # lull_meta key: a server is running (or was killed): what it had applied when it started
 _UNCLEAN = "live_unclean"

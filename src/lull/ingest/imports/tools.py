@@ -16,9 +16,9 @@ import msgspec
 
 from lull.errors import BadInput
 from lull.ingest import amplitude, posthog, segment
+from lull.ingest.records import Event
 from lull.model import parse_time
 from lull.server.identity import Resolve
-from lull.server.live import Event
 
 
 @dataclass(slots=True)
