@@ -60,19 +60,11 @@ class Rebuilt:
 @dataclass(slots=True)
 class _Kept:
     """Per rebuilt session, the key of the stored session kept for it (-1: none); the
-    keys and profile codes of the stored sessions not kept; the rebuilt sessions whose
-    kept session's id is still to be checked (see `_kept`)."""
+    keys and profile codes of the stored sessions not kept."""
 
     skey: I64
     gone: I64
     gone_code: I64
-    doubt: I64
-
-    def drop(self, rows: I64, code: I64) -> None:
-        """Keep nothing for the rebuilt sessions `rows` (of profiles `code`)."""
-        self.gone = np.concatenate([self.gone, self.skey[rows]])
-        self.gone_code = np.concatenate([self.gone_code, code])
-        self.skey[rows] = -1
 
 
 @dataclass(slots=True)
@@ -152,18 +144,8 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
             reading = pool.submit(_stored, side, p, names, eligible, timeout) if known else None
             runs = _Runs.of(chunks, timeout, now)  # (empties `chunks`)
             stored = None if reading is None else reading.result()
-        found = None if stored is None else _kept(stored, runs, timeout)
+        found = None if stored is None else _kept(con, p, stored, runs, timeout)
         kept = found.skey if found else np.full(len(runs.code), -1, dtype=np.int64)
-        # the first and last events of the sessions to write, and of those whose id is in
-        # doubt, in one pass over the events; then the doubtful ones that were renamed
-        heads = kept < 0
-        if found is not None:
-            heads[found.doubt] = True
-        _read_heads(con, p, np.concatenate([runs.first_seq[heads], runs.last_seq[heads]]))
-        if found is not None and len(found.doubt):
-            d = found.doubt
-            renamed = d[_renamed(con, p, kept[d], runs.first_seq[d])]
-            found.drop(renamed, runs.code[renamed])
         fresh = np.flatnonzero(kept < 0)
         skey0 = take_skey(con, pid, len(fresh))
         skeys = kept.copy()
@@ -206,8 +188,14 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
 def _write(con: duckdb.DuckDBPyConnection, pid: int, timeout: int) -> None:
     """The sessions of `rs_sessions` with their ids, their events' assignments
     (`rs_assign`) and the `session_ends` rows of the concluded ones. Each session's first
-    and last event are in `rs_ev` (`_read_heads`: one pass over the events)."""
+    and last event are read in one pass over the events."""
     p = literal(pid)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE rs_ev AS
+            SELECT seq, message_id, source, name, properties FROM events
+            WHERE project_id = {p} AND seq IN (
+                SELECT first_seq FROM rs_sessions UNION ALL SELECT last_seq FROM rs_sessions)"""
+    )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE rs_heads AS
             SELECT s.*, d.profile_id, f.message_id, f.source, f.name, f.properties,
@@ -267,10 +255,11 @@ def _coded(names: pa.Array) -> pa.Table:
     return pa.table({"code": int_array(np.arange(len(names))), "profile_id": names})
 
 
-def _kept(stored: pa.Table, runs: _Runs, timeout: int) -> _Kept | None:
-    """The stored sessions that hold the same events as a rebuilt one (those whose id
-    may not be the rebuilt one's in `doubt`); None when all is to be rewritten (most
-    sessions changed)."""
+def _kept(
+    con: duckdb.DuckDBPyConnection, p: str, stored: pa.Table, runs: _Runs, timeout: int
+) -> _Kept | None:
+    """The stored sessions that hold the same events as a rebuilt one; None when all is
+    to be rewritten (most sessions changed)."""
     n = len(runs.code)
     if not n:
         return None
@@ -314,12 +303,15 @@ def _kept(stored: pa.Table, runs: _Runs, timeout: int) -> _Kept | None:
     # after the first in time. Where the two are one event, so is the stored id (the
     # session opened by it); the others are checked against their stored ids.
     first_arrival = np.minimum.reduceat(runs.seq, runs.start)[at]
-    doubt = at[first_arrival != runs.first_seq[at]]
+    doubt = np.flatnonzero(first_arrival != runs.first_seq[at])
+    keep = np.ones(len(hits), dtype=bool)
+    keep[doubt[_renamed(con, p, s_skey[hits[doubt]], runs.first_seq[at[doubt]])]] = False
+    hits, at = hits[keep], at[keep]
     kept = np.full(n, -1, dtype=np.int64)
     kept[at] = s_skey[hits]
     gone = np.ones(len(s_skey), dtype=bool)
     gone[hits] = False
-    return _Kept(kept, s_skey[gone], s_code[gone], doubt)
+    return _Kept(kept, s_skey[gone], s_code[gone])
 
 
 def _distinct(values: I64) -> I64:
@@ -331,22 +323,11 @@ def _distinct(values: I64) -> I64:
     return ordered[first]
 
 
-def _read_heads(con: duckdb.DuckDBPyConnection, p: str, seqs: I64) -> None:
-    """The events `seqs` (the first and last of sessions) as the temporary `rs_ev`."""
-    con.register("rs_want", pa.table({"seq": int_array(seqs)}))
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE rs_ev AS
-            SELECT seq, message_id, source, name, properties FROM events
-            WHERE project_id = {p} AND seq IN (SELECT seq FROM rs_want)"""
-    )
-    con.unregister("rs_want")
-
-
 def _renamed(con: duckdb.DuckDBPyConnection, p: str, skey: I64, head: I64) -> I64:
     """Of the stored sessions `skey`, the indexes of those whose id is not the one R3
-    makes from the rebuilt session's first event `head` (R2 order, in `rs_ev`): a
-    session made live is named after the event that opened it, which may have come
-    after an earlier one in time."""
+    makes from the rebuilt session's first event `head` (R2 order): a session made live
+    is named after the event that opened it, which may have come after an earlier one
+    in time."""
     con.register(
         "rs_named",
         pa.table(
@@ -360,7 +341,7 @@ def _renamed(con: duckdb.DuckDBPyConnection, p: str, skey: I64, head: I64) -> I6
     renamed = con.sql(
         f"""SELECT n.i FROM rs_named n
             JOIN sessions s ON s.project_id = {p} AND s.skey = n.skey
-            JOIN rs_ev e ON e.seq = n.head
+            JOIN events e ON e.project_id = {p} AND e.seq = n.head
             WHERE s.session_id <> {session_id_sql("s.profile_id", "e.message_id")}"""
     ).to_arrow_table()
     con.unregister("rs_named")
