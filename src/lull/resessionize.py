@@ -83,12 +83,13 @@ class _Runs:
     has_prev: BOOL
     concluded: BOOL
 
-    def table(self, rows: I64, skey: I64) -> pa.Table:
-        """These sessions (indexes `rows`) with their keys, as the writes read them."""
+    def table(self, rows: I64, skey: I64, names: pa.Array) -> pa.Table:
+        """These sessions (indexes `rows`) with their keys and profile ids (`names` by
+        code), as the writes read them."""
         return pa.table(
             {
                 "skey": int_array(skey),
-                "code": int_array(self.code[rows]),
+                "profile_id": names.take(int_array(self.code[rows])),
                 "first_seq": int_array(self.first_seq[rows]),
                 "last_seq": int_array(self.last_seq[rows]),
                 "first_ts": int_array(self.first_ts[rows]),
@@ -138,7 +139,6 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
     eligible = eligible_sql(settings, as_if_enabled=True)
     with transaction(con):
         chunks, names, known = _read(con, pid, eligible)
-        con.register("rs_dict", _coded(names))
         # the stored sessions are read on a cursor of their own while NumPy sorts
         with con.cursor() as side, ThreadPoolExecutor(1) as pool:
             reading = pool.submit(_stored, side, p, names, eligible, timeout) if known else None
@@ -150,7 +150,7 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
         skey0 = take_skey(con, pid, len(fresh))
         skeys = kept.copy()
         skeys[fresh] = np.arange(skey0, skey0 + len(fresh), dtype=np.int64)
-        con.register("rs_sessions", runs.table(fresh, skeys[fresh]))
+        con.register("rs_sessions", runs.table(fresh, skeys[fresh], names))
         written = runs.seq if found is None else runs.seq[np.repeat(kept < 0, runs.events)]
         assigned = np.repeat(skeys[fresh], runs.events[fresh])
         con.register(
@@ -177,8 +177,8 @@ def resessionize(con: duckdb.DuckDBPyConnection, pid: int, *, now: int) -> Rebui
             refresh_from_sessions(con, pid, timeout)
         else:
             touched = _distinct(np.concatenate([runs.code[fresh], found.gone_code]))
-            _refresh(con, pid, timeout, runs, skeys, kept, touched)
-        for name in ("rs_dict", "rs_sessions", "rs_assign"):
+            _refresh(con, pid, timeout, runs, skeys, kept, touched, names)
+        for name in ("rs_sessions", "rs_assign"):
             con.unregister(name)
         fill_ends(con, pid)
         note_rebuild(con, pid)  # the board's marks of earlier changes go
@@ -198,10 +198,9 @@ def _write(con: duckdb.DuckDBPyConnection, pid: int, timeout: int) -> None:
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE rs_heads AS
-            SELECT s.*, d.profile_id, f.message_id, f.source, f.name, f.properties,
-                   l.name AS last_name
-            FROM rs_sessions s JOIN rs_dict d USING (code)
-            JOIN rs_ev f ON f.seq = s.first_seq JOIN rs_ev l ON l.seq = s.last_seq"""
+            SELECT s.*, f.message_id, f.source, f.name, f.properties, l.name AS last_name
+            FROM rs_sessions s JOIN rs_ev f ON f.seq = s.first_seq
+            JOIN rs_ev l ON l.seq = s.last_seq"""
     )
     con.execute("DROP TABLE rs_ev")
     con.execute(
@@ -369,12 +368,13 @@ def _refresh(
     skeys: I64,
     kept: I64,
     touched: I64,
+    names: pa.Array,
 ) -> None:
-    """The profiles whose sessions changed (codes `touched`): their latest session and
-    horizon (as `refresh_from_sessions` sets every profile's, here from the rebuilt
-    sessions: a profile's last one, and its last concluded one, which is that or the
-    one before), and the previous session's end in the `session_ends` rows of their
-    kept sessions."""
+    """The profiles whose sessions changed (codes `touched`, ids in `names` by code):
+    their latest session and horizon (as `refresh_from_sessions` sets every profile's,
+    here from the rebuilt sessions: a profile's last one, and its last concluded one,
+    which is that or the one before), and the previous session's end in the
+    `session_ends` rows of their kept sessions."""
     p = literal(pid)
     last = np.searchsorted(runs.code, touched, side="right") - 1
     has = last >= 0
@@ -386,7 +386,7 @@ def _refresh(
     ended = np.maximum(ended, 0)
     latest = pa.table(
         {
-            "code": int_array(touched),
+            "profile_id": names.take(int_array(touched)),
             "skey": int_array(skeys[last], mask=~has),
             "f": int_array(runs.first_ts[last], mask=~has),
             "h": int_array(runs.last_ts[ended] + timeout, mask=~has_ended),
@@ -395,8 +395,7 @@ def _refresh(
     con.register("rs_latest", latest)
     con.execute(
         f"""UPDATE profiles SET latest_session_id = x.sid, latest_first_ts = x.f, horizon = x.h
-            FROM (SELECT d.profile_id, s.session_id AS sid, l.f, l.h
-                  FROM rs_latest l JOIN rs_dict d USING (code)
+            FROM (SELECT l.profile_id, s.session_id AS sid, l.f, l.h FROM rs_latest l
                   LEFT JOIN sessions s ON s.project_id = {p} AND s.skey = l.skey) x
             WHERE profiles.project_id = {p} AND profiles.profile_id = x.profile_id"""
     )
