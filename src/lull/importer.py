@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from lull.engine import vector
 from lull.engine.arrow import bool_array, flags, int_array, ints, str_array
 from lull.engine.replay import Replayed, replay
+from lull.engine.sets import distinct
 from lull.engine.state import NONE
 from lull.ingest.ndjson import (
     HASH,
@@ -33,7 +34,7 @@ from lull.ingest.ndjson import (
     maybe_repeated,
     unnumbered_seq,
 )
-from lull.model import session_id_sql
+from lull.model import Settings, session_id_sql
 from lull.store.db import literal, transaction
 from lull.store.ends import fill as fill_ends
 from lull.store.projects import eligible_sql, get_settings, take_seq, take_skey
@@ -41,6 +42,7 @@ from lull.store.sessions import conclude_due
 
 Progress = Callable[[str], None]
 I64 = npt.NDArray[np.int64]
+BOOL = npt.NDArray[np.bool_]
 
 
 @dataclass(slots=True)
@@ -84,6 +86,26 @@ def import_ndjson(
     started = time.perf_counter()
     step = progress or (lambda _name: None)
     settings = get_settings(con, pid)
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    try:
+        report = _import(con, pid, path, now, settings, keep_open, step)
+    finally:  # (after the commit: at the full limit, writing out is the peak otherwise)
+        if limit:
+            con.execute(f"SET memory_limit = {literal(str(limit[0]))}")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _import(
+    con: duckdb.DuckDBPyConnection,
+    pid: int,
+    path: str,
+    now: int,
+    settings: Settings,
+    keep_open: bool,
+    step: Progress,
+) -> ImportReport:
+    """`import_ndjson` in one transaction (its time is filled in by the caller)."""
     timeout = settings.timeout_ms
     with transaction(con):
         step("parse, check and store")
@@ -91,7 +113,6 @@ def import_ndjson(
         records = insert(con, pid, path, now)
         take_seq(con, pid, records)
         # the parse is done: leave the memory to the engine's arrays from here on
-        limit = con.execute("SELECT current_setting('memory_limit')").fetchone()
         con.execute("SET memory_limit = '300MB'")
         step("skip duplicates")
 
@@ -125,21 +146,26 @@ def import_ndjson(
         ends = _first_and_last(out, ts)
         del ts
         step("write sessions")
-        skey = _write(con, pid, timeout, arrivals, prior, out)
-        _write_ends(con, pid, arrivals, prior, out, skey, ends)
+        eligible, late = len(arrivals.seq), int(np.count_nonzero(out.late))
+        skey = _keys(con, pid, prior, out)
+        rows = _Rows.of(arrivals, prior, out, skey, ends)
+        del ends
+        _write_assignments(con, pid, arrivals, out, skey)  # (then the per-event arrays go)
+        profile, source = _write_sessions(con, pid, timeout, arrivals, prior, out, skey, rows)
+        _write_ends(con, pid, out, skey, rows, profile, source)
+        del profile, source, rows
+        _write_profiles(con, pid, timeout, arrivals, out, skey)
         concluded = conclude_due(con, pid, end, timeout)  # the store's other profiles
         con.unregister("imp_dict")
         fill_ends(con, pid)  # the board's entry/exit and breakdowns read them (figures.py)
-        if limit:  # (after the ends: their group over every event is the peak otherwise)
-            con.execute(f"SET memory_limit = {literal(str(limit[0]))}")
     return ImportReport(
         records=records,
         duplicates=duplicates,
-        eligible=len(arrivals.seq),
-        late=int(np.count_nonzero(out.late)),
+        eligible=eligible,
+        late=late,
         sessions=len(out.code),
         concluded=concluded + int(np.count_nonzero(out.concluded)),
-        seconds=time.perf_counter() - started,
+        seconds=0.0,
     )
 
 
@@ -270,67 +296,68 @@ class _Prior:
         return [(int(a), int(b)) for a, b in rows]
 
 
-def _write(
-    con: duckdb.DuckDBPyConnection,
-    pid: int,
-    timeout: int,
-    arrivals: _Arrivals,
-    prior: _Prior,
-    out: Replayed,
-) -> I64:
-    """Sessions (ids made from their first event), each event's session, and profiles;
-    returns each session's store key."""
-    p, t = literal(pid), literal(timeout)
+def _keys(con: duckdb.DuckDBPyConnection, pid: int, prior: _Prior, out: Replayed) -> I64:
+    """Each session's store key: a carried open session keeps its own, a new one takes
+    the project's next."""
     new = out.head >= 0
     skey = np.empty(len(out.code), dtype=np.int64)
     skey[~new] = prior.skey[out.code[~new]]
     fresh = int(np.count_nonzero(new))
     skey0 = take_skey(con, pid, fresh)
     skey[new] = np.arange(skey0, skey0 + fresh, dtype=np.int64)
-    carried = ~new
-    head_seq = np.full(len(out.code), -1, dtype=np.int64)  # (no arrivals: all carried)
-    head_seq[new] = arrivals.seq[out.head[new]]
-    # an open session from before keeps its id and source; a new one takes its first event's
-    was_open = out.code[carried]
-    con.register(
-        "imp_prior",
-        pa.table(
-            {
-                "skey": int_array(skey[carried]),
-                "sid": str_array(prior.open_id[was_open].tolist()),
-                "source": str_array(prior.open_source[was_open].tolist()),
-            }
-        ),
-    )
-    con.register(
-        "imp_sessions",
-        pa.table(
-            {
-                "skey": int_array(skey),
-                "code": int_array(out.code),
-                "first_seq": int_array(head_seq),
-                "first_ts": int_array(out.first_ts),
-                "last_ts": int_array(out.last_ts),
-                "events": int_array(out.events),
-                "concluded": bool_array(out.concluded),
-            }
-        ),
-    )
-    if carried.any():
-        con.execute(
-            f"""DELETE FROM sessions WHERE project_id = {p} AND NOT concluded
-                AND skey IN (SELECT skey FROM imp_prior)"""
-        )
-    con.execute(
-        f"""INSERT INTO sessions
-            SELECT {p}, s.skey,
-                   coalesce(o.sid, {session_id_sql("d.profile_id", "e.message_id")}),
-                   d.profile_id, s.first_ts, s.last_ts, s.events, coalesce(o.source, e.source),
-                   s.concluded, CASE WHEN s.concluded THEN s.last_ts + {t} END
-            FROM imp_sessions s JOIN imp_dict d USING (code)
-            LEFT JOIN imp_prior o ON o.skey = s.skey
-            LEFT JOIN events e ON e.project_id = {p} AND e.seq = s.first_seq"""
-    )
+    return skey
+
+
+@dataclass(slots=True)
+class _Rows:
+    """The events the writes need, by seq (taken before the per-event arrays go): each
+    new session's head (its first to arrive: its id and source), and for the sessions
+    with `session_ends` rows (`ends`, see `_Rows.of`) their first and last in R2 order
+    and the end of the profile's previous session among them."""
+
+    heads: I64
+    ends: I64  # indexes of the sessions with ends rows, by (profile, first time)
+    first_seq: I64
+    last_seq: I64
+    prev_last_ts: I64
+    no_prev: BOOL
+
+    @classmethod
+    def of(
+        cls,
+        arrivals: _Arrivals,
+        prior: _Prior,
+        out: Replayed,
+        skey: I64,
+        ends: tuple[I64, I64] | None,
+    ) -> _Rows:
+        """`session_ends` rows are made here for the concluded sessions of the profiles
+        this import made all the sessions of (none stored before, none carried); the
+        others (sessions carried from or following the store's) are left to
+        `ends.fill`, which finds them missing and computes them from the events, as it
+        does all of them when `ends` is None (times and rows too wide to pack)."""
+        heads = arrivals.seq[out.head[out.head >= 0]]
+        none = np.zeros(0, dtype=np.int64)
+        if ends is None:
+            return cls(heads, none, none, none, none, np.zeros(0, dtype=bool))
+        first, last = ends
+        fresh = (prior.stored_horizon == NONE) & (prior.skey < 0)
+        pick = np.flatnonzero(out.concluded & (out.head >= 0) & fresh[out.code] & (first >= 0))
+        code = out.code[pick]
+        order = np.lexsort((skey[pick], out.first_ts[pick], code))
+        pick, code = pick[order], code[order]
+        prev = np.zeros(len(pick), dtype=np.int64)
+        prev[1:] = out.last_ts[pick[:-1]]
+        no_prev = np.ones(len(pick), dtype=bool)
+        no_prev[1:] = code[1:] != code[:-1]
+        return cls(heads, pick, arrivals.seq[first[pick]], arrivals.seq[last[pick]], prev, no_prev)
+
+
+def _write_assignments(
+    con: duckdb.DuckDBPyConnection, pid: int, arrivals: _Arrivals, out: Replayed, skey: I64
+) -> None:
+    """Each eligible event's session (`event_sessions`); then drops the per-event arrays
+    (`arrivals.seq`, `out.session`, `out.late`): the writes after need none of them."""
     hit = out.session >= 0
     row_skey = out.session  # (in place: one array of a row fewer at the peak)
     row_skey[hit] = skey[out.session[hit]]
@@ -344,11 +371,113 @@ def _write(
             }
         ),
     )
-    con.execute(f"INSERT INTO event_sessions SELECT {p}, seq, skey, late FROM imp_assign")
-    for name in ("imp_prior", "imp_sessions", "imp_assign"):
-        con.unregister(name)
-    _write_profiles(con, pid, timeout, arrivals, out, skey)
-    return skey
+    del hit, row_skey
+    con.execute(
+        f"INSERT INTO event_sessions SELECT {literal(pid)}, seq, skey, late FROM imp_assign"
+    )
+    con.unregister("imp_assign")
+    arrivals.seq = out.session = np.zeros(0, dtype=np.int64)
+    out.late = np.zeros(0, dtype=bool)
+
+
+def _write_sessions(
+    con: duckdb.DuckDBPyConnection,
+    pid: int,
+    timeout: int,
+    arrivals: _Arrivals,
+    prior: _Prior,
+    out: Replayed,
+    skey: I64,
+    rows: _Rows,
+) -> tuple[pa.Array, pa.Array]:
+    """The sessions, their ids made from their head events (R3); returns each session's
+    profile id and source. The rows are put together in Arrow and appended: a join of
+    the sessions with the events table was planned with the events as its build side
+    (seconds at 10M; docs/benchmarks.md)."""
+    p, t = literal(pid), literal(timeout)
+    new = out.head >= 0
+    heads = _events_at(con, pid, rows.heads, "message_id, source")
+    message = _placed(heads.column("message_id"), new)
+    source = _placed(heads.column("source"), new)
+    del heads
+    carried = np.flatnonzero(~new)
+    sid: pa.Array = pa.nulls(len(out.code), pa.string())
+    if len(carried):  # an open session from before keeps its id and source
+        was_open = out.code[carried]
+        sid = _placed(str_array(prior.open_id[was_open].tolist()), ~new)
+        kept = _placed(str_array(prior.open_source[was_open].tolist()), ~new)
+        source = pc.if_else(bool_array(new), source, kept)
+        con.register("imp_carried", pa.table({"skey": int_array(skey[carried])}))
+        con.execute(
+            f"""DELETE FROM sessions WHERE project_id = {p} AND NOT concluded
+                AND skey IN (SELECT skey FROM imp_carried)"""
+        )
+        con.unregister("imp_carried")
+    profile = arrivals.names.take(int_array(out.code))
+    con.register(
+        "imp_sessions",
+        pa.table(
+            {
+                "skey": int_array(skey),
+                "sid": sid,
+                "profile_id": profile,
+                "message_id": message,
+                "source": source,
+                "first_ts": int_array(out.first_ts),
+                "last_ts": int_array(out.last_ts),
+                "events": int_array(out.events),
+                "concluded": bool_array(out.concluded),
+            }
+        ),
+    )
+    del sid, message
+    con.execute(
+        f"""INSERT INTO sessions
+            SELECT {p}, skey, coalesce(sid, {session_id_sql("profile_id", "message_id")}),
+                   profile_id, first_ts, last_ts, events, source, concluded,
+                   CASE WHEN concluded THEN last_ts + {t} END
+            FROM imp_sessions"""
+    )
+    con.unregister("imp_sessions")
+    return profile, source
+
+
+def _events_at(con: duckdb.DuckDBPyConnection, pid: int, seqs: I64, columns: str) -> pa.Table:
+    """`columns` of the project's events whose seq is one of `seqs` (distinct), in the
+    order of `seqs`: one scan of the events filtered by the seqs (a semi join)."""
+    con.register("imp_at", pa.table({"seq": int_array(seqs)}))
+    found = con.sql(
+        f"""SELECT e.seq, {columns} FROM events e SEMI JOIN imp_at a ON e.seq = a.seq
+            WHERE e.project_id = {literal(pid)}"""
+    ).to_arrow_table()
+    con.unregister("imp_at")
+    at = ints(found.column("seq"))
+    wanted = np.argsort(seqs)  # the same seqs both: match them in sorted order
+    got = np.argsort(at)
+    if len(at) != len(seqs) or not np.array_equal(at[got], seqs[wanted]):
+        raise AssertionError("an event of this import is missing from the store")
+    where = np.empty(len(seqs), dtype=np.int64)
+    where[wanted] = got
+    return found.drop_columns(["seq"]).take(int_array(where))
+
+
+def _positions(ordered: I64, values: I64) -> I64:
+    """Where each of `values` is in the ascending `ordered` (searched in ascending order:
+    NumPy's search of unsorted keys in millions of values costs ten times as much)."""
+    order = np.argsort(values)
+    at = np.empty(len(values), dtype=np.int64)
+    at[order] = np.searchsorted(ordered, values[order])
+    return at
+
+
+def _placed(values: pa.ChunkedArray | pa.Array, mask: BOOL) -> pa.Array:
+    """`values` (one for each True of `mask`) at the True places of a column as long as
+    `mask`, null elsewhere."""
+    index = np.full(len(mask), -1, dtype=np.int64)
+    index[mask] = np.arange(int(np.count_nonzero(mask)), dtype=np.int64)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.take(int_array(index, mask=index < 0))
 
 
 def _first_and_last(out: Replayed, ts: I64) -> tuple[I64, I64] | None:
@@ -382,51 +511,46 @@ def _first_and_last(out: Replayed, ts: I64) -> tuple[I64, I64] | None:
 def _write_ends(
     con: duckdb.DuckDBPyConnection,
     pid: int,
-    arrivals: _Arrivals,
-    prior: _Prior,
     out: Replayed,
     skey: I64,
-    ends: tuple[I64, I64] | None,
+    rows: _Rows,
+    profile: pa.Array,
+    source: pa.Array,
 ) -> None:
-    """session_ends (store/ends.py) of the concluded sessions of the profiles this import
-    made all the sessions of (none stored before, none carried): their first and last
-    events as the engine's rows give them, the previous session's end among theirs. The
-    others (sessions carried from or following the store's) are left to `ends.fill`,
-    which finds them missing and computes them from the events, as it does all of them
-    when `ends` is None."""
-    if ends is None:
-        return
-    first, last = ends
-    fresh = (prior.stored_horizon == NONE) & (prior.skey < 0)
-    pick = np.flatnonzero(out.concluded & (out.head >= 0) & fresh[out.code] & (first >= 0))
+    """The `session_ends` rows (store/ends.py) the import knows (`_Rows.of`): each
+    session's first and last event's names and the first's properties, read from the
+    store by seq, put together in Arrow and appended."""
+    pick = rows.ends
     if not len(pick):
         return
-    code, first_ts = out.code[pick], out.first_ts[pick]
-    order = np.lexsort((skey[pick], first_ts, code))
-    pick, code = pick[order], code[order]
-    prev = np.zeros(len(pick), dtype=np.int64)
-    prev[1:] = out.last_ts[pick[:-1]]
-    none = np.ones(len(pick), dtype=bool)
-    none[1:] = code[1:] != code[:-1]
+    both = distinct(np.concatenate([rows.first_seq, rows.last_seq]))
+    names = _events_at(con, pid, both, "name").column("name")
+    firsts = _events_at(con, pid, rows.first_seq, "properties").column("properties")
+    taken = int_array(pick)
     con.register(
         "imp_ends",
         pa.table(
             {
                 "skey": int_array(skey[pick]),
-                "prev_last_ts": int_array(prev, mask=none),
-                "first_seq": int_array(arrivals.seq[first[pick]]),
-                "last_seq": int_array(arrivals.seq[last[pick]]),
+                "profile_id": profile.take(taken),
+                "source": source.take(taken),
+                "first_ts": int_array(out.first_ts[pick]),
+                "last_ts": int_array(out.last_ts[pick]),
+                "events": int_array(out.events[pick]),
+                "prev_last_ts": int_array(rows.prev_last_ts, mask=rows.no_prev),
+                "first_seq": int_array(rows.first_seq),
+                "first_name": names.take(int_array(_positions(both, rows.first_seq))),
+                "last_name": names.take(int_array(_positions(both, rows.last_seq))),
+                "first_properties": firsts,
             }
         ),
     )
-    p = literal(pid)
+    del names, firsts
     con.execute(
         f"""INSERT INTO session_ends
-            SELECT {p}, s.skey, s.profile_id, s.source, s.concluded, s.first_ts, s.last_ts,
-                   s.events, x.prev_last_ts, x.first_seq, f.name, l.name, f.properties
-            FROM imp_ends x JOIN sessions s ON s.project_id = {p} AND s.skey = x.skey
-            JOIN events f ON f.project_id = {p} AND f.seq = x.first_seq
-            JOIN events l ON l.project_id = {p} AND l.seq = x.last_seq"""
+            SELECT {literal(pid)}, skey, profile_id, source, true, first_ts, last_ts, events,
+                   prev_last_ts, first_seq, first_name, last_name, first_properties
+            FROM imp_ends"""
     )
     con.unregister("imp_ends")
 

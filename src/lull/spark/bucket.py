@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from lull.engine import vector
 from lull.engine.columnar import NONE
+from lull.engine.sets import distinct
 from lull.model import SYSTEM_EVENTS, Settings
 
 I64 = npt.NDArray[np.int64]
@@ -183,7 +184,7 @@ def apply(
             bucket.remember(ended)  # the history of the next chunk's exact profiles
             concluded.append(ended)
         np.maximum.at(bucket.clock, codes, instant)
-        touched = np.unique(codes)
+        touched = distinct(codes)
     table = bucket.table
     # due before the profile's latest instant (no later arrival of it can join), or by
     # the stream's clock

@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.ipc as ipc
 
+from lull.engine.sets import first_places
 from lull.model import Settings
 
 I64 = npt.NDArray[np.int64]
@@ -320,7 +321,7 @@ def dedupe(plan: Plan, parts: Sequence[int]) -> tuple[int, dict[int, list[int]]]
         batch = batch.take(order)
         codes = pc.dictionary_encode(batch["message_id"]).combine_chunks().indices.to_numpy()
         keep = np.zeros(len(codes), dtype=bool)
-        keep[np.unique(codes, return_index=True)[1]] = True  # the first copy in arrival order
+        keep[first_places(codes)] = True  # the first copy in arrival order
         ids = batch["message_id"].combine_chunks()
         h = fnv1a(ids)
         for path in known:
