@@ -145,6 +145,14 @@ def corrected_time(ts: int, sent_at: int | None, received_at: int) -> int:
     return min(fixed, received_at)
 
 
+def corrected_times(ts: Any, sent_at: Any, received_at: Any) -> Any:
+    """`corrected_time` column-wise, over Arrow arrays (`sent_at` null where not sent)."""
+    import pyarrow.compute as pc  # (only the column-wise readers need it)
+
+    fixed = pc.if_else(pc.is_null(sent_at), ts, pc.add(ts, pc.subtract(received_at, sent_at)))
+    return pc.min_element_wise(fixed, received_at)
+
+
 def check_clock_fix(ts: int, sent_at: int | None, arrived: int | None, field: str) -> None:
     """Refuse an event whose clock fix (R5) would move it before 1970."""
     if sent_at is not None and arrived is not None and corrected_time(ts, sent_at, arrived) < 0:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from lull.errors import BadInput
-from lull.ingest.records import corrected_time, to_record
+from lull.ingest.records import corrected_time, corrected_times, to_record
 from lull.model import parse_time
 
 if TYPE_CHECKING:
@@ -139,9 +139,7 @@ def segment_rows(project: str, path: str, data: pa.Buffer) -> pa.Table:
             clock = pc.equal(kind, LOG_CLOCK)
             ev = pa.Table.from_batches([batch]).append_column("pos", pa.array(at)).filter(event)
             r, ts, sent = ev["received_at"], ev["ts"], ev["sent_at"]
-            fixed = pc.min_element_wise(  # R5's clock fix, as `corrected_time`
-                pc.if_else(pc.is_null(sent), ts, pc.add(ts, pc.subtract(r, sent))), r
-            )
+            fixed = corrected_times(ts, sent, r)  # R5's clock fix
             k = ev.num_rows
             parts.append(pa.table(
                 {"key": ev["profile_id"], "dedupe": ev["message_id"],
