@@ -51,7 +51,10 @@ from lull.web.routes import web_routes
 from lull.whatif import preview
 
 Handler = Callable[[Request], Awaitable[Response]]
-Serves = Literal["all", "ingest", "reads"]
+# What an app answers: everything; ingestion only (the front of `lull serve`, which passes
+# the rest to its store process); reads only; or ingestion only with a 404 saying so for
+# the rest (`lull serve --ingest-only`).
+Serves = Literal["all", "ingest", "reads", "ingest-only"]
 
 
 class _AnyText(Convertor[str]):
@@ -248,10 +251,9 @@ async def _not_served(request: Request) -> Response:
     return JSONResponse({"error": message}, status_code=404)
 
 
-def build(server: Server, serves: Serves = "all", ingest_only: bool = False) -> Starlette:
+def build(server: Server, serves: Serves = "all") -> Starlette:
     """The app: its ingestion endpoints, its reads (the read API, settings, the web
-    pages), or both; /healthz and /openapi.json always. With `ingest_only` (`lull serve
-    --ingest-only`) anything else answers 404 saying so."""
+    pages), or both (`Serves`); /healthz and /openapi.json always."""
 
     async def healthz(request: Request) -> Response:
         if server.door.failing is not None:  # the ingest log cannot be written now
@@ -518,7 +520,7 @@ def build(server: Server, serves: Serves = "all", ingest_only: bool = False) -> 
         *clevertap_web.routes(server),
     ]
     reading: list[BaseRoute] = []
-    if serves != "ingest":  # (the pages read the store as they are made)
+    if serves in ("all", "reads"):  # (the pages read the store as they are made)
         reading = [
             Route(
                 "/api/v1/sessions",
@@ -546,8 +548,9 @@ def build(server: Server, serves: Serves = "all", ingest_only: bool = False) -> 
             *web_routes(server),  # the web pages at /
         ]
     routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/openapi.json", openapi)]
-    routes += ingest if serves == "ingest" else reading if serves == "reads" else ingest + reading
-    if ingest_only:  # no reads: ingestion, /healthz and /openapi.json, and a clear 404
+    routes += ingest if serves != "reads" else []
+    routes += reading if serves in ("all", "reads") else []
+    if serves == "ingest-only":  # no reads: ingestion, /healthz and /openapi.json, and a clear 404
         routes.append(Route("/{rest:path}", _not_served, methods=list(_ANY)))
     app = Starlette(
         routes=routes,
@@ -558,6 +561,6 @@ def build(server: Server, serves: Serves = "all", ingest_only: bool = False) -> 
     return app
 
 
-def serving(server: Server, serves: Serves = "all", ingest_only: bool = False) -> FastIngest:
+def serving(server: Server, serves: Serves = "all") -> FastIngest:
     """The app behind the native API's fast lane (server/fast.py)."""
-    return FastIngest(build(server, serves, ingest_only), server)
+    return FastIngest(build(server, serves), server)

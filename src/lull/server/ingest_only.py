@@ -177,7 +177,7 @@ def serve(
         try:
             # no duplicate window: Spark keeps the ids (window 0: in-flight copies only)
             door = Door(log, engine, names, window_ms=0)
-            app = serving(Server(con, engine, door), "ingest", ingest_only=True)
+            app = serving(Server(con, engine, door), "ingest-only")
         except BaseException:
             log.close()
             raise
