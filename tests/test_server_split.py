@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from lull.server.front import CONFIG_HEADER, LOG_HEADER, _forwarded
 from serverproc import LullServer, bearer, now_ms
 
 
@@ -126,6 +127,18 @@ def test_the_front_s_questions_to_the_store_are_not_reachable(tmp_path: Path) ->
         assert got.status_code == 200 and len(got.json()) == 3
         assert "x-lull-config" not in got.headers  # between the two processes only
         assert got.headers.get_list("date") and len(got.headers.get_list("date")) == 1
+
+
+def test_the_front_forwards_no_header_of_its_own_kind_from_a_client() -> None:
+    """What the front passes on of a client's request: never an x-lull-* header (the
+    store process believes those: how far the log was acknowledged), never one the front
+    sets itself (who the client is) or a hop-by-hop one; the rest as it came. (The test
+    above cannot see the difference: the front's own x-lull-log comes last and wins.)"""
+    for header in (LOG_HEADER, CONFIG_HEADER, b"x-lull-anything", b"x-forwarded-for",
+                   b"content-length", b"connection"):  # fmt: skip
+        assert not _forwarded(header), header
+    for header in (b"authorization", b"cookie", b"content-type", b"x-request-id", b"accept"):
+        assert _forwarded(header), header
 
 
 def test_two_clients_cookies_never_mix(tmp_path: Path) -> None:
