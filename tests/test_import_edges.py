@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pytest
+
+from lull.importer import _events_at
+from lull.store.db import connect
 from lullrun import export, lull, write_events
 
 T0 = 1_790_000_000_000
@@ -34,3 +39,23 @@ def test_a_part_with_no_eligible_event_concludes_the_sessions_left_open(
     assert done.json()["eligible"] == 0
     sessions = export(db, "sessions", tmp_path)
     assert [(s["concluded"], s["events"], s["length_s"]) for s in sessions] == [(True, 2, 60)]
+
+
+def test_events_are_read_back_in_the_order_asked(tmp_path: Path) -> None:
+    """The writes take their heads', firsts' and lasts' columns from `_events_at`, which
+    must give them in the order of the seqs asked (not the store's), and never fewer."""
+    db = tmp_path / "lull.duckdb"
+    assert lull(db, "settings", "--sessions", "on").code == 0
+    lines = [ev(f"m{i}", T0 + i * MIN) for i in range(40)]
+    assert lull(db, "import", str(write_events(tmp_path / "a.ndjson", lines))).code == 0
+    con = connect(db)
+    try:
+        ((pid,),) = con.execute("SELECT id FROM projects WHERE name = 'default'").fetchall()
+        asked = np.array([7, 31, 0, 12, 39, 3], dtype=np.int64)
+        got = _events_at(con, pid, asked, "message_id, ts").to_pydict()
+        assert got["message_id"] == [f"m{i}" for i in asked]
+        assert got["ts"] == [T0 + int(i) * MIN for i in asked]
+        with pytest.raises(AssertionError):
+            _events_at(con, pid, np.array([5, 40], dtype=np.int64), "message_id")
+    finally:
+        con.close()

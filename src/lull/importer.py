@@ -23,7 +23,6 @@ import pyarrow.compute as pc
 from lull.engine import vector
 from lull.engine.arrow import bool_array, flags, int_array, ints, str_array
 from lull.engine.replay import Replayed, replay
-from lull.engine.sets import distinct
 from lull.engine.state import NONE
 from lull.ingest.ndjson import (
     HASH,
@@ -182,7 +181,7 @@ class _Arrivals:
     first_seen: I64
     last_seen: I64
     last_clock: int | None
-    hashes: npt.NDArray[np.uint64]  # every row's message id hashed (`ndjson.HASH`): R6
+    hashes: I64  # every row's message id hashed (`ndjson.HASH`), for R6
 
     def engine_done(self) -> None:
         """Drop what only the engine needed."""
@@ -216,7 +215,7 @@ class _Arrivals:
         ts = ints(fresh.column("ts"))
         clock = np.maximum.accumulate(ints(fresh.column("r")))  # it never goes back
         elig = flags(fresh.column("eligible"))
-        hashes = _hashes(fresh.column("h"))
+        hashes = ints(fresh.column("h"))  # (unsigned: the same 64 bits as int64)
         del fresh, encoded
         first_seen = np.full(len(names), np.iinfo(np.int64).max, dtype=np.int64)
         last_seen = np.full(len(names), np.iinfo(np.int64).min, dtype=np.int64)
@@ -229,14 +228,7 @@ class _Arrivals:
         )  # fmt: skip
 
 
-_NO_HASHES = np.zeros(0, dtype=np.uint64)
-
-
-def _hashes(column: pa.ChunkedArray) -> npt.NDArray[np.uint64]:
-    a = column.combine_chunks()
-    if not len(a):
-        return _NO_HASHES
-    return np.frombuffer(a.buffers()[1], dtype=np.uint64, count=len(a), offset=a.offset * 8)
+_NO_HASHES = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(slots=True)
@@ -461,15 +453,6 @@ def _events_at(con: duckdb.DuckDBPyConnection, pid: int, seqs: I64, columns: str
     return found.drop_columns(["seq"]).take(int_array(where))
 
 
-def _positions(ordered: I64, values: I64) -> I64:
-    """Where each of `values` is in the ascending `ordered` (searched in ascending order:
-    NumPy's search of unsorted keys in millions of values costs ten times as much)."""
-    order = np.argsort(values)
-    at = np.empty(len(values), dtype=np.int64)
-    at[order] = np.searchsorted(ordered, values[order])
-    return at
-
-
 def _placed(values: pa.ChunkedArray | pa.Array, mask: BOOL) -> pa.Array:
     """`values` (one for each True of `mask`) at the True places of a column as long as
     `mask`, null elsewhere."""
@@ -523,9 +506,8 @@ def _write_ends(
     pick = rows.ends
     if not len(pick):
         return
-    both = distinct(np.concatenate([rows.first_seq, rows.last_seq]))
-    names = _events_at(con, pid, both, "name").column("name")
-    firsts = _events_at(con, pid, rows.first_seq, "properties").column("properties")
+    firsts = _events_at(con, pid, rows.first_seq, "name, properties")
+    lasts = _events_at(con, pid, rows.last_seq, "name")
     taken = int_array(pick)
     con.register(
         "imp_ends",
@@ -539,13 +521,13 @@ def _write_ends(
                 "events": int_array(out.events[pick]),
                 "prev_last_ts": int_array(rows.prev_last_ts, mask=rows.no_prev),
                 "first_seq": int_array(rows.first_seq),
-                "first_name": names.take(int_array(_positions(both, rows.first_seq))),
-                "last_name": names.take(int_array(_positions(both, rows.last_seq))),
-                "first_properties": firsts,
+                "first_name": firsts.column("name"),
+                "last_name": lasts.column("name"),
+                "first_properties": firsts.column("properties"),
             }
         ),
     )
-    del names, firsts
+    del firsts, lasts
     con.execute(
         f"""INSERT INTO session_ends
             SELECT {literal(pid)}, skey, profile_id, source, true, first_ts, last_ts, events,

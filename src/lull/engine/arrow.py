@@ -16,7 +16,8 @@ I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]
 
 _WIDTH = {pa.int64(): np.int64, pa.int32(): np.int32, pa.int16(): np.int16, pa.int8(): np.int8,
-          pa.uint32(): np.uint32, pa.uint16(): np.uint16, pa.uint8(): np.uint8}  # fmt: skip
+          pa.uint64(): np.uint64, pa.uint32(): np.uint32, pa.uint16(): np.uint16,
+          pa.uint8(): np.uint8}  # fmt: skip
 
 
 def _one(column: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -27,7 +28,8 @@ def _one(column: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def ints(column: pa.Array | pa.ChunkedArray) -> I64:
-    """An integer column without nulls, as int64."""
+    """An integer column without nulls, as int64 (a uint64 one keeps its 64 bits: values
+    past int64's range read as negative, which equality, as in hashes, does not mind)."""
     a = _one(column)
     if not len(a):
         return np.zeros(0, dtype=np.int64)

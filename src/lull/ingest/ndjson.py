@@ -284,7 +284,7 @@ def _check_large(con: duckdb.DuckDBPyConnection, pid: int, path: str, now: int) 
 
 
 def maybe_repeated(
-    con: duckdb.DuckDBPyConnection, pid: int, seq0: int, hashes: npt.NDArray[np.uint64]
+    con: duckdb.DuckDBPyConnection, pid: int, seq0: int, hashes: npt.NDArray[np.int64]
 ) -> bool:
     """Whether a message id of the rows seq >= seq0 may repeat one stored before or one
     of those rows: their 64-bit hashes (`HASH`, read with the rows) compared with each
