@@ -103,6 +103,8 @@ def test_a_clean_stop_stops_both(tmp_path: Path) -> None:
         assert srv.stop() == 0
         assert gone(child, wait=1.0)
         assert not (tmp_path / "lull.duckdb.sock").exists()
+        # the store process stopped cleanly: it saved the live state for the next start
+        assert (tmp_path / "lull.duckdb.live").exists()
 
 
 def test_the_front_s_questions_to_the_store_are_not_reachable(tmp_path: Path) -> None:
@@ -119,6 +121,8 @@ def test_the_front_s_questions_to_the_store_are_not_reachable(tmp_path: Path) ->
             assert got.status_code == 404, got.text
             assert "d-0" not in got.text
         # a read claiming the log is acknowledged far ahead still answers what is stored
+        # (the front's own x-lull-log comes last and wins either way: the rule that drops
+        # a client's is checked directly in the test below)
         got = srv.http.get(
             "/api/v1/events",
             headers={**bearer(keys.read_token), "x-lull-log": "999999:0"},

@@ -549,7 +549,7 @@ def build(server: Server, serves: Serves = "all") -> Starlette:
         ]
     routes: list[BaseRoute] = [Route("/healthz", healthz), Route("/openapi.json", openapi)]
     routes += ingest if serves != "reads" else []
-    routes += reading if serves in ("all", "reads") else []
+    routes += reading  # (empty unless it serves reads)
     if serves == "ingest-only":  # no reads: ingestion, /healthz and /openapi.json, and a clear 404
         routes.append(Route("/{rest:path}", _not_served, methods=list(_ANY)))
     app = Starlette(

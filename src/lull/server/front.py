@@ -31,8 +31,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
-from typing import TYPE_CHECKING, Any
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import TYPE_CHECKING
 
 import httpx
 from starlette.routing import BaseRoute, Match
@@ -249,9 +249,10 @@ class Forward:
     def __init__(self, store: StoreProcess) -> None:
         transport = httpx.AsyncHTTPTransport(uds=store.socket)
         timeout = httpx.Timeout(600.0, connect=10.0)  # a rebuild of a large project is slow
-        # never a cookie jar: one client's cookies must not ride along with another's
-        self.client = httpx.AsyncClient(transport=transport, timeout=timeout,
-                                        cookies=CookieJar(_NoCookies()))  # fmt: skip
+        # a jar that keeps none (no domain allowed): one client's cookies must never ride
+        # along with another's
+        nothing = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
+        self.client = httpx.AsyncClient(transport=transport, timeout=timeout, cookies=nothing)
         self.store, self.engine = store, store.engine
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -298,19 +299,6 @@ class Forward:
             pass  # cut short: the client sees the connection end
         finally:
             await answer.aclose()
-
-
-class _NoCookies(DefaultCookiePolicy):
-    """A cookie policy that keeps and sends none."""
-
-    def set_ok(self, cookie: Cookie, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: Cookie, request: Any) -> bool:
-        return False
-
-    def domain_return_ok(self, domain: str, request: Any) -> bool:
-        return False
 
 
 class Split:
