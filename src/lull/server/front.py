@@ -30,7 +30,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING
 
@@ -45,7 +44,7 @@ from lull.server.door import RETRY_AFTER_S
 from lull.server.headers import EVERY_ANSWER
 from lull.server.identity import Target
 from lull.server.ingest_only import Frozen
-from lull.store.log import START, Position
+from lull.store.log import Position
 
 if TYPE_CHECKING:
     from lull.server.door import Batch
@@ -85,7 +84,6 @@ class StoreProcess:
         self._stdin = -1
         self._behind: Position | None = None  # a position the pipe had no room for
         self._sync: httpx.Client | None = None
-        self.acked: Callable[[], Position] = lambda: START  # the door's (`follow`)
 
     def spawn(self) -> None:
         """Start it: it imports what it needs, then waits for `start`."""
@@ -106,9 +104,10 @@ class StoreProcess:
         threading.Thread(target=self._reports, args=(read_fd,), name="lull-store-reports",
                          daemon=True).start()  # fmt: skip
 
-    def follow(self, engine: FrontEngine, acked: Callable[[], Position]) -> None:
-        """The front's engine (to keep up to date) and how far its door acknowledged."""
-        self.engine, self.acked = engine, acked
+    def follow(self, engine: FrontEngine) -> None:
+        """The front's engine, to keep up to date; its `applied` is how far the door
+        acknowledged (a frame is given to it once durable, as it is acknowledged)."""
+        self.engine = engine
         engine.store = self
 
     def kill(self) -> None:
@@ -171,7 +170,7 @@ class StoreProcess:
             transport = httpx.HTTPTransport(uds=self.socket)
             self._sync = httpx.Client(transport=transport, base_url="http://lull-store",
                                       timeout=STORED_TIMEOUT)  # fmt: skip
-        acked = self.acked()
+        acked = self.engine.applied
         try:
             answer = self._sync.post(
                 STORED_PATH,
@@ -268,7 +267,7 @@ class Forward:
         if client:
             headers.append((b"x-forwarded-for", str(client[0]).encode("latin-1")))
         headers.append((b"x-forwarded-proto", str(scope.get("scheme", "http")).encode()))
-        acked = self.store.acked()
+        acked = self.store.engine.applied
         headers.append((LOG_HEADER, f"{acked.segment}:{acked.offset}".encode()))
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")

@@ -82,7 +82,7 @@ def serve(
         finally:
             con.close()  # the store process opens it
         opened = time.perf_counter()
-        store.follow(engine, lambda: door.acked)
+        store.follow(engine)
         store.start(log.position)
     except BaseException:
         store.kill()
