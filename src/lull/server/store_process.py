@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
 import msgspec
@@ -108,10 +108,9 @@ class Reporter:
         with self._lock:
             self.version += 1
             version = self.version
-        fields = {"sessions_enabled": settings.sessions_enabled, "timeout_ms": settings.timeout_ms,
-                  "excluded": settings.excluded, "timezone": settings.timezone,
-                  "allowed_origins": settings.allowed_origins}  # fmt: skip
-        self.send({"settings": fields, "project": pid, "version": version})
+        # every field a Settings is made from (FrontEngine.changed makes it again)
+        given = {f.name: getattr(settings, f.name) for f in fields(settings) if f.init}
+        self.send({"settings": given, "project": pid, "version": version})
 
 
 class Following:
