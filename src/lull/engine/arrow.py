@@ -35,6 +35,8 @@ def ints(column: pa.Array | pa.ChunkedArray) -> I64:
         return np.zeros(0, dtype=np.int64)
     dtype = np.dtype(_WIDTH[a.type])
     raw = np.frombuffer(a.buffers()[1], dtype=dtype, count=len(a), offset=a.offset * dtype.itemsize)
+    if dtype.itemsize == 8:  # int64, or uint64 read as its bits: Arrow's memory, no copy
+        return raw.view(np.int64)
     return np.asarray(raw, dtype=np.int64)
 
 
